@@ -1,0 +1,40 @@
+# Two commands after cloning: `make demo` and `make test`. Each bootstraps .venv.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# the newest Python 3.11+ on PATH
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
+
+.PHONY: demo test lint typecheck schema clean venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "error: reconciler needs Python 3.11 or newer on PATH" >&2; exit 1; fi
+	@echo "==> creating $(VENV) with $(PYTHON)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	@$(PY) examples/demo.py
+
+test: $(STAMP)
+	@$(PY) -m pytest -q
+
+lint: $(STAMP)
+	@$(VENV)/bin/ruff check reconciler tests
+	@$(VENV)/bin/ruff format --check reconciler tests
+
+typecheck: $(STAMP)
+	@$(VENV)/bin/mypy
+
+schema: $(STAMP)
+	@$(PY) -m reconciler.schema > schema/finetunejob-v1.json
+	@echo "wrote schema/finetunejob-v1.json"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
