@@ -1,2 +1,155 @@
-def main() -> int:  # placeholder, replaced below
-    return 0
+"""Command line: argument parsing and the one error funnel (DESIGN §6).
+
+Kept light on purpose: ``reconciler --help`` imports only the standard library;
+each command imports what it needs when it runs (``commands.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+EPILOG = """\
+environment:
+  TOGETHER_API_KEY, OPENAI_API_KEY, MISTRAL_API_KEY   provider keys (read only when needed)
+  TOGETHER_BASE_URL, OPENAI_BASE_URL, MISTRAL_BASE_URL  endpoints, with or without /v1
+  RECONCILER_SPECS, RECONCILER_LEDGER                  defaults for --specs and --ledger
+  NO_COLOR                                             plain output
+
+exit codes: 0 ok; 1 error (or, with plan --detailed-exitcode, 0 no changes, 1 error, 2 changes)
+"""
+
+
+def _globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """Options valid before or after the command name."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if suppress else value
+
+    g = parser.add_argument_group("global options")
+    g.add_argument(
+        "--specs",
+        metavar="DIR",
+        default=default(os.environ.get("RECONCILER_SPECS", "specs")),
+        help="specs root (default ./specs, or $RECONCILER_SPECS)",
+    )
+    g.add_argument(
+        "--ledger",
+        metavar="FILE",
+        default=default(os.environ.get("RECONCILER_LEDGER", "state/ledger.db")),
+        help="ledger file (default ./state/ledger.db, or $RECONCILER_LEDGER)",
+    )
+    g.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default(0),
+        help="more logging; tracebacks on errors",
+    )
+    g.add_argument(
+        "--no-color", action="store_true", default=default(False), help="plain output"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reconciler",
+        description="GitOps for LLM fine-tuning: make provider fine-tune jobs match the "
+        "YAML specs committed to git.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
+    _globals(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        _globals(p, suppress=True)
+        return p
+
+    p = command("validate", "check specs and their data files; print every problem as file:line")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="spec files or folders (default: specs root)")
+
+    p = command("plan", "show what apply would create, replace, cancel or adopt, and why")
+    p.add_argument("--json", action="store_true", help="machine-readable plan on stdout")
+    p.add_argument("--out", metavar="FILE", help="save the plan for `apply --plan FILE`")
+    p.add_argument("--offline", action="store_true", help="no provider calls: plan from the ledger alone")
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when there are no changes, 2 when there are, 1 on error",
+    )
+
+    p = command("apply", "make the providers' jobs match the specs")
+    p.add_argument("--plan", metavar="FILE", help="apply exactly this saved plan (refused if stale)")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--wait", action="store_true", help="keep reconciling until every job settles")
+    p.add_argument("--timeout", type=float, default=24 * 3600.0, metavar="S", help="give up waiting after S seconds")
+    p.add_argument("--interval", type=float, default=10.0, metavar="S", help="poll every S seconds while waiting (default 10)")
+    p.add_argument(
+        "--adopt-grace",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="how long a tag missing from a provider's list may still be list lag (default 60)",
+    )
+
+    p = command("status", "every spec: phase, provider job, progress, model, last error")
+    p.add_argument("--json", action="store_true", help="machine-readable status on stdout")
+    p.add_argument("--offline", action="store_true", help="the ledger only, no provider calls")
+
+    p = command("logs", "the provider's events for a spec's current job")
+    p.add_argument("name", metavar="NAME", help="spec name")
+    p.add_argument("--ledger-events", action="store_true", help="reconciler's own audit log instead")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    verbose = int(getattr(args, "verbose", 0) or 0)
+    try:
+        from . import commands
+        from .log import configure
+
+        configure(verbose)
+        handler = getattr(commands, f"cmd_{args.command}")
+        return int(handler(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # the funnel: one line, exit 1; -v adds the traceback
+        return _report(exc, verbose)
+
+
+def _report(exc: BaseException, verbose: int) -> int:
+    from .errors import ReconcilerError, SpecErrors
+    from .redact import scrub
+
+    if verbose:
+        import traceback
+
+        print(scrub("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+    if isinstance(exc, SpecErrors):
+        for err in exc.errors:
+            print(err.render(), file=sys.stderr)
+        print(f"error: {len(exc.errors)} problem(s) found", file=sys.stderr)
+    elif isinstance(exc, ReconcilerError):
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
+    else:
+        print(
+            f"error: internal error: {type(exc).__name__}: {scrub(str(exc))} "
+            "(this is a bug; run with -v for the traceback)",
+            file=sys.stderr,
+        )
+    return 1

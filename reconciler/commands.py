@@ -1,0 +1,446 @@
+"""The commands behind the CLI: each loads what it needs, acts, prints, returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .apply import Executor, Outcome, persist_observations, refresh, with_observations
+from .errors import ConfigError, SpecErrors, StalePlanError
+from .ledger import Ledger, WriterLock
+from .loader import SpecSet, display_path, load_tree
+from .log import get as get_logger
+from .plan import Kind, Plan, SpecRecord, make_plan
+from .providers import DriverPool
+from .render import FORMAT_VERSION, console, dumps, plan_json, print_plan
+from .validation import DesiredState, desired_state
+
+log = get_logger()
+
+
+@dataclass
+class Workspace:
+    """Paths and streams of one invocation."""
+
+    specs: Path
+    ledger: Path
+    no_color: bool
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Workspace:
+        return cls(Path(args.specs), Path(args.ledger), bool(args.no_color))
+
+    def out(self) -> Any:
+        return console(sys.stdout, no_color=self.no_color)
+
+    def err(self) -> Any:
+        return console(sys.stderr, no_color=self.no_color)
+
+
+def _load(ws: Workspace, paths: list[Path] | None = None) -> tuple[SpecSet, DesiredState]:
+    if paths is None and not ws.specs.is_dir():
+        raise ConfigError(
+            f"specs folder {ws.specs} does not exist (set --specs or RECONCILER_SPECS)"
+        )
+    specs = load_tree(paths or [ws.specs])
+    root = ws.specs if ws.specs.is_dir() else (paths[0] if paths else ws.specs)
+    return specs, desired_state(specs, root)
+
+
+def _desired(ws: Workspace) -> DesiredState:
+    _, state = _load(ws)
+    if state.errors:
+        raise SpecErrors(state.errors)
+    return state
+
+
+def _read_ledger(ws: Workspace) -> tuple[dict[str, SpecRecord], str, int]:
+    """The ledger's view, read-only; an absent ledger is an empty one (and stays absent)."""
+    if not ws.ledger.exists():
+        return {}, "", 0
+    ledger = Ledger.open(ws.ledger, readonly=True)
+    try:
+        return ledger.records(), ledger.lineage, ledger.serial
+    finally:
+        ledger.close()
+
+
+@cache
+def _git_head(folder: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", folder, "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def git_commit(spec_path: str) -> str | None:
+    """The commit a spec file comes from; ``-dirty`` when the file differs from it."""
+    path = Path(spec_path)
+    head = _git_head(str(path.parent.resolve()))
+    if head is None:
+        return None
+    status = subprocess.run(
+        ["git", "-C", str(path.parent.resolve()), "status", "--porcelain", "--", path.name],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return head + ("-dirty" if status.stdout.strip() else "")
+
+
+# -- validate ------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    ws = Workspace.from_args(args)
+    paths = [Path(p) for p in args.paths] or None
+    specs, state = _load(ws, paths)
+    if state.errors:
+        raise SpecErrors(state.errors)
+    records = sum(r[0].records + (r[1].records if r[1] else 0) for r in state.reports.values())
+    shown = ", ".join(str(display_path(p)) for p in (paths or [ws.specs]))
+    ws.out().print(
+        f"[green]✓[/] {len(state.jobs)} spec(s) valid in {shown} "
+        f"({len(specs.files)} file(s), {records} data record(s))"
+    )
+    return 0
+
+
+# -- plan ----------------------------------------------------------------------------
+
+
+def _compute_plan(
+    ws: Workspace, state: DesiredState, offline: bool
+) -> tuple[Plan, dict[str, Any]]:
+    records, lineage, serial = _read_ledger(ws)
+    if not offline:
+        drivers = DriverPool(ws.env)
+        try:
+            records = with_observations(records, refresh(records, drivers))
+        finally:
+            drivers.close()
+    plan = make_plan(state.jobs, records, time.time())
+    return plan, {"path": str(ws.ledger), "lineage": lineage, "serial": serial}
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    ws = Workspace.from_args(args)
+    state = _desired(ws)
+    plan, ledger = _compute_plan(ws, state, args.offline)
+    document = plan_json(plan, ledger=ledger, specs_root=str(ws.specs), offline=args.offline)
+    if args.out:
+        Path(args.out).write_text(dumps(document) + "\n")
+    if args.json:
+        print(dumps(document))
+    else:
+        out = ws.out()
+        print_plan(plan, out)
+        if args.out:
+            out.print(f"\nSaved the plan to {args.out}: run `reconciler apply --plan {args.out}`.")
+        elif plan.changes:
+            out.print("\nRun `reconciler apply` to make these changes.")
+    if args.detailed_exitcode and plan.changes:
+        return 2
+    return 0
+
+
+# -- apply ---------------------------------------------------------------------------
+
+
+def _check_saved(saved: dict[str, Any], ledger: Ledger, plan: Plan, source: str) -> None:
+    """Refuse a saved plan whose ledger or specs have moved since it was made."""
+    if saved.get("format_version") != FORMAT_VERSION:
+        raise StalePlanError(f"{source}: plan format {saved.get('format_version')!r} is not {FORMAT_VERSION}")
+    was = saved.get("ledger", {})
+    fresh_ledger = was.get("lineage") == "" and ledger.serial == 0
+    if not fresh_ledger and was.get("lineage") != ledger.lineage:
+        raise StalePlanError(f"{source} was made for another ledger (lineage {was.get('lineage')})")
+    if not fresh_ledger and was.get("serial") != ledger.serial:
+        raise StalePlanError(
+            f"{source} is stale: the ledger changed since it was made "
+            f"(serial {was.get('serial')} → {ledger.serial}); run `reconciler plan` again"
+        )
+    before = saved.get("fingerprints", {})
+    now = dict(plan.fingerprints)
+    for name in sorted(set(before) | set(now)):
+        if before.get(name) != now.get(name):
+            raise StalePlanError(
+                f"{source} is stale: spec {name!r} changed since it was made; "
+                "run `reconciler plan` again"
+            )
+
+
+def _only_saved(plan: Plan, saved: dict[str, Any]) -> Plan:
+    allowed = {(a["name"], a["kind"]) for a in saved.get("actions", []) if a.get("change")}
+    kept = tuple(a for a in plan.actions if not a.is_change or (a.name, a.kind.value) in allowed)
+    return Plan(kept, plan.fingerprints)
+
+
+def _confirm(ws: Workspace, args: argparse.Namespace) -> bool:
+    if args.yes or args.plan:
+        return True
+    if not sys.stdin.isatty():
+        raise ConfigError("apply needs confirmation: pass --yes (no terminal to ask on)")
+    answer = input("\nApply these changes? Only 'yes' is accepted: ")
+    return answer.strip() == "yes"
+
+
+def _outcome_line(out: Any, o: Outcome) -> None:
+    from rich.markup import escape
+
+    mark = "[green]✓[/]" if o.ok else ("[yellow]…[/]" if o.pending else "[red]✗[/]")
+    out.print(f"{mark} {escape(o.name)}: {o.kind.value}: {escape(o.message)}")
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    ws = Workspace.from_args(args)
+    state = _desired(ws)  # before the lock and the ledger: a bad spec touches nothing
+    saved = None
+    if args.plan:
+        try:
+            saved = json.loads(Path(args.plan).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read plan {args.plan}: {exc}") from exc
+    out = ws.out()
+    with WriterLock(ws.ledger) as lock:
+        lock.acquire("apply")
+        ledger = Ledger.open(ws.ledger)
+        drivers = DriverPool(ws.env)
+        try:
+            return _apply(ws, args, state, saved, ledger, drivers, out)
+        finally:
+            drivers.close()
+            ledger.close()
+
+
+def _apply(
+    ws: Workspace,
+    args: argparse.Namespace,
+    state: DesiredState,
+    saved: dict[str, Any] | None,
+    ledger: Ledger,
+    drivers: DriverPool,
+    out: Any,
+) -> int:
+    observed = refresh(ledger.records(), drivers)
+    if saved is not None:
+        preview = make_plan(state.jobs, with_observations(ledger.records(), observed), time.time())
+        _check_saved(saved, ledger, preview, args.plan)
+    persist_observations(ledger, observed)
+    plan = make_plan(state.jobs, ledger.records(), time.time())
+    if saved is not None:
+        plan = _only_saved(plan, saved)
+    print_plan(plan, out, show_unchanged=False)
+    if plan.changes and not _confirm(ws, args):
+        out.print("Apply cancelled.")
+        return 1
+    executor = Executor(
+        ledger,
+        drivers,
+        state.jobs,
+        git_commit=git_commit,
+        adopt_grace=args.adopt_grace,
+        on_outcome=lambda o: _outcome_line(out, o),
+    )
+    if plan.changes:
+        out.print()
+    outcomes = executor.execute(plan)
+    failed = [o for o in outcomes if not o.ok and not o.pending]
+    if args.wait:
+        plan, more_failed, timed_out = _wait(args, state, ledger, drivers, executor, plan, out, saved is not None)
+        failed += more_failed
+        bad = [a for a in plan.actions if a.kind in (Kind.DEGRADED, Kind.DRIFT)]
+        out.print()
+        print_plan(plan, out)
+        if timed_out:
+            out.print(f"[red]Timed out after {args.timeout:.0f}s;[/] jobs keep running: see `reconciler status`.")
+            return 1
+        if failed or bad:
+            return 1
+        return 0
+    done = sum(1 for o in outcomes if o.ok)
+    pending = sum(1 for o in outcomes if o.pending)
+    summary = f"Apply complete: {done} done, {pending} pending, {len(failed)} failed."
+    out.print(("\n" if outcomes else "") + f"[bold]{summary}[/]")
+    if any(a.kind is Kind.WAIT for a in plan.actions) or outcomes:
+        out.print("Jobs run at the provider: follow them with `reconciler status` or `apply --wait`.")
+    return 1 if failed else 0
+
+
+def _wait(
+    args: argparse.Namespace,
+    state: DesiredState,
+    ledger: Ledger,
+    drivers: DriverPool,
+    executor: Executor,
+    plan: Plan,
+    out: Any,
+    saved: bool,
+) -> tuple[Plan, list[Outcome], bool]:
+    """Reconcile until every job settles (or the timeout): the loop behind ``--wait``."""
+    from rich.markup import escape
+
+    deadline = time.monotonic() + args.timeout
+    failed: list[Outcome] = []
+    before = {a.id: a.phase for r in ledger.records().values() for a in r.attempts}
+    while True:
+        plan = make_plan(state.jobs, ledger.records(), time.time())
+        if saved:
+            plan = Plan(tuple(a for a in plan.actions if not a.is_change), plan.fingerprints)
+        if plan.settled:
+            return plan, failed, False
+        if time.monotonic() >= deadline:
+            return plan, failed, True
+        time.sleep(args.interval)
+        observed = refresh(ledger.records(), drivers)
+        persist_observations(ledger, observed)
+        for r in ledger.records().values():
+            for a in r.attempts:
+                if before.get(a.id) != a.phase:
+                    progress = f" ({a.progress})" if a.progress else ""
+                    model = f": {a.fine_tuned_model}" if a.fine_tuned_model and a.phase is a.phase.SUCCEEDED else ""
+                    err = f": {a.error}" if a.error else ""
+                    out.print(
+                        f"  {escape(a.name)}: {before.get(a.id, 'new')} → {a.phase.value}"
+                        f"{escape(progress + model + err)}"
+                    )
+                    before[a.id] = a.phase
+        if not saved:
+            plan = make_plan(state.jobs, ledger.records(), time.time())
+            outcomes = executor.execute(plan)
+            failed += [o for o in outcomes if not o.ok and not o.pending]
+
+
+# -- status --------------------------------------------------------------------------
+
+
+def _status_rows(ws: Workspace, offline: bool) -> list[dict[str, Any]]:
+    records, _, _ = _read_ledger(ws)
+    if not offline and records:
+        drivers = DriverPool(ws.env)
+        try:
+            records = with_observations(records, refresh(records, drivers))
+        finally:
+            drivers.close()
+    jobs: list[Any] = []
+    if ws.specs.is_dir():
+        _, state = _load(ws)
+        jobs = state.jobs
+        if state.errors:
+            print(
+                f"warning: {len(state.errors)} spec problem(s); run `reconciler validate`",
+                file=sys.stderr,
+            )
+    plan = make_plan(jobs, records, time.time())
+    rows = []
+    for action in plan.actions:
+        cur = action.current
+        rows.append(
+            {
+                "name": action.name,
+                "provider": action.provider,
+                "phase": cur.phase.value if cur else "absent",
+                "provider_status": cur.status if cur else None,
+                "remote_id": cur.remote_id if cur else None,
+                "attempt": cur.attempt if cur else None,
+                "progress": cur.progress if cur else None,
+                "fine_tuned_model": cur.fine_tuned_model if cur else None,
+                "error": cur.error if cur else None,
+                "sync": "Synced" if not action.is_change else "OutOfSync",
+                "next_action": action.kind.value,
+                "reason": action.reason,
+            }
+        )
+    return rows
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    ws = Workspace.from_args(args)
+    rows = _status_rows(ws, args.offline)
+    if args.json:
+        print(dumps({"format_version": FORMAT_VERSION, "jobs": rows}))
+        return 0
+    out = ws.out()
+    if not rows:
+        out.print("No specs and no jobs yet. Write a spec in specs/ and run `reconciler plan`.")
+        return 0
+    from rich.table import Table
+
+    colours = {"succeeded": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("NAME", "PROVIDER", "PHASE", "JOB", "PROGRESS", "MODEL / ERROR", "SYNC"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        colour = colours.get(r["phase"], "")
+        phase = f"[{colour}]{r['phase']}[/]" if colour else r["phase"]
+        detail = r["fine_tuned_model"] or r["error"] or ""
+        sync = "Synced" if r["sync"] == "Synced" else f"[yellow]OutOfSync[/] ({r['next_action']})"
+        table.add_row(
+            r["name"], r["provider"], phase, r["remote_id"] or "-", r["progress"] or "", detail, sync
+        )
+    out.print(table)
+    return 0
+
+
+# -- logs ----------------------------------------------------------------------------
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    ws = Workspace.from_args(args)
+    out = ws.out()
+    if args.ledger_events:
+        if not ws.ledger.exists():
+            raise ConfigError(f"no ledger at {ws.ledger}")
+        ledger = Ledger.open(ws.ledger, readonly=True)
+        try:
+            events = ledger.events(args.name, limit=1000)
+        finally:
+            ledger.close()
+        if not events:
+            raise ConfigError(f"no ledger events for {args.name!r}")
+        for e in events:
+            ts = datetime.fromtimestamp(e["ts"], UTC).isoformat(timespec="seconds")
+            out.print(f"{ts}  {e['kind']:<14} {e['message']}", markup=False)
+        return 0
+    records, _, _ = _read_ledger(ws)
+    record = records.get(args.name)
+    cur = record.current if record else None
+    if cur is None:
+        raise ConfigError(f"no job for {args.name!r} in the ledger {ws.ledger}")
+    if cur.remote_id is None:
+        raise ConfigError(f"{args.name!r} has no provider job yet (intent {cur.tag})")
+    drivers = DriverPool(ws.env)
+    try:
+        events = drivers.get(cur.provider).job_events(cur.remote_id)
+    finally:
+        drivers.close()
+    for ev in events:
+        ts = (
+            datetime.fromtimestamp(ev.created_at, UTC).isoformat(timespec="seconds")
+            if ev.created_at
+            else "-"
+        )
+        out.print(f"{ts}  {ev.level:<7} {ev.message}", markup=False)
+    if not events:
+        out.print(f"{cur.remote_id}: no events yet", markup=False)
+    return 0

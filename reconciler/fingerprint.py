@@ -1,0 +1,108 @@
+"""Fingerprints: what defines a training run, hashed; and the field-level diff of two runs.
+
+The inputs are the provider, model, method, hyperparameters, LoRA, DPO settings,
+suffix, options, the *content hash* of each data file, and the upstream job's output
+for ``from``. Labels, policy and ``suspend`` are not inputs: changing them never
+retrains anything. Pure module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .spec import JobSpec
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One training-defining field that differs: ``path`` old → new."""
+
+    path: str
+    old: Any
+    new: Any
+
+    def render(self) -> str:
+        return f"{self.path}: {_show(self.old)} → {_show(self.new)}"
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, str):
+        if len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+            return value[:12] + "…"  # a content hash: the prefix is enough to tell
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def training_inputs(
+    spec: JobSpec,
+    training_sha256: str,
+    validation_sha256: str | None,
+    from_output: str | None,
+) -> dict[str, Any]:
+    """The canonical, JSON-ready inputs of one training run."""
+    lora: Any
+    if isinstance(spec.lora, bool):
+        lora = spec.lora
+    else:
+        lora = spec.lora.model_dump(exclude_none=True) or True  # `lora: {}` is the default LoRA
+    inputs: dict[str, Any] = {
+        "provider": spec.provider,
+        "model": spec.model,
+        "method": spec.method,
+        "lora": lora,
+        "hyperparameters": spec.hyperparameters.model_dump(exclude_none=True),
+        "training_file": {"sha256": training_sha256},
+    }
+    if validation_sha256 is not None:
+        inputs["validation_file"] = {"sha256": validation_sha256}
+    if spec.dpo is not None:
+        inputs["dpo"] = spec.dpo.model_dump(exclude_none=True)
+    if spec.suffix is not None:
+        inputs["suffix"] = spec.suffix
+    if spec.options:
+        inputs["options"] = spec.options
+    if from_output is not None:
+        inputs["from"] = from_output
+    return inputs
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint(inputs: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of the inputs (hex)."""
+    return hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
+
+
+def tag_for(name: str, fingerprint: str, attempt: int) -> str:
+    """The deterministic tag of one attempt: fits Mistral's 18-character suffix."""
+    digest = hashlib.sha256(f"{name}\0{fingerprint}\0{attempt}".encode()).hexdigest()
+    return "rc-" + digest[:12]
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value:
+        for key in value:
+            _flatten(value[key], f"{prefix}.{key}" if prefix else str(key), out)
+    else:
+        out[prefix] = value
+
+
+def diff(old: dict[str, Any], new: dict[str, Any]) -> tuple[FieldChange, ...]:
+    """Leaf-level differences between two inputs dicts, sorted by path."""
+    flat_old: dict[str, Any] = {}
+    flat_new: dict[str, Any] = {}
+    _flatten(old, "", flat_old)
+    _flatten(new, "", flat_new)
+    paths = sorted(set(flat_old) | set(flat_new))
+    return tuple(
+        FieldChange(p, flat_old.get(p), flat_new.get(p))
+        for p in paths
+        if flat_old.get(p) != flat_new.get(p)
+    )

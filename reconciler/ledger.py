@@ -1,0 +1,532 @@
+"""The ledger: a SQLite file recording every attempt, upload and transition (DESIGN §5).
+
+WAL with ``synchronous=FULL`` (a committed intent must survive power loss), write
+transactions opened with ``BEGIN IMMEDIATE`` (sqlite-utils calls inside join them
+as savepoints), a ``serial`` that every write bumps and a ``lineage`` fixed at birth.
+Only one process writes at a time: ``WriterLock`` (an ``flock`` the OS releases when
+its holder dies) names the holder to whoever is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .errors import LedgerError, LockedError
+from .plan import AttemptView, SpecRecord
+from .providers.base import Phase, RemoteJob
+
+Clock = Callable[[], float]
+
+
+def _m1_initial(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["attempts"].create(
+        {
+            "id": int,
+            "spec_name": str,
+            "attempt": int,
+            "fingerprint": str,
+            "tag": str,
+            "provider": str,
+            "remote_id": str,
+            "status": str,  # our phase: pending, queued, …, or absent
+            "provider_status": str,  # the provider's own word
+            "progress": str,
+            "fine_tuned_model": str,
+            "error": str,
+            "error_retryable": int,
+            "cancel_requested": int,
+            "posted_at": float,  # set just before the create POST goes out
+            "cost_estimate_usd": float,
+            "trained_tokens": int,
+            "inputs": str,  # JSON of the training-defining fields (for diffs)
+            "on_delete": str,
+            "spec_path": str,
+            "git_commit": str,
+            "training_file_id": str,
+            "validation_file_id": str,
+            "forgotten": int,
+            "created_at": float,
+            "updated_at": float,
+            "finished_at": float,
+        },
+        pk="id",
+        not_null={"spec_name", "attempt", "fingerprint", "tag", "provider", "status"},
+        defaults={"error_retryable": 0, "cancel_requested": 0, "forgotten": 0},
+    )
+    db["attempts"].create_index(["tag"], unique=True)
+    db["attempts"].create_index(["spec_name", "attempt"], unique=True)
+    db["attempts"].create_index(["status"])
+    db["files"].create(
+        {
+            "id": int,
+            "provider": str,
+            "sha256": str,
+            "remote_id": str,
+            "filename": str,
+            "bytes": int,
+            "status": str,  # intent | uploaded
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null={"provider", "sha256", "status"},
+    )
+    db["files"].create_index(["provider", "sha256"], unique=True)
+    db["events"].create(
+        {
+            "id": int,
+            "ts": float,
+            "spec_name": str,
+            "attempt_id": int,
+            "kind": str,
+            "message": str,
+            "data": str,
+        },
+        pk="id",
+        not_null={"ts", "kind", "message"},
+    )
+    db["events"].create_index(["spec_name", "id"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class WriterLock:
+    """The single-writer lock beside the ledger; the holder is written into the file."""
+
+    def __init__(self, ledger_path: Path, clock: Clock = time.time) -> None:
+        self.path = ledger_path.with_name(ledger_path.name + ".lock")
+        self.clock = clock
+        self._fd: int | None = None
+
+    def acquire(self, command: str = "apply") -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._read_holder(fd)
+            os.close(fd)
+            raise LockedError(
+                f"ledger {self.path.with_suffix('')} is locked by {holder}; "
+                "only one apply or watch writes at a time"
+            ) from None
+        # the OS drops an flock when its holder dies, so a dead holder's lock is simply free
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="seconds"),
+            "command": command,
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+
+    @staticmethod
+    def _read_holder(fd: int) -> str:
+        try:
+            info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except ValueError:
+            info = {}
+        if not info:
+            return "another process"
+        return (
+            f"{info.get('command', 'a process')} (pid {info.get('pid')} on {info.get('host')}, "
+            f"since {info.get('since')})"
+        )
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> WriterLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
+class Ledger:
+    """Reads and writes of the ledger. Construct with ``Ledger.open``."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path, clock: Clock = time.time) -> None:
+        self.db = db
+        self.path = path
+        self.clock = clock
+
+    # -- opening -----------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False, clock: Clock = time.time) -> Ledger:
+        """Open (and create or migrate, unless ``readonly``) the ledger at ``path``."""
+        try:
+            conn = _connect(path, readonly)
+            db = sqlite_utils.Database(conn)
+            ledger = cls(db, path, clock)
+            version = ledger._schema_version()
+            if version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"ledger {path} has schema {version}, newer than this reconciler "
+                    f"knows ({SCHEMA_VERSION}): upgrade reconciler"
+                )
+            if version < SCHEMA_VERSION:
+                if readonly:
+                    raise LedgerError(
+                        f"ledger {path} needs a schema upgrade: run `reconciler apply` once"
+                    )
+                ledger._migrate(version)
+            return ledger
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"cannot open ledger {path}: {exc}") from exc
+
+    def _schema_version(self) -> int:
+        if "meta" not in self.db.table_names():
+            return 0
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _migrate(self, version: int) -> None:
+        with self.write(bump=False):
+            if self._schema_version() != version:
+                return  # another process migrated first
+            for step in MIGRATIONS[version:]:
+                step(self.db)
+            meta = self.db["meta"]
+            if version == 0:
+                meta.insert_all(
+                    [
+                        {"key": "lineage", "value": str(uuid.uuid4())},
+                        {"key": "serial", "value": "0"},
+                    ]
+                )
+            meta.upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # -- transactions ------------------------------------------------------------
+    @contextlib.contextmanager
+    def write(self, bump: bool = True) -> Iterator[sqlite_utils.Database]:
+        """One write transaction (``BEGIN IMMEDIATE``); bumps ``serial`` when it commits."""
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+        try:
+            yield self.db
+            if bump:
+                conn.execute(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'"
+                )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return str(row[0]) if row else None
+
+    @property
+    def serial(self) -> int:
+        return int(self._meta("serial") or 0)
+
+    @property
+    def lineage(self) -> str:
+        return self._meta("lineage") or ""
+
+    # -- reading -----------------------------------------------------------------
+    def records(self) -> dict[str, SpecRecord]:
+        """The planner's view: live attempts per spec name."""
+        live: dict[str, list[AttemptView]] = {}
+        highest: dict[str, int] = {}
+        for row in self.db.query("SELECT * FROM attempts ORDER BY spec_name, attempt"):
+            name = row["spec_name"]
+            highest[name] = max(highest.get(name, 0), row["attempt"])
+            if row["forgotten"] or row["status"] == "absent":
+                continue
+            live.setdefault(name, []).append(attempt_view(row))
+        return {
+            name: SpecRecord(name, tuple(live.get(name, ())), top + 1)
+            for name, top in highest.items()
+        }
+
+    def attempt(self, attempt_id: int) -> dict[str, Any]:
+        return dict(self.db["attempts"].get(attempt_id))
+
+    def attempts(self, name: str | None = None) -> list[dict[str, Any]]:
+        if name is None:
+            return list(self.db.query("SELECT * FROM attempts ORDER BY spec_name, attempt"))
+        return list(
+            self.db.query("SELECT * FROM attempts WHERE spec_name = ? ORDER BY attempt", [name])
+        )
+
+    def events(self, name: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        where, args = ("WHERE spec_name = ?", [name]) if name else ("", [])
+        sql = f"SELECT * FROM events {where} ORDER BY id DESC LIMIT ?"
+        return list(reversed(list(self.db.query(sql, [*args, limit]))))
+
+    def file_row(self, provider: str, sha256: str) -> dict[str, Any] | None:
+        rows = list(
+            self.db.query(
+                "SELECT * FROM files WHERE provider = ? AND sha256 = ?", [provider, sha256]
+            )
+        )
+        return rows[0] if rows else None
+
+    # -- writing -----------------------------------------------------------------
+    def _event(
+        self,
+        kind: str,
+        message: str,
+        name: str | None = None,
+        attempt_id: int | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.db["events"].insert(
+            {
+                "ts": self.clock(),
+                "spec_name": name,
+                "attempt_id": attempt_id,
+                "kind": kind,
+                "message": message,
+                "data": json.dumps(data) if data else None,
+            }
+        )
+
+    def record_event(self, kind: str, message: str, name: str | None = None, **data: Any) -> None:
+        with self.write():
+            self._event(kind, message, name, data=data or None)
+
+    def insert_intent(
+        self,
+        *,
+        name: str,
+        attempt: int,
+        fingerprint: str,
+        tag: str,
+        provider: str,
+        inputs: dict[str, Any],
+        on_delete: str,
+        spec_path: str,
+        git_commit: str | None,
+        cost_estimate_usd: float | None = None,
+    ) -> int:
+        """Step 1 of the crash protocol: the intent, committed before any call."""
+        now = self.clock()
+        with self.write():
+            table = self.db["attempts"]
+            table.insert(
+                {
+                    "spec_name": name,
+                    "attempt": attempt,
+                    "fingerprint": fingerprint,
+                    "tag": tag,
+                    "provider": provider,
+                    "status": Phase.PENDING.value,
+                    "inputs": json.dumps(inputs, sort_keys=True),
+                    "on_delete": on_delete,
+                    "spec_path": spec_path,
+                    "git_commit": git_commit,
+                    "cost_estimate_usd": cost_estimate_usd,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            attempt_id = int(table.last_pk)
+            self._event("intent", f"attempt {attempt} intent (tag {tag})", name, attempt_id)
+        return attempt_id
+
+    def mark_posting(self, attempt_id: int, training_file_id: str, validation_file_id: str | None) -> None:
+        """Committed just before the create POST: from here on the intent needs a look-up."""
+        with self.write():
+            self.db["attempts"].update(
+                attempt_id,
+                {
+                    "posted_at": self.clock(),
+                    "training_file_id": training_file_id,
+                    "validation_file_id": validation_file_id,
+                },
+            )
+
+    def record_job(self, attempt_id: int, job: RemoteJob, event: str | None = None) -> bool:
+        """Store what the provider says about an attempt's job; True when anything changed."""
+        row = self.attempt(attempt_id)
+        values: dict[str, Any] = {
+            "remote_id": job.id,
+            "status": job.phase.value,
+            "provider_status": job.status,
+            "progress": job.progress,
+            "fine_tuned_model": job.fine_tuned_model or row["fine_tuned_model"],
+            "error": job.error,
+            "error_retryable": int(job.error_retryable),
+            "trained_tokens": job.trained_tokens if job.trained_tokens is not None else row["trained_tokens"],
+        }
+        changed = {k: v for k, v in values.items() if row.get(k) != v}
+        if not changed and event is None:
+            return False
+        now = self.clock()
+        changed["updated_at"] = now
+        if job.phase.terminal and not row["finished_at"]:
+            changed["finished_at"] = now
+        with self.write():
+            self.db["attempts"].update(attempt_id, changed)
+            if event is not None:
+                self._event(event, f"{event} {job.id} ({job.status})", row["spec_name"], attempt_id, {"remote_id": job.id})
+            if "status" in changed:
+                self._event(
+                    "status",
+                    f"{row['status']} → {job.phase.value} ({job.status})",
+                    row["spec_name"],
+                    attempt_id,
+                    {"error": job.error} if job.error else None,
+                )
+        return True
+
+    def record_create_failed(self, attempt_id: int, error: str, retryable: bool) -> None:
+        """The provider refused the create outright: no job exists for this attempt."""
+        now = self.clock()
+        row = self.attempt(attempt_id)
+        with self.write():
+            self.db["attempts"].update(
+                attempt_id,
+                {
+                    "status": Phase.FAILED.value,
+                    "error": error,
+                    "error_retryable": int(retryable),
+                    "updated_at": now,
+                    "finished_at": now,
+                },
+            )
+            self._event("create_failed", error, row["spec_name"], attempt_id)
+
+    def mark_absent(self, attempt_id: int, reason: str) -> None:
+        """An intent whose tag the provider does not have: it never became a job."""
+        row = self.attempt(attempt_id)
+        with self.write():
+            self.db["attempts"].update(
+                attempt_id, {"status": "absent", "updated_at": self.clock()}
+            )
+            self._event("absent", reason, row["spec_name"], attempt_id)
+
+    def reset_intent(self, attempt_id: int) -> None:
+        """Re-arm an absent-at-the-provider intent for a fresh post under the same tag."""
+        with self.write():
+            self.db["attempts"].update(attempt_id, {"posted_at": None, "updated_at": self.clock()})
+
+    def mark_cancel_requested(self, attempt_id: int, reason: str) -> None:
+        row = self.attempt(attempt_id)
+        with self.write():
+            self.db["attempts"].update(
+                attempt_id, {"cancel_requested": 1, "updated_at": self.clock()}
+            )
+            self._event("cancel", reason, row["spec_name"], attempt_id)
+
+    def forget(self, name: str, reason: str) -> None:
+        with self.write():
+            self.db.execute(
+                "UPDATE attempts SET forgotten = 1, updated_at = ? WHERE spec_name = ? AND forgotten = 0",
+                [self.clock(), name],
+            )
+            self._event("forget", reason, name)
+
+    def file_intent(self, provider: str, sha256: str, filename: str, size: int) -> None:
+        now = self.clock()
+        with self.write():
+            self.db["files"].insert(
+                {
+                    "provider": provider,
+                    "sha256": sha256,
+                    "filename": filename,
+                    "bytes": size,
+                    "status": "intent",
+                    "created_at": now,
+                    "updated_at": now,
+                },
+                replace=False,
+                ignore=True,
+            )
+
+    def file_uploaded(self, provider: str, sha256: str, remote_id: str, filename: str) -> None:
+        now = self.clock()
+        with self.write():
+            self.db["files"].upsert(
+                {
+                    "provider": provider,
+                    "sha256": sha256,
+                    "remote_id": remote_id,
+                    "filename": filename,
+                    "status": "uploaded",
+                    "updated_at": now,
+                },
+                pk=("provider", "sha256"),
+            )
+            self._event("upload", f"{filename} → {remote_id}", data={"provider": provider})
+
+    def file_forget(self, provider: str, sha256: str) -> None:
+        """The provider no longer has this file: upload it again next time."""
+        with self.write():
+            self.db.execute(
+                "DELETE FROM files WHERE provider = ? AND sha256 = ?", [provider, sha256]
+            )
+
+
+def attempt_view(row: dict[str, Any]) -> AttemptView:
+    try:
+        phase = Phase(row["status"])
+    except ValueError:
+        phase = Phase.UNKNOWN
+    return AttemptView(
+        id=row["id"],
+        name=row["spec_name"],
+        attempt=row["attempt"],
+        fingerprint=row["fingerprint"],
+        tag=row["tag"],
+        provider=row["provider"],
+        inputs=json.loads(row["inputs"] or "{}"),
+        phase=phase,
+        remote_id=row["remote_id"],
+        status=row["provider_status"],
+        error=row["error"],
+        error_retryable=bool(row["error_retryable"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        on_delete=row["on_delete"] or "cancel",
+        posted=row["posted_at"] is not None,
+        created_at=row["created_at"] or 0.0,
+        finished_at=row["finished_at"],
+        fine_tuned_model=row["fine_tuned_model"],
+        progress=row["progress"],
+    )

@@ -1,0 +1,351 @@
+"""The planner: a pure function from (desired specs, ledger view, now) to a ``Plan``.
+
+Every cell of DESIGN §3 is one branch of ``_plan_one``. The planner never touches
+HTTP, SQLite, the clock or the filesystem; what it needs arrives as values.
+Actions come out sorted by spec name, each with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .fingerprint import FieldChange, diff, fingerprint, tag_for, training_inputs
+from .providers.base import Phase
+from .retry import attempt_retry_delay
+from .spec import JobSpec
+
+
+class Kind(enum.StrEnum):
+    CREATE = "create"
+    REPLACE = "replace"
+    RETRY = "retry"
+    ADOPT = "adopt"
+    CANCEL = "cancel"
+    FORGET = "forget"
+    WAIT = "wait"
+    NOOP = "no-op"
+    BLOCKED = "blocked"
+    SUSPENDED = "suspended"
+    DEGRADED = "degraded"
+    DRIFT = "drift"
+
+
+CHANGES = frozenset({Kind.CREATE, Kind.REPLACE, Kind.RETRY, Kind.ADOPT, Kind.CANCEL, Kind.FORGET})
+CREATES = frozenset({Kind.CREATE, Kind.REPLACE, Kind.RETRY})
+
+
+@dataclass(frozen=True)
+class DesiredJob:
+    """A valid spec with its data files hashed: what the planner compares with the ledger."""
+
+    name: str
+    spec: JobSpec
+    file: str
+    training_sha256: str
+    validation_sha256: str | None = None
+    training_path: Path | None = None
+    validation_path: Path | None = None
+    estimated_cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    """What the ledger knows of one attempt (refreshed from the provider when online)."""
+
+    id: int
+    name: str
+    attempt: int
+    fingerprint: str
+    tag: str
+    provider: str
+    inputs: dict[str, Any]
+    phase: Phase
+    remote_id: str | None = None
+    status: str | None = None
+    error: str | None = None
+    error_retryable: bool = False
+    cancel_requested: bool = False
+    on_delete: str = "cancel"
+    posted: bool = False  # the create POST may have been sent (intent needs a look-up)
+    created_at: float = 0.0
+    finished_at: float | None = None
+    fine_tuned_model: str | None = None
+    progress: str | None = None
+
+
+@dataclass(frozen=True)
+class SpecRecord:
+    """A spec name's live attempts (oldest first, the last is current)."""
+
+    name: str
+    attempts: tuple[AttemptView, ...]
+    next_attempt: int  # one above every attempt number ever used, forgotten ones included
+
+    @property
+    def current(self) -> AttemptView | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: Kind
+    name: str
+    provider: str
+    reason: str
+    changes: tuple[FieldChange, ...] = ()
+    fingerprint: str | None = None  # the desired fingerprint, for actions that create
+    attempt: int | None = None  # the attempt number a create would use
+    tag: str | None = None
+    then: Kind | None = None  # for ADOPT: what follows once the intent is resolved
+    current: AttemptView | None = None
+    from_output: str | None = None
+    blocked_on: str | None = None
+    estimated_cost_usd: float | None = None
+
+    @property
+    def is_change(self) -> bool:
+        return self.kind in CHANGES
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    fingerprints: Mapping[str, str | None] = field(default_factory=dict)
+
+    @property
+    def changes(self) -> list[Action]:
+        return [a for a in self.actions if a.is_change]
+
+    def counts(self) -> dict[Kind, int]:
+        out: dict[Kind, int] = {}
+        for a in self.actions:
+            out[a.kind] = out.get(a.kind, 0) + 1
+        return out
+
+    @property
+    def settled(self) -> bool:
+        """Nothing left to do or wait for: every job is done, degraded or left alone."""
+        by_name = {a.name: a for a in self.actions}
+
+        def pending(a: Action, seen: frozenset[str]) -> bool:
+            if a.is_change or a.kind is Kind.WAIT:
+                return True
+            if a.kind is Kind.BLOCKED and a.blocked_on and a.blocked_on not in seen:
+                up = by_name.get(a.blocked_on)
+                return up is not None and pending(up, seen | {a.name})
+            return False
+
+        return not any(pending(a, frozenset()) for a in self.actions)
+
+    def action(self, name: str) -> Action | None:
+        return next((a for a in self.actions if a.name == name), None)
+
+
+def make_plan(
+    desired: Iterable[DesiredJob],
+    records: Mapping[str, SpecRecord],
+    now: float,
+) -> Plan:
+    """Compare desired state with the ledger view; return what would make them match."""
+    wanted = {d.name: d for d in desired}
+    actions: list[Action] = []
+    fingerprints: dict[str, str | None] = {}
+    for name in sorted(set(wanted) | {n for n, r in records.items() if r.current}):
+        record = records.get(name) or SpecRecord(name, (), 1)
+        action = _plan_one(wanted.get(name), record, records, now)
+        fingerprints[name] = action.fingerprint if name in wanted else None
+        actions.append(action)
+    return Plan(tuple(actions), fingerprints)
+
+
+def upstream_output(record: SpecRecord | None) -> str | None:
+    """What a downstream ``from`` starts from: the upstream's succeeded result."""
+    cur = record.current if record else None
+    if cur is None or cur.phase is not Phase.SUCCEEDED:
+        return None
+    return cur.fine_tuned_model or cur.remote_id
+
+
+def _plan_one(
+    want: DesiredJob | None,
+    record: SpecRecord,
+    records: Mapping[str, SpecRecord],
+    now: float,
+) -> Action:
+    cur = record.current
+    if want is None:
+        assert cur is not None
+        return _plan_removed(record.name, cur)
+
+    spec = want.spec
+    base = {"name": want.name, "provider": spec.provider, "current": cur}
+    if spec.suspend:
+        return Action(Kind.SUSPENDED, reason="spec.suspend is true: left alone", **base)
+
+    from_output = None
+    if spec.from_ is not None:
+        upstream = records.get(spec.from_.job)
+        from_output = upstream_output(upstream)
+        if from_output is None:
+            up = upstream.current if upstream else None
+            state = up.phase.value if up else "not created yet"
+            if cur is not None and cur.phase is Phase.PENDING:
+                return Action(
+                    Kind.ADOPT,
+                    reason=f"resolve the interrupted create of attempt {cur.attempt} "
+                    f"(tag {cur.tag}); then wait for from.job {spec.from_.job}",
+                    tag=cur.tag,
+                    blocked_on=spec.from_.job,
+                    **base,
+                )
+            return Action(
+                Kind.BLOCKED,
+                reason=f"waiting for from.job {spec.from_.job} to succeed ({state})",
+                blocked_on=spec.from_.job,
+                **base,
+            )
+
+    inputs = training_inputs(spec, want.training_sha256, want.validation_sha256, from_output)
+    fp = fingerprint(inputs)
+    nxt = record.next_attempt
+    create = {
+        "fingerprint": fp,
+        "attempt": nxt,
+        "tag": tag_for(want.name, fp, nxt),
+        "from_output": from_output,
+        "estimated_cost_usd": want.estimated_cost_usd,
+        **base,
+    }
+
+    if cur is None:
+        why = "new spec" if not record.attempts and nxt == 1 else "no live job for this spec"
+        return Action(Kind.CREATE, reason=why, **create)
+
+    changes = diff(cur.inputs, inputs) if cur.fingerprint != fp else ()
+    if cur.phase is Phase.PENDING:
+        if not changes:
+            return Action(
+                Kind.ADOPT,
+                reason=f"resolve the interrupted create of attempt {cur.attempt} (tag {cur.tag}): "
+                "adopt the provider's job if it has one, else create it",
+                then=Kind.CREATE,
+                fingerprint=fp,
+                attempt=cur.attempt,
+                tag=cur.tag,
+                from_output=from_output,
+                estimated_cost_usd=want.estimated_cost_usd,
+                **base,
+            )
+        return Action(
+            Kind.ADOPT,
+            reason=f"resolve the interrupted create of attempt {cur.attempt} (tag {cur.tag}), "
+            f"then replace it: {_fields(changes)}",
+            then=Kind.REPLACE,
+            changes=changes,
+            **create,
+        )
+
+    if changes:
+        what = "cancel the running job, create" if cur.phase.active else "create"
+        return Action(
+            Kind.REPLACE,
+            reason=f"{_fields(changes)} changed: {what} attempt {nxt}",
+            changes=changes,
+            **create,
+        )
+
+    if cur.phase.active:
+        progress = f", {cur.progress}" if cur.progress else ""
+        return Action(Kind.WAIT, reason=f"{cur.phase.value}{progress}", fingerprint=fp, **base)
+
+    if cur.phase is Phase.SUCCEEDED:
+        model = f": {cur.fine_tuned_model}" if cur.fine_tuned_model else ""
+        return Action(Kind.NOOP, reason=f"succeeded{model}", fingerprint=fp, **base)
+
+    if cur.phase is Phase.FAILED:
+        failed = sum(
+            1 for a in record.attempts if a.fingerprint == fp and a.phase is Phase.FAILED
+        )
+        limit = spec.policy.max_attempts
+        error = cur.error or "failed"
+        if not cur.error_retryable:
+            return Action(
+                Kind.DEGRADED, reason=f"failed, not retryable: {error}", fingerprint=fp, **base
+            )
+        if failed >= limit:
+            return Action(
+                Kind.DEGRADED,
+                reason=f"failed {failed} of policy.max_attempts={limit}: {error}",
+                fingerprint=fp,
+                **base,
+            )
+        due = (cur.finished_at or cur.created_at) + attempt_retry_delay(failed)
+        if now < due:
+            return Action(
+                Kind.WAIT,
+                reason=f"retry {failed + 1} of {limit} in {int(due - now) + 1}s after: {error}",
+                fingerprint=fp,
+                **base,
+            )
+        return Action(
+            Kind.RETRY,
+            reason=f"attempt {cur.attempt} failed with a retryable cause ({error}): "
+            f"try {failed + 1} of {limit}",
+            **create,
+        )
+
+    if cur.phase is Phase.CANCELLED:
+        if cur.cancel_requested:
+            return Action(
+                Kind.CREATE, reason="the last job was cancelled by reconciler", **create
+            )
+        if spec.policy.self_heal:
+            return Action(
+                Kind.CREATE,
+                reason="cancelled outside reconciler; policy.self_heal re-creates it",
+                **create,
+            )
+        return Action(
+            Kind.DRIFT,
+            reason="cancelled outside reconciler (policy.self_heal: true would re-create it)",
+            fingerprint=fp,
+            **base,
+        )
+    raise AssertionError(f"unhandled phase {cur.phase}")  # pragma: no cover
+
+
+def _plan_removed(name: str, cur: AttemptView) -> Action:
+    base = {"name": name, "provider": cur.provider, "current": cur}
+    orphan = cur.on_delete == "orphan"
+    if cur.phase is Phase.PENDING:
+        then = Kind.FORGET if orphan else Kind.CANCEL
+        return Action(
+            Kind.ADOPT,
+            reason=f"spec removed; resolve the interrupted create (tag {cur.tag}), then {then.value}",
+            then=then,
+            tag=cur.tag,
+            **base,
+        )
+    if cur.phase.active:
+        if orphan:
+            return Action(
+                Kind.FORGET,
+                reason="spec removed; policy.on_delete: orphan leaves the job running",
+                **base,
+            )
+        if cur.phase is Phase.CANCELLING:
+            return Action(Kind.WAIT, reason="spec removed; cancellation in progress", **base)
+        return Action(Kind.CANCEL, reason=f"spec removed; the job is {cur.phase.value}", **base)
+    kept = f", model {cur.fine_tuned_model} is kept" if cur.fine_tuned_model else ""
+    return Action(
+        Kind.FORGET, reason=f"spec removed; job {cur.phase.value}{kept}", **base
+    )
+
+
+def _fields(changes: tuple[FieldChange, ...]) -> str:
+    names = [c.path for c in changes]
+    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")

@@ -1,0 +1,582 @@
+"""Together AI driver (providers.md §3): pure payload and status mapping, then a thin client.
+
+The pure half (``phase_for``, ``create_payload``, ``job_from_wire``, ``tag_from_suffix``,
+``file_state``) has no I/O and is what validation, planning and the tests lean on.
+``TogetherDriver`` only sends requests through ``ApiClient`` and maps the answers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from ..errors import ErrorKind, ProviderError
+from ..redact import scrub
+from .base import CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob, upload_filename
+from .http import ApiClient, parse_retry_after
+
+PROVIDER = "together"
+
+STATUS_TO_PHASE: dict[str, Phase] = {
+    "pending": Phase.QUEUED,
+    "queued": Phase.QUEUED,
+    "running": Phase.RUNNING,
+    "compressing": Phase.RUNNING,  # post-training packaging
+    "uploading": Phase.RUNNING,
+    "cancel_requested": Phase.CANCELLING,
+    "completed": Phase.SUCCEEDED,
+    "error": Phase.FAILED,
+    "user_error": Phase.FAILED,  # only in the SDK's hand-written enum, not in the spec
+    "cancelled": Phase.CANCELLED,
+}
+
+LR_SCHEDULERS: tuple[str, ...] = ("linear", "cosine")
+# Options that would override a first-class field; `suffix` carries the crash-safety tag.
+RESERVED_OPTIONS: tuple[str, ...] = ("suffix", "model", "training_file", "validation_file")
+
+TAG_LENGTH = 15  # "rc-" + 12 hex
+MAX_SUFFIX = 40  # the SDK's documented limit (the spec states none)
+# The user's suffix gets "-<tag>" appended, so it may use what is left of the 40.
+MAX_USER_SUFFIX = MAX_SUFFIX - 1 - TAG_LENGTH  # 24
+
+_HP_TO_WIRE: dict[str, str] = {
+    "epochs": "n_epochs",
+    "learning_rate": "learning_rate",
+    "batch_size": "batch_size",
+    "warmup_ratio": "warmup_ratio",
+    "weight_decay": "weight_decay",
+    "max_grad_norm": "max_grad_norm",
+    "max_seq_length": "max_seq_length",
+    "n_checkpoints": "n_checkpoints",
+    "n_evals": "n_evals",
+    "seed": "random_seed",
+}
+_DPO_TO_WIRE: dict[str, str] = {
+    "beta": "dpo_beta",
+    "rpo_alpha": "rpo_alpha",
+    "simpo_gamma": "simpo_gamma",
+    "normalize_logratios_by_length": "dpo_normalize_logratios_by_length",
+    "reference_free": "dpo_reference_free",
+}
+# The project's hyperparameter names (DESIGN §2) this driver knows how to send.
+HYPERPARAMETERS: tuple[str, ...] = (*_HP_TO_WIRE, "lr_scheduler", "min_lr_ratio", "num_cycles")
+LORA_KEYS: tuple[str, ...] = ("r", "alpha", "dropout", "trainable_modules")
+DPO_KEYS: tuple[str, ...] = tuple(_DPO_TO_WIRE)
+# what POST /fine-tunes/estimate-price accepts of a create body
+_ESTIMATE_KEYS = frozenset(("training_file", "validation_file", "model", "n_epochs", "n_evals"))
+_ESTIMATE_KEYS |= {"training_method", "training_type", "from_checkpoint"}
+_TAG_AT_END = re.compile(r"(?:^|[^0-9a-z])(rc-[0-9a-f]{12})$")
+# model_output_name is "<owner>/<model>-<suffix>-<random hex>": the tag is followed by a hash
+_TAG_IN_OUTPUT = re.compile(r"(?:^|[^0-9a-z])(rc-[0-9a-f]{12})(?:-[0-9a-z]{1,16})?$")
+
+
+# ---------------------------------------------------------------- pure mapping
+
+
+def phase_for(status: str) -> Phase:
+    """The common phase of a Together status string; unknown strings map to UNKNOWN."""
+    return STATUS_TO_PHASE.get(str(status).strip().lower(), Phase.UNKNOWN)
+
+
+def compose_suffix(user_suffix: str | None, tag: str) -> str:
+    """The wire ``suffix``: the tag alone, or ``<user suffix>-<tag>`` (user part ≤ 24 chars)."""
+    return tag if not user_suffix else f"{user_suffix}-{tag}"
+
+
+def tag_from_suffix(suffix: str | None, *, output_name: bool = False) -> str | None:
+    """Our tag at the end of a ``suffix`` (or of a ``model_output_name``), else None."""
+    if not isinstance(suffix, str):
+        return None
+    match = (_TAG_IN_OUTPUT if output_name else _TAG_AT_END).search(suffix)
+    return match.group(1) if match else None
+
+
+def _lr_scheduler(hp: Mapping[str, Any]) -> dict[str, Any] | None:
+    kind = hp.get("lr_scheduler")
+    min_lr, cycles = hp.get("min_lr_ratio"), hp.get("num_cycles")
+    if kind is None:
+        if min_lr is None and cycles is None:
+            return None
+        kind = "cosine"  # the SDK's default scheduler, which it always sends
+    kind = str(kind).lower()
+    # the spec requires both cosine args; fill the SDK's defaults for the ones not given
+    args: dict[str, Any] = {"min_lr_ratio": 0.0 if min_lr is None else min_lr}
+    if kind == "cosine":
+        args["num_cycles"] = 0.5 if cycles is None else cycles
+    return {"lr_scheduler_type": kind, "lr_scheduler_args": args}
+
+
+def _training_method(req: CreateRequest) -> dict[str, Any]:
+    if req.method == "sft":
+        # the spec requires train_on_inputs; "auto" is its default and what the SDK sends
+        return {"method": "sft", "train_on_inputs": "auto"}
+    if req.method != "dpo":
+        raise ValueError(f"together: unsupported method {req.method!r} (sft or dpo)")
+    dpo = req.dpo or {}
+    method: dict[str, Any] = {"method": "dpo"}
+    for ours, theirs in _DPO_TO_WIRE.items():
+        if dpo.get(ours) is not None:
+            method[theirs] = dpo[ours]
+    gamma = dpo.get("simpo_gamma")
+    if isinstance(gamma, int | float) and gamma > 0:
+        # SimPO is reference-free with length normalisation (the SDK forces both)
+        method.setdefault("dpo_reference_free", True)
+        method.setdefault("dpo_normalize_logratios_by_length", True)
+    return method
+
+
+def _training_type(lora: Mapping[str, Any] | bool | None) -> dict[str, Any] | None:
+    if lora is False:
+        return {"type": "Full"}
+    if lora is None or lora is True or not lora:
+        # omitted = the server's default LoRA (spec); a bare {"type": "Lora"} would break
+        # the spec's LoRATrainingType, which requires lora_r and lora_alpha
+        return None
+    out: dict[str, Any] = {"type": "Lora"}
+    r, alpha = lora.get("r"), lora.get("alpha")
+    if r is not None:
+        out["lora_r"] = r
+        if alpha is None and isinstance(r, int):
+            alpha = 2 * r  # the SDK's default; the spec requires lora_alpha with lora_r
+    if alpha is not None:
+        out["lora_alpha"] = alpha
+    if lora.get("dropout") is not None:
+        out["lora_dropout"] = lora["dropout"]
+    modules = lora.get("trainable_modules")
+    if modules is not None:
+        # the wire field is one string; a list is sent comma-separated
+        out["lora_trainable_modules"] = (
+            modules if isinstance(modules, str) else ",".join(str(m) for m in modules)
+        )
+    return out
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` wins on conflict; nested dicts merge, so an option can add one sub-key."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def create_payload(req: CreateRequest) -> dict[str, Any]:
+    """The JSON body of ``POST /fine-tunes`` for a request; only keys that are set."""
+    hp = req.hyperparameters
+    body: dict[str, Any] = {"training_file": req.training_file_id, "model": req.model}
+    if req.validation_file_id:
+        body["validation_file"] = req.validation_file_id
+    for ours, theirs in _HP_TO_WIRE.items():
+        if hp.get(ours) is not None:
+            body[theirs] = hp[ours]
+    if (scheduler := _lr_scheduler(hp)) is not None:
+        body["lr_scheduler"] = scheduler
+    body["training_method"] = _training_method(req)
+    if (training_type := _training_type(req.lora)) is not None:
+        body["training_type"] = training_type
+    if req.from_output:
+        body["from_checkpoint"] = req.from_output
+    body["suffix"] = compose_suffix(req.suffix, req.tag)
+    return _merge(body, req.options)
+
+
+def estimate_payload(training_file_id: str, req: CreateRequest) -> dict[str, Any]:
+    """The body of ``POST /fine-tunes/estimate-price``: the create fields it accepts."""
+    body = create_payload(replace(req, training_file_id=training_file_id))
+    return {k: v for k, v in body.items() if k in _ESTIMATE_KEYS}
+
+
+def request_problems(req: CreateRequest) -> list[str]:
+    """What Together cannot express in a request (for spec validation); empty when fine."""
+    problems: list[str] = []
+    if req.method not in ("sft", "dpo"):
+        problems.append(f"method: together supports sft and dpo, not {req.method!r}")
+    for key in req.hyperparameters:
+        if key not in HYPERPARAMETERS:
+            problems.append(f"hyperparameters.{key}: no equivalent at together")
+    scheduler = req.hyperparameters.get("lr_scheduler")
+    if scheduler is not None and str(scheduler).lower() not in LR_SCHEDULERS:
+        problems.append(
+            f"hyperparameters.lr_scheduler: must be linear or cosine, not {scheduler!r}"
+        )
+    if req.hyperparameters.get("num_cycles") is not None and scheduler == "linear":
+        problems.append("hyperparameters.num_cycles: only applies to the cosine scheduler")
+    batch = req.hyperparameters.get("batch_size")
+    if (
+        batch is not None
+        and batch != "max"
+        and (isinstance(batch, bool) or not isinstance(batch, int))
+    ):
+        problems.append("hyperparameters.batch_size: an integer or 'max'")
+    if isinstance(req.lora, dict):
+        for key in req.lora:
+            if key not in LORA_KEYS:
+                problems.append(f"lora.{key}: no equivalent at together")
+        if req.lora and req.lora.get("r") is None:
+            problems.append("lora.r: together requires the rank when LoRA settings are given")
+    if req.dpo and req.method != "dpo":
+        problems.append("dpo: only with method: dpo")
+    for key in req.dpo or {}:
+        if key not in DPO_KEYS:
+            problems.append(f"dpo.{key}: no equivalent at together")
+    if req.suffix is not None and len(req.suffix) > MAX_USER_SUFFIX:
+        problems.append(
+            f"suffix: at most {MAX_USER_SUFFIX} characters at together "
+            f"(the tag is appended and the whole must stay within {MAX_SUFFIX})"
+        )
+    for key in RESERVED_OPTIONS:
+        if key in req.options:
+            problems.append(f"options.{key}: set by reconciler, use the spec field instead")
+    return problems
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def timestamp(value: Any) -> float | None:
+    """Unix seconds from an ISO 8601 string or a number; None when absent or unreadable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        return number if math.isfinite(number) else None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # the API speaks UTC
+    return when.timestamp()
+
+
+def _progress(d: Mapping[str, Any]) -> str | None:
+    steps, total = _int(d.get("steps_completed")), _int(d.get("total_steps"))
+    if steps is not None and total:
+        return f"step {steps}/{total}"
+    epochs, n_epochs = _int(d.get("epochs_completed")), _int(d.get("n_epochs"))
+    if epochs is not None and n_epochs:
+        return f"epoch {epochs}/{n_epochs}"
+    return None
+
+
+def _error_text(d: Mapping[str, Any], status: str) -> str:
+    for key in ("error", "error_message", "message"):
+        value = d.get(key)
+        if isinstance(value, Mapping):
+            value = value.get("message")
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    events = d.get("events")
+    if isinstance(events, list):
+        for event in reversed(events):
+            if not isinstance(event, Mapping):
+                continue
+            level = str(event.get("level") or "").lower()
+            kind = str(event.get("type") or "").lower()
+            is_error = level == "error" or kind in ("job_error", "job_user_error")
+            if is_error and (message := _str(event.get("message"))):
+                return message
+    return f"job ended with status {status}"
+
+
+def job_from_wire(d: Mapping[str, Any]) -> RemoteJob:
+    """A Together job object (truncated or full) as a RemoteJob; tolerant of any field."""
+    status = str(d.get("status") or "")
+    phase = phase_for(status)
+    output_name = _str(d.get("model_output_name"))
+    tag = tag_from_suffix(_str(d.get("suffix"))) or tag_from_suffix(output_name, output_name=True)
+    failed = phase is Phase.FAILED
+    return RemoteJob(
+        id=str(d.get("id") or d.get("job_id") or ""),
+        phase=phase,
+        status=status,
+        tag=tag,
+        fine_tuned_model=output_name if phase is Phase.SUCCEEDED else None,
+        progress=_progress(d),
+        error=scrub(_error_text(d, status)) if failed else None,
+        # "error" is the platform's side; "user_error" is our inputs: retrying will not help
+        error_retryable=status.lower() == "error",
+        trained_tokens=_int(d.get("token_count")),
+        created_at=timestamp(d.get("created_at")),
+        # total_price is an integer whose unit nobody documents (the spec example shows
+        # 1500 beside 850,000 tokens; dollars, cents and micro-dollars all fit): no number
+        # is better than a wrong one. Estimates come from estimate_price, in dollars.
+        cost_usd=None,
+    )
+
+
+def event_from_wire(d: Mapping[str, Any]) -> RemoteEvent:
+    level = str(d.get("level") or "info").lower()
+    # the spec has legacy_info / legacy_iwarning / legacy_ierror beside info / warning / error
+    level = {"legacy_info": "info", "legacy_iwarning": "warning", "legacy_ierror": "error"}.get(
+        level, level
+    )
+    return RemoteEvent(
+        created_at=timestamp(d.get("created_at")),
+        level=level,
+        message=str(d.get("message") or d.get("type") or ""),
+    )
+
+
+def file_state(d: Mapping[str, Any]) -> str:
+    """``ready``, ``failed`` or ``pending`` for a Together file object."""
+    status = d.get("processing_status")
+    if isinstance(status, str) and status:
+        status = status.upper()
+        if status == "COMPLETED":
+            return "ready"
+        return "failed" if status in ("FAILED", "INVALID_FORMAT") else "pending"
+    if "Processed" in d:
+        return "ready" if d["Processed"] is True else "pending"
+    return "ready"  # a server that reports no processing at all has nothing to wait for
+
+
+def _file_error(d: Mapping[str, Any]) -> str:
+    report = d.get("validation_report")
+    if isinstance(report, Mapping) and (error := _str(report.get("error"))):
+        return error
+    return f"processing status {d.get('processing_status')}"
+
+
+def _items(body: Any) -> list[Mapping[str, Any]]:
+    data = body.get("data") if isinstance(body, Mapping) else body
+    return [item for item in data if isinstance(item, Mapping)] if isinstance(data, list) else []
+
+
+# ---------------------------------------------------------------- the client
+
+
+class TogetherDriver:
+    """The Driver for Together AI over an ``ApiClient`` whose base URL ends in ``/v1/``."""
+
+    provider = PROVIDER
+
+    def __init__(
+        self,
+        api: ApiClient,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        file_ready_timeout: float = 600.0,
+    ) -> None:
+        self.api = api
+        self._sleep = sleep
+        self.file_ready_timeout = file_ready_timeout
+
+    # files
+
+    def find_file(self, sha256: str) -> RemoteFile | None:
+        """A ready file we uploaded earlier with this content (by the name's hash prefix)."""
+        prefix = f"rc-{sha256[:16]}-"
+        for item in _items(self.api.json("GET", "files")):
+            name = _str(item.get("filename")) or ""
+            # a file still processing or rejected is left to upload_file (409 → wait/raise)
+            if name.startswith(prefix) and item.get("id") and file_state(item) == "ready":
+                return _remote_file(item, str(item["id"]), name)
+        return None
+
+    def upload_file(self, path: Path, sha256: str) -> RemoteFile:
+        """The SDK's signed-URL upload with checksum dedupe, then wait until processed.
+
+        The bytes are read into memory, as the SDK does below its 5 GB multipart threshold.
+        """
+        name = upload_filename(sha256, path)
+        fields = {
+            "purpose": "fine-tune",
+            "file_name": name,
+            "file_type": "jsonl",
+            "checksum": sha256,
+        }
+        response = self.api.request(
+            "POST", "files", files={k: (None, v) for k, v in fields.items()}, ok=(302, 409)
+        )
+        if response.status_code == 409:
+            file_id = _conflict_file_id(response)
+            return self._wait_ready(self.api.json("GET", f"files/{file_id}"), file_id, name)
+        if response.status_code != 302:
+            body = _json_or_none(response)
+            if isinstance(body, Mapping) and body.get("id"):  # a server that took it directly
+                return self._wait_ready(body, str(body["id"]), name)
+            raise self._error(f"upload of {name}: unexpected HTTP {response.status_code}")
+        location = response.headers.get("location")
+        file_id = response.headers.get("x-together-file-id")
+        if not location or not file_id:
+            raise self._error(f"upload of {name}: redirect without Location or X-Together-File-Id")
+        self._put_bytes(str(response.url.join(location)), path.read_bytes(), name)
+        body = _json_or_none(self.api.request("POST", f"files/{file_id}/preprocess"))
+        if not isinstance(body, Mapping) or not body.get("id"):
+            body = self.api.json("GET", f"files/{file_id}")
+        return self._wait_ready(body, file_id, name)
+
+    def _put_bytes(self, url: str, data: bytes, name: str) -> None:
+        """PUT the bytes to the signed URL: never with our key, following redirects."""
+        host = urlsplit(url).hostname or "storage"
+        schedule = self.api.backoff
+        for attempt in range(1, schedule.attempts + 1):
+            request = self.api.http.build_request(
+                "PUT", url, content=data, timeout=httpx.Timeout(600.0, connect=10.0)
+            )
+            # the signed URL is often a third-party storage host: our key must not go there
+            request.headers.pop("Authorization", None)
+            self.api.calls += 1
+            retry_after: float | None = None
+            try:
+                response = self.api.http.send(request, follow_redirects=True)
+            except httpx.TransportError as exc:
+                err = self._error(
+                    f"upload of {name} to {host} failed ({type(exc).__name__})",
+                    ErrorKind.RETRYABLE,
+                )
+            else:
+                if response.is_success:
+                    return
+                status = response.status_code
+                kind = (
+                    ErrorKind.RETRYABLE
+                    if status in (408, 429) or status >= 500
+                    else ErrorKind.PERMANENT
+                )
+                # the URL's signature stays out of the message: host only
+                err = self._error(
+                    f"upload of {name} to {host} refused: {scrub(response.text.strip()[:200])}",
+                    kind,
+                    status,
+                )
+                retry_after = parse_retry_after(response.headers)
+            self.api.errors += 1
+            if not err.retryable or attempt == schedule.attempts:
+                raise err
+            self.api.sleep(schedule.wait_for(attempt, retry_after))
+
+    def _wait_ready(self, info: Mapping[str, Any], file_id: str, name: str) -> RemoteFile:
+        waited, delay = 0.0, 1.0
+        while True:
+            state = file_state(info)
+            if state == "ready":
+                return _remote_file(info, file_id, name)
+            if state == "failed":
+                raise self._error(f"file {name} ({file_id}) was rejected: {_file_error(info)}")
+            if waited >= self.file_ready_timeout:
+                raise self._error(
+                    f"file {name} ({file_id}) still processing after {waited:.0f} s",
+                    ErrorKind.RETRYABLE,
+                )
+            self._sleep(delay)
+            waited += delay  # counted in sleeps, so a fake clock bounds the loop too
+            delay = min(delay * 1.5, 15.0)
+            info = self.api.json("GET", f"files/{file_id}")
+
+    # jobs
+
+    def create_job(self, request: CreateRequest) -> RemoteJob:
+        """Post once (DESIGN §4): only a 429 is re-posted; anything ambiguous raises."""
+        body = self.api.json("POST", "fine-tunes", json=create_payload(request), create=True)
+        job = job_from_wire(body if isinstance(body, Mapping) else {})
+        if not job.id:
+            raise self._error("create answered without a job id", ErrorKind.RETRYABLE)
+        return job if job.tag else replace(job, tag=request.tag)
+
+    def get_job(self, job_id: str) -> RemoteJob:
+        body = self.api.json("GET", f"fine-tunes/{job_id}")
+        return job_from_wire(body if isinstance(body, Mapping) else {})
+
+    def list_jobs(self) -> Iterator[RemoteJob]:
+        """All jobs: Together answers one unpaginated list (fetched before iterating)."""
+        jobs = [job_from_wire(item) for item in _items(self.api.json("GET", "fine-tunes"))]
+        return iter(jobs)
+
+    def find_jobs_by_tag(self, tag: str) -> list[RemoteJob]:
+        return [job for job in self.list_jobs() if job.tag == tag]
+
+    def cancel_job(self, job_id: str) -> RemoteJob:
+        """Cancel (idempotent, so retried); a job already ending or ended is returned as is."""
+        try:
+            body = self.api.json("POST", f"fine-tunes/{job_id}/cancel")
+        except ProviderError as exc:
+            if exc.kind is not ErrorKind.PERMANENT:
+                raise
+            # a 400 for a job that already finished or is being cancelled is not a failure
+            job = self.get_job(job_id)
+            if job.phase.terminal or job.phase is Phase.CANCELLING:
+                return job
+            raise
+        return job_from_wire(body if isinstance(body, Mapping) else {})
+
+    def job_events(self, job_id: str) -> list[RemoteEvent]:
+        return [
+            event_from_wire(e) for e in _items(self.api.json("GET", f"fine-tunes/{job_id}/events"))
+        ]
+
+    def estimate_price(self, training_file_id: str, req: CreateRequest) -> float | None:
+        """The provider's price estimate in US dollars, or None when it gives none."""
+        body = self.api.json(
+            "POST", "fine-tunes/estimate-price", json=estimate_payload(training_file_id, req)
+        )
+        price = body.get("estimated_total_price") if isinstance(body, Mapping) else None
+        return (
+            float(price) if isinstance(price, int | float) and not isinstance(price, bool) else None
+        )
+
+    def close(self) -> None:
+        self.api.close()
+
+    def _error(
+        self, message: str, kind: ErrorKind = ErrorKind.PERMANENT, status: int | None = None
+    ) -> ProviderError:
+        return ProviderError(self.provider, message, kind=kind, status=status)
+
+
+def _remote_file(d: Mapping[str, Any], file_id: str, name: str) -> RemoteFile:
+    return RemoteFile(
+        id=file_id, filename=_str(d.get("filename")) or name, bytes=_int(d.get("bytes"))
+    )
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _conflict_file_id(response: httpx.Response) -> str:
+    body = _json_or_none(response)
+    if isinstance(body, Mapping):
+        for holder in (body, body.get("error")):
+            if isinstance(holder, Mapping) and (file_id := _str(holder.get("file_id"))):
+                return file_id
+    raise ProviderError(
+        PROVIDER,
+        "upload answered 409 without the existing file_id",
+        kind=ErrorKind.PERMANENT,
+        status=409,
+    )

@@ -1,0 +1,146 @@
+"""From loaded specs to desired jobs: data paths confined to the specs root, data files
+checked in each provider's format, ``from`` edges resolved, provider rules applied.
+
+Every problem is a ``SpecError`` with file, line and field; all are collected, not
+only the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .datafiles import DataFileReport, check_data_file
+from .errors import SpecError
+from .loader import LoadedSpec, SpecSet, display_path
+from .plan import DesiredJob
+
+# Together keeps our tag in `suffix` (≤ 40 characters): "<user suffix>-rc-<12 hex>"
+TOGETHER_MAX_USER_SUFFIX = 40 - len("-rc-000000000000")
+
+
+@dataclass
+class DesiredState:
+    jobs: list[DesiredJob] = field(default_factory=list)
+    errors: list[SpecError] = field(default_factory=list)
+    reports: dict[str, tuple[DataFileReport, DataFileReport | None]] = field(default_factory=dict)
+
+
+def _resolve_data(spec: LoadedSpec, key: str, value: str, root: Path) -> Path:
+    """A data path relative to the spec file, which must stay inside the specs root."""
+    line = spec.line_of("spec", key)
+    where = f"spec.{key}"
+    raw = Path(value)
+    if raw.is_absolute():
+        raise SpecError("must be a path relative to this file", spec.file, line, where)
+    path = (spec.file.parent / raw).resolve()
+    try:
+        path.relative_to(root.resolve())
+    except ValueError:
+        raise SpecError(
+            f"{value!r} resolves outside the specs root {display_path(root)}", spec.file, line, where
+        ) from None
+    return path
+
+
+def _provider_rules(spec: LoadedSpec) -> list[SpecError]:
+    """What the spec asks that its provider cannot do."""
+    s = spec.job.spec
+    out: list[SpecError] = []
+
+    def err(message: str, *path: str) -> None:
+        out.append(SpecError(message, spec.file, spec.line_of("spec", *path), "spec." + ".".join(path)))
+
+    if s.provider == "together":
+        if s.suffix is not None and len(s.suffix) > TOGETHER_MAX_USER_SUFFIX:
+            err(
+                f"together: at most {TOGETHER_MAX_USER_SUFFIX} characters (reconciler appends "
+                "its 16-character tag to fit Together's 40)",
+                "suffix",
+            )
+    return out
+
+
+def desired_state(specs: SpecSet, root: Path, names: Iterable[str] | None = None) -> DesiredState:
+    """Check every loaded spec and its data; return the valid ones as ``DesiredJob``s."""
+    state = DesiredState(errors=list(specs.errors))
+    wanted = set(names) if names is not None else None
+    for spec in specs:
+        if wanted is not None and spec.name not in wanted:
+            continue
+        s = spec.job.spec
+        problems = _provider_rules(spec)
+        if s.from_ is not None and s.from_.job not in specs.specs:
+            problems.append(
+                SpecError(
+                    f"no spec named {s.from_.job!r} in the specs tree",
+                    spec.file,
+                    spec.line_of("spec", "from", "job"),
+                    "spec.from.job",
+                )
+            )
+        reports: list[DataFileReport | None] = []
+        for key in ("training_file", "validation_file"):
+            value = getattr(s, key)
+            if value is None:
+                reports.append(None)
+                continue
+            try:
+                path = _resolve_data(spec, key, value, root)
+                reports.append(
+                    check_data_file(
+                        path,
+                        field=f"spec.{key}",
+                        spec_file=spec.file,
+                        spec_line=spec.line_of("spec", key),
+                        method=s.method,
+                    )
+                )
+            except SpecError as exc:
+                problems.append(exc)
+        if problems:
+            state.errors.extend(problems)
+            continue
+        training, validation = reports[0], reports[1]
+        assert training is not None
+        state.reports[spec.name] = (training, validation)
+        state.jobs.append(
+            DesiredJob(
+                name=spec.name,
+                spec=s,
+                file=str(spec.file),
+                training_sha256=training.sha256,
+                validation_sha256=validation.sha256 if validation else None,
+                training_path=training.path,
+                validation_path=validation.path if validation else None,
+            )
+        )
+    state.errors.extend(_cycles(specs))
+    state.errors.sort(key=lambda e: (str(e.file), e.line or 0))
+    return state
+
+
+def _cycles(specs: SpecSet) -> list[SpecError]:
+    """``from`` edges must not loop: a loop would wait forever."""
+    edges = {s.name: s.job.spec.from_.job for s in specs if s.job.spec.from_ is not None}
+    errors: list[SpecError] = []
+    reported: set[str] = set()
+    for start in sorted(edges):
+        seen = [start]
+        node = edges.get(start)
+        while node is not None and node not in seen:
+            seen.append(node)
+            node = edges.get(node)
+        if node == start and start not in reported:
+            reported.update(seen)
+            spec = specs.specs[start]
+            errors.append(
+                SpecError(
+                    "from: cycle " + " → ".join([*seen, start]),
+                    spec.file,
+                    spec.line_of("spec", "from", "job"),
+                    "spec.from.job",
+                )
+            )
+    return errors
