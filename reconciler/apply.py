@@ -18,7 +18,7 @@ from .errors import ConfigError, ErrorKind, ProviderError, ReconcilerError
 from .ledger import Ledger
 from .plan import Action, AttemptView, DesiredJob, Kind, Plan, SpecRecord
 from .providers import DriverPool
-from .providers.base import CreateRequest, RemoteJob, upload_filename
+from .providers.base import RemoteJob, create_request, upload_filename
 
 DEFAULT_ADOPT_GRACE = 60.0  # LIST is eventually consistent (DESIGN §10)
 
@@ -37,9 +37,7 @@ class Outcome:
 # -- refresh -----------------------------------------------------------------------
 
 
-def refresh(
-    records: Mapping[str, SpecRecord], drivers: DriverPool
-) -> dict[int, RemoteJob]:
+def refresh(records: Mapping[str, SpecRecord], drivers: DriverPool) -> dict[int, RemoteJob]:
     """Ask each provider about every live, active attempt: one list per provider where
     the API allows, a get for any job the list did not show. Terminal jobs are never polled.
     """
@@ -192,7 +190,9 @@ class Executor:
     def _create(self, action: Action) -> tuple[str, bool]:
         want = self._want(action)
         assert action.fingerprint and action.attempt and action.tag
-        training_id = self._ensure_file(want.spec.provider, want.training_path, want.training_sha256)  # type: ignore[arg-type]
+        training_id = self._ensure_file(
+            want.spec.provider, want.training_path, want.training_sha256
+        )  # type: ignore[arg-type]
         validation_id = None
         if want.validation_path is not None and want.validation_sha256 is not None:
             validation_id = self._ensure_file(
@@ -222,18 +222,12 @@ class Executor:
     ) -> tuple[str, bool]:
         spec = want.spec
         row = self.ledger.attempt(attempt_id)
-        request = CreateRequest(
-            name=want.name,
+        request = create_request(
+            want.name,
+            spec,
             tag=row["tag"],
-            model=spec.model,
-            method=spec.method,
             training_file_id=training_id,
             validation_file_id=validation_id,
-            lora=None if spec.lora is True else (False if spec.lora is False else spec.lora.model_dump(exclude_none=True)),  # type: ignore[union-attr]
-            hyperparameters=spec.hyperparameters.model_dump(exclude_none=True),
-            dpo=spec.dpo.model_dump(exclude_none=True) if spec.dpo else None,
-            suffix=spec.suffix,
-            options=dict(spec.options),
             from_output=action.from_output,
         )
         driver = self.drivers.get(spec.provider)
@@ -303,8 +297,7 @@ class Executor:
             if len(found) > 1:
                 self.ledger.record_event(
                     "duplicate",
-                    f"{len(found)} jobs carry tag {cur.tag}: "
-                    + ", ".join(j.id for j in found),
+                    f"{len(found)} jobs carry tag {cur.tag}: " + ", ".join(j.id for j in found),
                     cur.name,
                 )
             self.ledger.record_job(cur.id, job, event="adopted")
@@ -326,10 +319,14 @@ class Executor:
                 f"looking again after {self.adopt_grace:.0f}s",
                 True,
             )
-        why = "never posted" if row["posted_at"] is None else f"not at the provider after {age:.0f}s"
+        why = (
+            "never posted" if row["posted_at"] is None else f"not at the provider after {age:.0f}s"
+        )
         if action.then is Kind.CREATE:
             want = self._want(action)
-            training_id = self._ensure_file(want.spec.provider, want.training_path, want.training_sha256)  # type: ignore[arg-type]
+            training_id = self._ensure_file(
+                want.spec.provider, want.training_path, want.training_sha256
+            )  # type: ignore[arg-type]
             validation_id = None
             if want.validation_path is not None and want.validation_sha256 is not None:
                 validation_id = self._ensure_file(

@@ -50,9 +50,7 @@ def _globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         default=default(0),
         help="more logging; tracebacks on errors",
     )
-    g.add_argument(
-        "--no-color", action="store_true", default=default(False), help="plain output"
-    )
+    g.add_argument("--no-color", action="store_true", default=default(False), help="plain output")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,12 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("validate", "check specs and their data files; print every problem as file:line")
-    p.add_argument("paths", nargs="*", metavar="PATH", help="spec files or folders (default: specs root)")
+    p.add_argument(
+        "paths", nargs="*", metavar="PATH", help="spec files or folders (default: specs root)"
+    )
 
     p = command("plan", "show what apply would create, replace, cancel or adopt, and why")
     p.add_argument("--json", action="store_true", help="machine-readable plan on stdout")
     p.add_argument("--out", metavar="FILE", help="save the plan for `apply --plan FILE`")
-    p.add_argument("--offline", action="store_true", help="no provider calls: plan from the ledger alone")
+    p.add_argument(
+        "--offline", action="store_true", help="no provider calls: plan from the ledger alone"
+    )
     p.add_argument(
         "--detailed-exitcode",
         action="store_true",
@@ -86,11 +88,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command("apply", "make the providers' jobs match the specs")
-    p.add_argument("--plan", metavar="FILE", help="apply exactly this saved plan (refused if stale)")
+    p.add_argument(
+        "--plan", metavar="FILE", help="apply exactly this saved plan (refused if stale)"
+    )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--wait", action="store_true", help="keep reconciling until every job settles")
-    p.add_argument("--timeout", type=float, default=24 * 3600.0, metavar="S", help="give up waiting after S seconds")
-    p.add_argument("--interval", type=float, default=10.0, metavar="S", help="poll every S seconds while waiting (default 10)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=24 * 3600.0,
+        metavar="S",
+        help="give up waiting after S seconds",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="poll every S seconds while waiting (default 10)",
+    )
     p.add_argument(
         "--adopt-grace",
         type=float,
@@ -105,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("logs", "the provider's events for a spec's current job")
     p.add_argument("name", metavar="NAME", help="spec name")
-    p.add_argument("--ledger-events", action="store_true", help="reconciler's own audit log instead")
+    p.add_argument(
+        "--ledger-events", action="store_true", help="reconciler's own audit log instead"
+    )
     return parser
 
 

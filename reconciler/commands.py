@@ -127,9 +127,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 # -- plan ----------------------------------------------------------------------------
 
 
-def _compute_plan(
-    ws: Workspace, state: DesiredState, offline: bool
-) -> tuple[Plan, dict[str, Any]]:
+def _compute_plan(ws: Workspace, state: DesiredState, offline: bool) -> tuple[Plan, dict[str, Any]]:
     records, lineage, serial = _read_ledger(ws)
     if not offline:
         drivers = DriverPool(ws.env)
@@ -168,7 +166,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _check_saved(saved: dict[str, Any], ledger: Ledger, plan: Plan, source: str) -> None:
     """Refuse a saved plan whose ledger or specs have moved since it was made."""
     if saved.get("format_version") != FORMAT_VERSION:
-        raise StalePlanError(f"{source}: plan format {saved.get('format_version')!r} is not {FORMAT_VERSION}")
+        raise StalePlanError(
+            f"{source}: plan format {saved.get('format_version')!r} is not {FORMAT_VERSION}"
+        )
     was = saved.get("ledger", {})
     fresh_ledger = was.get("lineage") == "" and ledger.serial == 0
     if not fresh_ledger and was.get("lineage") != ledger.lineage:
@@ -265,13 +265,17 @@ def _apply(
     outcomes = executor.execute(plan)
     failed = [o for o in outcomes if not o.ok and not o.pending]
     if args.wait:
-        plan, more_failed, timed_out = _wait(args, state, ledger, drivers, executor, plan, out, saved is not None)
+        plan, more_failed, timed_out = _wait(
+            args, state, ledger, drivers, executor, plan, out, saved is not None
+        )
         failed += more_failed
         bad = [a for a in plan.actions if a.kind in (Kind.DEGRADED, Kind.DRIFT)]
         out.print()
         print_plan(plan, out)
         if timed_out:
-            out.print(f"[red]Timed out after {args.timeout:.0f}s;[/] jobs keep running: see `reconciler status`.")
+            out.print(
+                f"[red]Timed out after {args.timeout:.0f}s;[/] jobs keep running: see `reconciler status`."
+            )
             return 1
         if failed or bad:
             return 1
@@ -281,7 +285,9 @@ def _apply(
     summary = f"Apply complete: {done} done, {pending} pending, {len(failed)} failed."
     out.print(("\n" if outcomes else "") + f"[bold]{summary}[/]")
     if any(a.kind is Kind.WAIT for a in plan.actions) or outcomes:
-        out.print("Jobs run at the provider: follow them with `reconciler status` or `apply --wait`.")
+        out.print(
+            "Jobs run at the provider: follow them with `reconciler status` or `apply --wait`."
+        )
     return 1 if failed else 0
 
 
@@ -316,7 +322,11 @@ def _wait(
             for a in r.attempts:
                 if before.get(a.id) != a.phase:
                     progress = f" ({a.progress})" if a.progress else ""
-                    model = f": {a.fine_tuned_model}" if a.fine_tuned_model and a.phase is a.phase.SUCCEEDED else ""
+                    model = (
+                        f": {a.fine_tuned_model}"
+                        if a.fine_tuned_model and a.phase is a.phase.SUCCEEDED
+                        else ""
+                    )
                     err = f": {a.error}" if a.error else ""
                     out.print(
                         f"  {escape(a.name)}: {before.get(a.id, 'new')} → {a.phase.value}"
@@ -394,7 +404,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         detail = r["fine_tuned_model"] or r["error"] or ""
         sync = "Synced" if r["sync"] == "Synced" else f"[yellow]OutOfSync[/] ({r['next_action']})"
         table.add_row(
-            r["name"], r["provider"], phase, r["remote_id"] or "-", r["progress"] or "", detail, sync
+            r["name"],
+            r["provider"],
+            phase,
+            r["remote_id"] or "-",
+            r["progress"] or "",
+            detail,
+            sync,
         )
     out.print(table)
     return 0

@@ -370,7 +370,9 @@ class Ledger:
             self._event("intent", f"attempt {attempt} intent (tag {tag})", name, attempt_id)
         return attempt_id
 
-    def mark_posting(self, attempt_id: int, training_file_id: str, validation_file_id: str | None) -> None:
+    def mark_posting(
+        self, attempt_id: int, training_file_id: str, validation_file_id: str | None
+    ) -> None:
         """Committed just before the create POST: from here on the intent needs a look-up."""
         with self.write():
             self.db["attempts"].update(
@@ -393,7 +395,9 @@ class Ledger:
             "fine_tuned_model": job.fine_tuned_model or row["fine_tuned_model"],
             "error": job.error,
             "error_retryable": int(job.error_retryable),
-            "trained_tokens": job.trained_tokens if job.trained_tokens is not None else row["trained_tokens"],
+            "trained_tokens": job.trained_tokens
+            if job.trained_tokens is not None
+            else row["trained_tokens"],
         }
         changed = {k: v for k, v in values.items() if row.get(k) != v}
         if not changed and event is None:
@@ -405,7 +409,13 @@ class Ledger:
         with self.write():
             self.db["attempts"].update(attempt_id, changed)
             if event is not None:
-                self._event(event, f"{event} {job.id} ({job.status})", row["spec_name"], attempt_id, {"remote_id": job.id})
+                self._event(
+                    event,
+                    f"{event} {job.id} ({job.status})",
+                    row["spec_name"],
+                    attempt_id,
+                    {"remote_id": job.id},
+                )
             if "status" in changed:
                 self._event(
                     "status",
@@ -437,9 +447,7 @@ class Ledger:
         """An intent whose tag the provider does not have: it never became a job."""
         row = self.attempt(attempt_id)
         with self.write():
-            self.db["attempts"].update(
-                attempt_id, {"status": "absent", "updated_at": self.clock()}
-            )
+            self.db["attempts"].update(attempt_id, {"status": "absent", "updated_at": self.clock()})
             self._event("absent", reason, row["spec_name"], attempt_id)
 
     def reset_intent(self, attempt_id: int) -> None:

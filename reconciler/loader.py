@@ -187,7 +187,11 @@ def _locate(
     for i, elem in enumerate(loc):
         if isinstance(node, yaml.MappingNode):
             hit = next(
-                ((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == elem),
+                (
+                    (k, v)
+                    for k, v in node.value
+                    if isinstance(k, yaml.ScalarNode) and k.value == elem
+                ),
                 None,
             )
             if hit is not None:
@@ -271,7 +275,11 @@ def load_file(path: Path) -> tuple[list[LoadedSpec], list[SpecError]]:
         line = raw.count(b"\n", 0, exc.start) + 1
         return [], [SpecError("not valid UTF-8", shown, line)]
     if "\x00" in text:
-        return [], [SpecError("binary content (NUL byte)", shown, text[: text.index("\x00")].count("\n") + 1)]
+        return [], [
+            SpecError(
+                "binary content (NUL byte)", shown, text[: text.index("\x00")].count("\n") + 1
+            )
+        ]
     specs: list[LoadedSpec] = []
     errors: list[SpecError] = []
     try:
@@ -303,7 +311,11 @@ def load_file(path: Path) -> tuple[list[LoadedSpec], list[SpecError]]:
 
 def _load_document(node: yaml.Node, file: Path) -> LoadedSpec:
     if not isinstance(node, yaml.MappingNode):
-        raise SpecError("a spec document must be a mapping (apiVersion, kind, metadata, spec)", file, _line(node))
+        raise SpecError(
+            "a spec document must be a mapping (apiVersion, kind, metadata, spec)",
+            file,
+            _line(node),
+        )
     data = _Builder(file).build(node)
     job = FineTuneJob.model_validate(data)
     return LoadedSpec(job=job, file=file, line=_line(node), node=node)

@@ -267,9 +267,7 @@ def _plan_one(
         return Action(Kind.NOOP, reason=f"succeeded{model}", fingerprint=fp, **base)
 
     if cur.phase is Phase.FAILED:
-        failed = sum(
-            1 for a in record.attempts if a.fingerprint == fp and a.phase is Phase.FAILED
-        )
+        failed = sum(1 for a in record.attempts if a.fingerprint == fp and a.phase is Phase.FAILED)
         limit = spec.policy.max_attempts
         error = cur.error or "failed"
         if not cur.error_retryable:
@@ -300,9 +298,7 @@ def _plan_one(
 
     if cur.phase is Phase.CANCELLED:
         if cur.cancel_requested:
-            return Action(
-                Kind.CREATE, reason="the last job was cancelled by reconciler", **create
-            )
+            return Action(Kind.CREATE, reason="the last job was cancelled by reconciler", **create)
         if spec.policy.self_heal:
             return Action(
                 Kind.CREATE,
@@ -341,9 +337,7 @@ def _plan_removed(name: str, cur: AttemptView) -> Action:
             return Action(Kind.WAIT, reason="spec removed; cancellation in progress", **base)
         return Action(Kind.CANCEL, reason=f"spec removed; the job is {cur.phase.value}", **base)
     kept = f", model {cur.fine_tuned_model} is kept" if cur.fine_tuned_model else ""
-    return Action(
-        Kind.FORGET, reason=f"spec removed; job {cur.phase.value}{kept}", **base
-    )
+    return Action(Kind.FORGET, reason=f"spec removed; job {cur.phase.value}{kept}", **base)
 
 
 def _fields(changes: tuple[FieldChange, ...]) -> str:

@@ -119,7 +119,11 @@ def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = True) -> None
 
 
 def new_spend(plan: Plan) -> float | None:
-    costs = [a.estimated_cost_usd for a in plan.actions if a.kind in (Kind.CREATE, Kind.RETRY, Kind.REPLACE)]
+    costs = [
+        a.estimated_cost_usd
+        for a in plan.actions
+        if a.kind in (Kind.CREATE, Kind.RETRY, Kind.REPLACE)
+    ]
     known = [c for c in costs if c is not None]
     return sum(known) if known else None
 
@@ -154,7 +158,9 @@ def action_json(action: Action) -> dict[str, Any]:
     }
 
 
-def plan_json(plan: Plan, *, ledger: Mapping[str, Any], specs_root: str, offline: bool) -> dict[str, Any]:
+def plan_json(
+    plan: Plan, *, ledger: Mapping[str, Any], specs_root: str, offline: bool
+) -> dict[str, Any]:
     counts = plan.counts()
     from . import __version__
 

@@ -75,7 +75,9 @@ class Dpo(Strict):
 
 
 class FromJob(Strict):
-    job: str = Field(pattern=NAME_PATTERN, description="Name of the spec whose result to start from.")
+    job: str = Field(
+        pattern=NAME_PATTERN, description="Name of the spec whose result to start from."
+    )
 
 
 class Policy(Strict):
@@ -106,7 +108,9 @@ class JobSpec(Strict):
     )
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     dpo: Dpo | None = None
-    suffix: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    suffix: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$"
+    )
     from_: FromJob | None = Field(default=None, alias="from")
     options: dict[str, Any] = Field(
         default_factory=dict, description="Provider-specific fields, passed through verbatim."
@@ -124,7 +128,7 @@ class JobSpec(Strict):
 class FineTuneJob(Strict):
     """One document of kind FineTuneJob: the desired state of one named job."""
 
-    apiVersion: Literal["reconciler/v1"]  # noqa: N815 - the wire name
+    apiVersion: Literal["reconciler/v1"]
     kind: Literal["FineTuneJob"]
     metadata: Metadata
     spec: JobSpec

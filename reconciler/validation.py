@@ -15,9 +15,7 @@ from .datafiles import DataFileReport, check_data_file
 from .errors import SpecError
 from .loader import LoadedSpec, SpecSet, display_path
 from .plan import DesiredJob
-
-# Together keeps our tag in `suffix` (≤ 40 characters): "<user suffix>-rc-<12 hex>"
-TOGETHER_MAX_USER_SUFFIX = 40 - len("-rc-000000000000")
+from .providers.base import create_request
 
 
 @dataclass
@@ -39,26 +37,39 @@ def _resolve_data(spec: LoadedSpec, key: str, value: str, root: Path) -> Path:
         path.relative_to(root.resolve())
     except ValueError:
         raise SpecError(
-            f"{value!r} resolves outside the specs root {display_path(root)}", spec.file, line, where
+            f"{value!r} resolves outside the specs root {display_path(root)}",
+            spec.file,
+            line,
+            where,
         ) from None
     return path
 
 
+# provider → module with ``request_problems(CreateRequest) -> list["field: message"]``
+PROVIDER_RULES = {"together": "reconciler.providers.together"}
+
+
 def _provider_rules(spec: LoadedSpec) -> list[SpecError]:
-    """What the spec asks that its provider cannot do."""
+    """What the spec asks that its provider cannot express, each at its field's line."""
+    import importlib
+
     s = spec.job.spec
-    out: list[SpecError] = []
-
-    def err(message: str, *path: str) -> None:
-        out.append(SpecError(message, spec.file, spec.line_of("spec", *path), "spec." + ".".join(path)))
-
-    if s.provider == "together":
-        if s.suffix is not None and len(s.suffix) > TOGETHER_MAX_USER_SUFFIX:
-            err(
-                f"together: at most {TOGETHER_MAX_USER_SUFFIX} characters (reconciler appends "
-                "its 16-character tag to fit Together's 40)",
-                "suffix",
+    module = PROVIDER_RULES.get(s.provider)
+    if module is None:
+        return []
+    request = create_request(spec.name, s, tag="rc-000000000000", training_file_id="file-check")
+    out = []
+    for problem in importlib.import_module(module).request_problems(request):
+        where, _, message = problem.partition(": ")
+        path = [p for p in where.split(".") if p]
+        out.append(
+            SpecError(
+                message if s.provider in message else f"{s.provider}: {message}",
+                spec.file,
+                spec.line_of("spec", *path),
+                "spec." + where,
             )
+        )
     return out
 
 

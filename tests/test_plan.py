@@ -28,7 +28,9 @@ def job_spec(**over: Any) -> JobSpec:
 
 
 def desired(name: str = "bot", sha: str = SHA, **over: Any) -> DesiredJob:
-    return DesiredJob(name=name, spec=job_spec(**over), file=f"specs/{name}.yaml", training_sha256=sha)
+    return DesiredJob(
+        name=name, spec=job_spec(**over), file=f"specs/{name}.yaml", training_sha256=sha
+    )
 
 
 def inputs_of(d: DesiredJob, from_output: str | None = None) -> dict[str, Any]:
@@ -94,15 +96,45 @@ CELLS = [
     (
         "failed-retryable",
         "same",
-        attempt(OLD, Phase.FAILED, error="node lost", error_retryable=True, finished_at=NOW - 10_000),
+        attempt(
+            OLD, Phase.FAILED, error="node lost", error_retryable=True, finished_at=NOW - 10_000
+        ),
         OLD,
         Kind.RETRY,
         None,
     ),
-    ("failed-retryable", "new", attempt(OLD, Phase.FAILED, error_retryable=True), NEW, Kind.REPLACE, None),
-    ("failed-retryable", "removed", attempt(OLD, Phase.FAILED, error_retryable=True), None, Kind.FORGET, None),
-    ("failed-permanent", "same", attempt(OLD, Phase.FAILED, error="bad data"), OLD, Kind.DEGRADED, None),
-    ("failed-permanent", "new", attempt(OLD, Phase.FAILED, error="bad data"), NEW, Kind.REPLACE, None),
+    (
+        "failed-retryable",
+        "new",
+        attempt(OLD, Phase.FAILED, error_retryable=True),
+        NEW,
+        Kind.REPLACE,
+        None,
+    ),
+    (
+        "failed-retryable",
+        "removed",
+        attempt(OLD, Phase.FAILED, error_retryable=True),
+        None,
+        Kind.FORGET,
+        None,
+    ),
+    (
+        "failed-permanent",
+        "same",
+        attempt(OLD, Phase.FAILED, error="bad data"),
+        OLD,
+        Kind.DEGRADED,
+        None,
+    ),
+    (
+        "failed-permanent",
+        "new",
+        attempt(OLD, Phase.FAILED, error="bad data"),
+        NEW,
+        Kind.REPLACE,
+        None,
+    ),
     ("failed-permanent", "removed", attempt(OLD, Phase.FAILED), None, Kind.FORGET, None),
     ("cancelled-elsewhere", "same", attempt(OLD, Phase.CANCELLED), OLD, Kind.DRIFT, None),
     ("cancelled-elsewhere", "new", attempt(OLD, Phase.CANCELLED), NEW, Kind.REPLACE, None),
@@ -116,7 +148,12 @@ CELLS = [
     ids=[f"{c[0]}/{c[1]}" for c in CELLS],
 )
 def test_every_cell_of_the_table(
-    row: str, column: str, current: AttemptView | None, want: DesiredJob | None, kind: Kind, then: Kind | None
+    row: str,
+    column: str,
+    current: AttemptView | None,
+    want: DesiredJob | None,
+    kind: Kind,
+    then: Kind | None,
 ) -> None:
     action = plan_one(want, record(current) if current else None)
     assert action.kind is kind, action.reason
@@ -148,7 +185,10 @@ def test_labels_policy_and_suspend_are_not_in_the_fingerprint() -> None:
 
 def test_suspended_spec_is_left_alone_whatever_its_state() -> None:
     for current in (None, attempt(OLD, Phase.RUNNING), attempt(OLD, Phase.PENDING)):
-        action = plan_one(desired(suspend=True, hyperparameters={"epochs": 9}), record(current) if current else None)
+        action = plan_one(
+            desired(suspend=True, hyperparameters={"epochs": 9}),
+            record(current) if current else None,
+        )
         assert action.kind is Kind.SUSPENDED
 
 

@@ -62,7 +62,7 @@ class DriverPool:
 
     def calls(self) -> dict[str, int]:
         """Provider calls made so far, by provider (for metrics and benchmarks)."""
-        return {p: getattr(d, "api").calls for p, d in self._drivers.items() if hasattr(d, "api")}
+        return {p: d.api.calls for p, d in self._drivers.items() if hasattr(d, "api")}
 
     def close(self) -> None:
         for driver in self._drivers.values():

@@ -10,7 +10,10 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..spec import JobSpec
 
 
 class Phase(enum.StrEnum):
@@ -132,3 +135,36 @@ class Driver(Protocol):
 def upload_filename(sha256: str, path: Path) -> str:
     """The name we upload a data file under: content hash first, so a crash is resolvable."""
     return f"rc-{sha256[:16]}-{path.name}"
+
+
+def create_request(
+    name: str,
+    spec: JobSpec,
+    *,
+    tag: str,
+    training_file_id: str,
+    validation_file_id: str | None = None,
+    from_output: str | None = None,
+) -> CreateRequest:
+    """The create request a spec asks for, in the project's own vocabulary."""
+    lora: dict[str, Any] | bool | None
+    if spec.lora is True:
+        lora = None
+    elif spec.lora is False:
+        lora = False
+    else:
+        lora = spec.lora.model_dump(exclude_none=True) or None
+    return CreateRequest(
+        name=name,
+        tag=tag,
+        model=spec.model,
+        method=spec.method,
+        training_file_id=training_file_id,
+        validation_file_id=validation_file_id,
+        lora=lora,
+        hyperparameters=spec.hyperparameters.model_dump(exclude_none=True),
+        dpo=spec.dpo.model_dump(exclude_none=True) if spec.dpo else None,
+        suffix=spec.suffix,
+        options=dict(spec.options),
+        from_output=from_output,
+    )
