@@ -42,7 +42,7 @@ class SpecError(ReconcilerError):
     def __init__(
         self, message: str, file: Path | str, line: int | None = None, field: str | None = None
     ) -> None:
-        self.message = message
+        self.message = " ".join(message.split())  # always one line
         self.location = Location(file, line, field)
         super().__init__(self.render())
 

@@ -292,6 +292,11 @@ def load_file(path: Path) -> tuple[list[LoadedSpec], list[SpecError]]:
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "invalid YAML"
         return [], [SpecError(f"invalid YAML: {problem}", shown, line)]
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        return [], [
+            SpecError(f"invalid YAML: unacceptable character {exc.character!r}", shown, line)
+        ]
     except yaml.YAMLError as exc:
         return [], [SpecError(f"invalid YAML: {exc}", shown)]
     for node in nodes:

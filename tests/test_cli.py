@@ -1,0 +1,217 @@
+"""The CLI as a user meets it: exit codes, one-line errors, JSON, untouched ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import SpecTree
+
+from reconciler.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in (
+        "TOGETHER_API_KEY",
+        "OPENAI_API_KEY",
+        "MISTRAL_API_KEY",
+        "RECONCILER_SPECS",
+        "RECONCILER_LEDGER",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+
+
+def run(tree: SpecTree, *args: str) -> int:
+    return main(
+        [
+            "--specs",
+            str(tree.root),
+            "--ledger",
+            str(tree.root.parent / "state" / "ledger.db"),
+            *args,
+        ]
+    )
+
+
+def test_validate_ok(tree: SpecTree, capsys: pytest.CaptureFixture[str]) -> None:
+    tree.spec("bot")
+    assert run(tree, "validate") == 0
+    assert "1 spec(s) valid" in capsys.readouterr().out
+
+
+def test_typo_is_file_line_message_exit_1_no_traceback_no_ledger(
+    tree: SpecTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree.raw(
+        "bot.yaml",
+        """\
+        apiVersion: reconciler/v1
+        kind: FineTuneJob
+        metadata: {name: bot}
+        spec:
+          provider: together
+          model: m
+          training_file: data/train.jsonl
+          hyperparameters: {epochs: 2, learning_rat: 0.1}
+        """,
+    )
+    assert run(tree, "validate") == 1
+    err = capsys.readouterr().err
+    first = err.splitlines()[0]
+    assert (
+        first
+        == f"{tree.root}/bot.yaml:8: spec.hyperparameters.learning_rat: unknown key, did you mean 'learning_rate'?"
+        or first.endswith(
+            "bot.yaml:8: spec.hyperparameters.learning_rat: unknown key, did you mean 'learning_rate'?"
+        )
+    )
+    assert "Traceback" not in err
+    assert not (tree.root.parent / "state").exists()
+    # plan and apply refuse the same way, before touching anything
+    assert run(tree, "plan", "--offline") == 1
+    assert run(tree, "apply", "--yes") == 1
+    assert not (tree.root.parent / "state").exists()
+
+
+def test_bad_data_record_is_reported_at_its_line(
+    tree: SpecTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree.spec("bot")
+    with (tree.root / "data" / "train.jsonl").open("a") as f:
+        f.write(
+            '{"messages": [{"role": "user", "content": "hi"}, {"role": "user", "content": "again"}]}\n'
+        )
+    assert run(tree, "validate") == 1
+    err = capsys.readouterr().err
+    assert "data/train.jsonl:4: messages[1].role:" in err
+    assert "Traceback" not in err
+
+
+def test_plan_offline_json_detailed_exitcode_lists_a_create(
+    tree: SpecTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree.spec("bot")
+    assert run(tree, "plan", "--offline", "--json", "--detailed-exitcode") == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["format_version"] == "1.0"
+    (action,) = doc["actions"]
+    assert (action["name"], action["kind"], action["actions"]) == ("bot", "create", ["create"])
+    assert action["tag"].startswith("rc-") and len(action["tag"]) == 15
+    assert doc["summary"]["changes"] == 1
+    assert not (tree.root.parent / "state").exists()  # plan never writes
+
+
+def test_plan_human_output_has_symbols_reasons_and_summary(
+    tree: SpecTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree.spec("bot")
+    assert run(tree, "plan", "--offline") == 0
+    out = capsys.readouterr().out
+    assert "+ create" in out and "bot" in out and "new spec" in out
+    assert "Plan: 1 to create, 0 to replace, 0 to cancel" in out
+    assert "\x1b[" not in out  # no colour off a TTY
+
+
+def test_plan_out_file_round_trips(
+    tree: SpecTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree.spec("bot")
+    out = tmp_path / "plan.json"
+    assert run(tree, "plan", "--offline", "--out", str(out)) == 0
+    saved = json.loads(out.read_text())
+    assert saved["actions"][0]["kind"] == "create"
+    assert "apply --plan" in capsys.readouterr().out
+
+
+def test_no_specs_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--specs", str(tmp_path / "nope"), "plan", "--offline"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "specs folder" in err and "RECONCILER_SPECS" in err
+
+
+def test_global_options_work_after_the_command(
+    tree: SpecTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree.spec("bot")
+    assert main(["validate", "--specs", str(tree.root)]) == 0
+
+
+def test_env_vars_choose_specs_and_ledger(tree: SpecTree, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree.spec("bot")
+    monkeypatch.setenv("RECONCILER_SPECS", str(tree.root))
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RECONCILER_SPECS": str(tree.root)},
+        cwd=tree.root.parent,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_apply_without_yes_and_without_a_terminal_refuses(
+    tree: SpecTree, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree.spec("bot")
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))  # noqa: SIM115
+    assert run(tree, "apply") == 1
+    assert "pass --yes" in capsys.readouterr().err
+
+
+def test_missing_key_names_the_variable_only_when_needed(
+    tree: SpecTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree.spec("bot")
+    assert run(tree, "plan") == 0  # nothing active: no provider needed, no key needed
+    assert run(tree, "apply", "--yes") == 1
+    out = capsys.readouterr()
+    assert "TOGETHER_API_KEY is not set" in out.out + out.err
+    assert "Traceback" not in out.err
+
+
+def test_status_and_logs_on_an_empty_workspace(
+    tree: SpecTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree.spec("bot")
+    assert run(tree, "status", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["format_version"] == "1.0"
+    assert doc["jobs"][0]["name"] == "bot" and doc["jobs"][0]["phase"] == "absent"
+    assert run(tree, "logs", "bot") == 1
+    assert "no job for 'bot'" in capsys.readouterr().err
+
+
+def test_help_is_fast_and_lazy() -> None:
+    """`reconciler --help` imports none of the heavy libraries."""
+    code = (
+        "import sys, runpy; sys.argv=['reconciler','--help']\n"
+        "try:\n    runpy.run_module('reconciler', run_name='__main__')\n"
+        "except SystemExit: pass\n"
+        "heavy = [m for m in ('httpx','pydantic','yaml','sqlite_utils','structlog','rich','watchfiles') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in proc.stdout
+    assert "plan" in proc.stdout and "exit codes" in proc.stdout
+
+
+def test_every_example_validates_and_plans(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    folders = sorted({p.parent for p in (ROOT / "examples").rglob("*.yaml")} | {ROOT / "specs"})
+    folders = [f for f in folders if not any(part == "ci" for part in f.parts)]
+    assert len(folders) >= 3
+    for folder in folders:
+        args = ["--specs", str(folder), "--ledger", str(tmp_path / "none.db")]
+        assert main([*args, "validate"]) == 0, capsys.readouterr().err
+        assert main([*args, "plan", "--offline", "--detailed-exitcode"]) == 2
+    assert not (tmp_path / "none.db").exists()

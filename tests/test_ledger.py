@@ -1,0 +1,166 @@
+"""The ledger: durable settings, serial and lineage, migrations, the writer lock."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from reconciler.errors import LedgerError, LockedError
+from reconciler.ledger import SCHEMA_VERSION, Ledger, WriterLock
+from reconciler.providers.base import Phase, RemoteJob
+
+
+def _intent(ledger: Ledger, name: str = "bot", attempt: int = 1) -> int:
+    return ledger.insert_intent(
+        name=name,
+        attempt=attempt,
+        fingerprint="f" * 64,
+        tag=f"rc-{name}{attempt:04d}",
+        provider="together",
+        inputs={"model": "m"},
+        on_delete="cancel",
+        spec_path="specs/bot.yaml",
+        git_commit="abc123",
+    )
+
+
+def test_new_ledger_is_wal_full_sync_with_lineage_and_serial(tmp_path: Path) -> None:
+    ledger = Ledger.open(tmp_path / "state" / "ledger.db")
+    try:
+        conn = ledger.db.conn
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert len(ledger.lineage) == 36 and ledger.serial == 0
+        lineage = ledger.lineage
+        _intent(ledger)
+        assert ledger.serial == 1
+    finally:
+        ledger.close()
+    again = Ledger.open(tmp_path / "state" / "ledger.db")
+    try:
+        assert again.lineage == lineage and again.serial == 1
+    finally:
+        again.close()
+
+
+def test_every_write_bumps_the_serial_and_is_logged(tmp_path: Path) -> None:
+    ledger = Ledger.open(tmp_path / "l.db")
+    try:
+        attempt_id = _intent(ledger)
+        ledger.mark_posting(attempt_id, "file-1", None)
+        ledger.record_job(attempt_id, RemoteJob("ft-1", Phase.QUEUED, "pending"), event="created")
+        assert ledger.serial == 3
+        assert not ledger.record_job(attempt_id, RemoteJob("ft-1", Phase.QUEUED, "pending"))
+        assert ledger.serial == 3  # nothing changed, nothing written
+        ledger.record_job(
+            attempt_id, RemoteJob("ft-1", Phase.SUCCEEDED, "completed", fine_tuned_model="m1")
+        )
+        row = ledger.attempt(attempt_id)
+        assert (row["status"], row["fine_tuned_model"], row["remote_id"]) == (
+            "succeeded",
+            "m1",
+            "ft-1",
+        )
+        assert row["finished_at"] is not None
+        kinds = [e["kind"] for e in ledger.events("bot")]
+        assert kinds == ["intent", "created", "status", "status"]
+        (record,) = ledger.records().values()
+        assert record.current is not None and record.current.phase is Phase.SUCCEEDED
+    finally:
+        ledger.close()
+
+
+def test_forgotten_and_absent_attempts_leave_the_view_but_keep_numbering(tmp_path: Path) -> None:
+    ledger = Ledger.open(tmp_path / "l.db")
+    try:
+        first = _intent(ledger, attempt=1)
+        ledger.mark_absent(first, "never posted")
+        _intent(ledger, attempt=2)
+        ledger.forget("bot", "spec removed")
+        record = ledger.records()["bot"]
+        assert record.current is None and record.next_attempt == 3
+    finally:
+        ledger.close()
+
+
+def test_tags_are_unique(tmp_path: Path) -> None:
+    ledger = Ledger.open(tmp_path / "l.db")
+    try:
+        _intent(ledger)
+        with pytest.raises(sqlite3.IntegrityError):
+            _intent(ledger)
+        assert ledger.serial == 1  # the failed write was rolled back whole
+    finally:
+        ledger.close()
+
+
+def test_readonly_open_never_creates_a_file(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError):
+        Ledger.open(tmp_path / "absent.db", readonly=True)
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    ledger = Ledger.open(tmp_path / "l.db")
+    ledger.db.execute(
+        "UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)]
+    )
+    ledger.close()
+    with pytest.raises(LedgerError, match="newer than this reconciler"):
+        Ledger.open(tmp_path / "l.db")
+
+
+def test_a_garbage_file_is_a_clear_ledger_error(tmp_path: Path) -> None:
+    (tmp_path / "l.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(LedgerError, match="cannot open ledger"):
+        Ledger.open(tmp_path / "l.db")
+
+
+def _hold_lock(
+    path: str, ready: multiprocessing.synchronize.Event, done: multiprocessing.synchronize.Event
+) -> None:
+    lock = WriterLock(Path(path))
+    lock.acquire("watch")
+    ready.set()
+    done.wait(10)
+    lock.release()
+
+
+def test_second_writer_is_refused_with_the_holder_named(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    ctx = multiprocessing.get_context("fork")
+    ready, done = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(path), ready, done))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(LockedError) as info:
+            WriterLock(path).acquire("apply")
+        message = str(info.value)
+        assert f"pid {holder.pid}" in message and "watch" in message and "since" in message
+        assert "\n" not in message
+    finally:
+        done.set()
+        holder.join(10)
+    WriterLock(path).acquire("apply")  # free again once the holder is gone
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    ctx = multiprocessing.get_context("fork")
+    ready, done = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(path), ready, done))
+    holder.start()
+    assert ready.wait(10)
+    os.kill(holder.pid, 9)  # type: ignore[arg-type]
+    holder.join(10)
+    lock = WriterLock(path)
+    lock.acquire("apply")
+    info = json.loads(lock.path.read_text())
+    assert info["pid"] == os.getpid() and info["command"] == "apply"
+    lock.release()
