@@ -187,17 +187,23 @@ class Executor:
             raise ConfigError(f"{action.name}: no loaded spec to create from")
         return want
 
-    def _create(self, action: Action) -> tuple[str, bool]:
-        want = self._want(action)
-        assert action.fingerprint and action.attempt and action.tag
+    def _files(self, want: DesiredJob) -> tuple[str, str | None]:
+        """Upload (at most once per content) the training and validation files."""
+        assert want.training_path is not None
         training_id = self._ensure_file(
             want.spec.provider, want.training_path, want.training_sha256
-        )  # type: ignore[arg-type]
+        )
         validation_id = None
         if want.validation_path is not None and want.validation_sha256 is not None:
             validation_id = self._ensure_file(
                 want.spec.provider, want.validation_path, want.validation_sha256
             )
+        return training_id, validation_id
+
+    def _create(self, action: Action) -> tuple[str, bool]:
+        want = self._want(action)
+        assert action.fingerprint and action.attempt and action.tag
+        training_id, validation_id = self._files(want)
         attempt_id = self.ledger.insert_intent(
             name=want.name,
             attempt=action.attempt,
@@ -324,14 +330,7 @@ class Executor:
         )
         if action.then is Kind.CREATE:
             want = self._want(action)
-            training_id = self._ensure_file(
-                want.spec.provider, want.training_path, want.training_sha256
-            )  # type: ignore[arg-type]
-            validation_id = None
-            if want.validation_path is not None and want.validation_sha256 is not None:
-                validation_id = self._ensure_file(
-                    want.spec.provider, want.validation_path, want.validation_sha256
-                )
+            training_id, validation_id = self._files(want)
             self.ledger.reset_intent(cur.id)
             message, pending = self._post(cur.id, want, action, training_id, validation_id)
             return f"intent {cur.tag} {why}; {message}", pending

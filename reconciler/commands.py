@@ -447,16 +447,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.name!r} has no provider job yet (intent {cur.tag})")
     drivers = DriverPool(ws.env)
     try:
-        events = drivers.get(cur.provider).job_events(cur.remote_id)
+        remote_events = drivers.get(cur.provider).job_events(cur.remote_id)
     finally:
         drivers.close()
-    for ev in events:
+    for ev in remote_events:
         ts = (
             datetime.fromtimestamp(ev.created_at, UTC).isoformat(timespec="seconds")
             if ev.created_at
             else "-"
         )
         out.print(f"{ts}  {ev.level:<7} {ev.message}", markup=False)
-    if not events:
+    if not remote_events:
         out.print(f"{cur.remote_id}: no events yet", markup=False)
     return 0

@@ -32,8 +32,8 @@ Clock = Callable[[], float]
 
 
 def _m1_initial(db: sqlite_utils.Database) -> None:
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["attempts"].create(
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("attempts").create(
         {
             "id": int,
             "spec_name": str,
@@ -67,10 +67,10 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
         not_null={"spec_name", "attempt", "fingerprint", "tag", "provider", "status"},
         defaults={"error_retryable": 0, "cancel_requested": 0, "forgotten": 0},
     )
-    db["attempts"].create_index(["tag"], unique=True)
-    db["attempts"].create_index(["spec_name", "attempt"], unique=True)
-    db["attempts"].create_index(["status"])
-    db["files"].create(
+    db.table("attempts").create_index(["tag"], unique=True)
+    db.table("attempts").create_index(["spec_name", "attempt"], unique=True)
+    db.table("attempts").create_index(["status"])
+    db.table("files").create(
         {
             "id": int,
             "provider": str,
@@ -85,8 +85,8 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"provider", "sha256", "status"},
     )
-    db["files"].create_index(["provider", "sha256"], unique=True)
-    db["events"].create(
+    db.table("files").create_index(["provider", "sha256"], unique=True)
+    db.table("events").create(
         {
             "id": int,
             "ts": float,
@@ -99,7 +99,7 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"ts", "kind", "message"},
     )
-    db["events"].create_index(["spec_name", "id"])
+    db.table("events").create_index(["spec_name", "id"])
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial]
@@ -222,7 +222,7 @@ class Ledger:
                 return  # another process migrated first
             for step in MIGRATIONS[version:]:
                 step(self.db)
-            meta = self.db["meta"]
+            meta = self.db.table("meta")
             if version == 0:
                 meta.insert_all(
                     [
@@ -285,7 +285,7 @@ class Ledger:
         }
 
     def attempt(self, attempt_id: int) -> dict[str, Any]:
-        return dict(self.db["attempts"].get(attempt_id))
+        return dict(self.db.table("attempts").get(attempt_id))
 
     def attempts(self, name: str | None = None) -> list[dict[str, Any]]:
         if name is None:
@@ -316,7 +316,7 @@ class Ledger:
         attempt_id: int | None = None,
         data: dict[str, Any] | None = None,
     ) -> None:
-        self.db["events"].insert(
+        self.db.table("events").insert(
             {
                 "ts": self.clock(),
                 "spec_name": name,
@@ -348,7 +348,7 @@ class Ledger:
         """Step 1 of the crash protocol: the intent, committed before any call."""
         now = self.clock()
         with self.write():
-            table = self.db["attempts"]
+            table = self.db.table("attempts")
             table.insert(
                 {
                     "spec_name": name,
@@ -366,7 +366,7 @@ class Ledger:
                     "updated_at": now,
                 }
             )
-            attempt_id = int(table.last_pk)
+            attempt_id = int(table.last_pk or 0)
             self._event("intent", f"attempt {attempt} intent (tag {tag})", name, attempt_id)
         return attempt_id
 
@@ -375,7 +375,7 @@ class Ledger:
     ) -> None:
         """Committed just before the create POST: from here on the intent needs a look-up."""
         with self.write():
-            self.db["attempts"].update(
+            self.db.table("attempts").update(
                 attempt_id,
                 {
                     "posted_at": self.clock(),
@@ -407,7 +407,7 @@ class Ledger:
         if job.phase.terminal and not row["finished_at"]:
             changed["finished_at"] = now
         with self.write():
-            self.db["attempts"].update(attempt_id, changed)
+            self.db.table("attempts").update(attempt_id, changed)
             if event is not None:
                 self._event(
                     event,
@@ -431,7 +431,7 @@ class Ledger:
         now = self.clock()
         row = self.attempt(attempt_id)
         with self.write():
-            self.db["attempts"].update(
+            self.db.table("attempts").update(
                 attempt_id,
                 {
                     "status": Phase.FAILED.value,
@@ -447,18 +447,22 @@ class Ledger:
         """An intent whose tag the provider does not have: it never became a job."""
         row = self.attempt(attempt_id)
         with self.write():
-            self.db["attempts"].update(attempt_id, {"status": "absent", "updated_at": self.clock()})
+            self.db.table("attempts").update(
+                attempt_id, {"status": "absent", "updated_at": self.clock()}
+            )
             self._event("absent", reason, row["spec_name"], attempt_id)
 
     def reset_intent(self, attempt_id: int) -> None:
         """Re-arm an absent-at-the-provider intent for a fresh post under the same tag."""
         with self.write():
-            self.db["attempts"].update(attempt_id, {"posted_at": None, "updated_at": self.clock()})
+            self.db.table("attempts").update(
+                attempt_id, {"posted_at": None, "updated_at": self.clock()}
+            )
 
     def mark_cancel_requested(self, attempt_id: int, reason: str) -> None:
         row = self.attempt(attempt_id)
         with self.write():
-            self.db["attempts"].update(
+            self.db.table("attempts").update(
                 attempt_id, {"cancel_requested": 1, "updated_at": self.clock()}
             )
             self._event("cancel", reason, row["spec_name"], attempt_id)
@@ -474,7 +478,7 @@ class Ledger:
     def file_intent(self, provider: str, sha256: str, filename: str, size: int) -> None:
         now = self.clock()
         with self.write():
-            self.db["files"].insert(
+            self.db.table("files").insert(
                 {
                     "provider": provider,
                     "sha256": sha256,
@@ -491,7 +495,7 @@ class Ledger:
     def file_uploaded(self, provider: str, sha256: str, remote_id: str, filename: str) -> None:
         now = self.clock()
         with self.write():
-            self.db["files"].upsert(
+            self.db.table("files").upsert(
                 {
                     "provider": provider,
                     "sha256": sha256,

@@ -272,8 +272,7 @@ def load_file(path: Path) -> tuple[list[LoadedSpec], list[SpecError]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        return [], [SpecError("not valid UTF-8", shown, line)]
+        return [], [SpecError("not valid UTF-8", shown, raw.count(b"\n", 0, exc.start) + 1)]
     if "\x00" in text:
         return [], [
             SpecError(
@@ -293,7 +292,7 @@ def load_file(path: Path) -> tuple[list[LoadedSpec], list[SpecError]]:
         problem = exc.problem or exc.context or "invalid YAML"
         return [], [SpecError(f"invalid YAML: {problem}", shown, line)]
     except yaml.reader.ReaderError as exc:
-        line = text.count("\n", 0, exc.position) + 1
+        line: int | None = text.count("\n", 0, exc.position) + 1
         return [], [
             SpecError(f"invalid YAML: unacceptable character {exc.character!r}", shown, line)
         ]
@@ -308,6 +307,7 @@ def load_file(path: Path) -> tuple[list[LoadedSpec], list[SpecError]]:
             errors.append(exc)
             continue
         except ValidationError as exc:
+            assert isinstance(node, yaml.MappingNode)  # only mappings reach pydantic
             errors.extend(_pydantic_errors(exc, node, shown))
             continue
         specs.append(spec)

@@ -182,7 +182,7 @@ def _plan_one(
         return _plan_removed(record.name, cur)
 
     spec = want.spec
-    base = {"name": want.name, "provider": spec.provider, "current": cur}
+    base: dict[str, Any] = {"name": want.name, "provider": spec.provider, "current": cur}
     if spec.suspend:
         return Action(Kind.SUSPENDED, reason="spec.suspend is true: left alone", **base)
 
@@ -212,7 +212,7 @@ def _plan_one(
     inputs = training_inputs(spec, want.training_sha256, want.validation_sha256, from_output)
     fp = fingerprint(inputs)
     nxt = record.next_attempt
-    create = {
+    create: dict[str, Any] = {
         "fingerprint": fp,
         "attempt": nxt,
         "tag": tag_for(want.name, fp, nxt),
@@ -315,7 +315,7 @@ def _plan_one(
 
 
 def _plan_removed(name: str, cur: AttemptView) -> Action:
-    base = {"name": name, "provider": cur.provider, "current": cur}
+    base: dict[str, Any] = {"name": name, "provider": cur.provider, "current": cur}
     orphan = cur.on_delete == "orphan"
     if cur.phase is Phase.PENDING:
         then = Kind.FORGET if orphan else Kind.CANCEL
