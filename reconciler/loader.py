@@ -292,9 +292,9 @@ def load_file(path: Path) -> tuple[list[LoadedSpec], list[SpecError]]:
         problem = exc.problem or exc.context or "invalid YAML"
         return [], [SpecError(f"invalid YAML: {problem}", shown, line)]
     except yaml.reader.ReaderError as exc:
-        line: int | None = text.count("\n", 0, exc.position) + 1
+        at = text.count("\n", 0, exc.position) + 1
         return [], [
-            SpecError(f"invalid YAML: unacceptable character {exc.character!r}", shown, line)
+            SpecError(f"invalid YAML: unacceptable character {exc.character!r}", shown, at)
         ]
     except yaml.YAMLError as exc:
         return [], [SpecError(f"invalid YAML: {exc}", shown)]
