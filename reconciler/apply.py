@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, ErrorKind, ProviderError, ReconcilerError
+from .log import get as get_logger
 from .ledger import Ledger
 from .plan import Action, AttemptView, DesiredJob, Kind, Plan, SpecRecord
 from .providers import DriverPool
 from .providers.base import RemoteJob, create_request, upload_filename
+
+log = get_logger("reconciler.apply")
 
 DEFAULT_ADOPT_GRACE = 60.0  # LIST is eventually consistent (DESIGN §10)
 
@@ -133,9 +136,11 @@ class Executor:
         broken = self._broken.get(action.provider)
         if broken is not None:
             return Outcome(action.name, action.kind, False, str(broken))
+        log.info("action", name=action.name, kind=action.kind.value, reason=action.reason)
         try:
             message, pending = self._dispatch(action)
         except ProviderError as exc:
+            log.warning("action failed", name=action.name, kind=action.kind.value, error=str(exc))
             if exc.kind is ErrorKind.AUTH:
                 self._broken[action.provider] = exc
             self.ledger.record_event("error", str(exc), action.name, action=action.kind.value)

@@ -293,9 +293,7 @@ def load_file(path: Path) -> tuple[list[LoadedSpec], list[SpecError]]:
         return [], [SpecError(f"invalid YAML: {problem}", shown, line)]
     except yaml.reader.ReaderError as exc:
         at = text.count("\n", 0, exc.position) + 1
-        return [], [
-            SpecError(f"invalid YAML: unacceptable character {exc.character!r}", shown, at)
-        ]
+        return [], [SpecError(f"invalid YAML: unacceptable character {exc.character!r}", shown, at)]
     except yaml.YAMLError as exc:
         return [], [SpecError(f"invalid YAML: {exc}", shown)]
     for node in nodes:

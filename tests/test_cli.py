@@ -215,3 +215,29 @@ def test_every_example_validates_and_plans(
         assert main([*args, "validate"]) == 0, capsys.readouterr().err
         assert main([*args, "plan", "--offline", "--detailed-exitcode"]) == 2
     assert not (tmp_path / "none.db").exists()
+
+
+def test_saved_plan_is_refused_when_a_spec_changed(tree: SpecTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tree.spec("bot")
+    saved = tmp_path / "plan.json"
+    assert run(tree, "plan", "--offline", "--out", str(saved)) == 0
+    tree.spec("bot", hyperparameters={"epochs": 5})
+    assert run(tree, "apply", "--plan", str(saved)) == 1
+    err = capsys.readouterr().err
+    assert "is stale: spec 'bot' changed since it was made" in err
+    assert err.count("\n") == 1
+
+
+def test_saved_plan_is_refused_when_the_ledger_moved(tree: SpecTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from reconciler.ledger import Ledger
+
+    tree.spec("bot")
+    ledger_path = tree.root.parent / "state" / "ledger.db"
+    Ledger.open(ledger_path).close()
+    saved = tmp_path / "plan.json"
+    assert run(tree, "plan", "--offline", "--out", str(saved)) == 0
+    ledger = Ledger.open(ledger_path)
+    ledger.record_event("note", "someone else wrote")
+    ledger.close()
+    assert run(tree, "apply", "--plan", str(saved)) == 1
+    assert "the ledger changed since it was made (serial 0 → 1)" in capsys.readouterr().err

@@ -17,9 +17,12 @@ from typing import Any
 import httpx
 
 from .. import __version__
+from ..log import get as get_logger
 from ..errors import ConfigError, ErrorKind, ProviderError
 from ..redact import register, scrub
 from ..retry import CREATE_RATE_LIMIT_RETRY, HTTP_RETRY, Backoff
+
+log = get_logger("reconciler.http")
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,14 @@ class ApiClient:
                     ambiguous=ambiguous,
                 )
             else:
+                log.debug(
+                    "http",
+                    provider=self.provider,
+                    method=method,
+                    path=path,
+                    status=response.status_code,
+                    request_id=response.headers.get("x-request-id"),
+                )
                 if response.status_code < 400 or response.status_code in ok:
                     return response
                 err = classify(self.provider, response)
@@ -218,7 +229,18 @@ class ApiClient:
             may_retry = err.kind is ErrorKind.RATE_LIMITED if create else err.retryable
             if not may_retry or attempt == tries:
                 raise err
-            self.sleep(schedule.wait_for(attempt, err.retry_after))
+            wait = schedule.wait_for(attempt, err.retry_after)
+            log.info(
+                "retrying",
+                provider=self.provider,
+                method=method,
+                path=path,
+                error=err.message,
+                kind=err.kind.value,
+                wait_s=round(wait, 2),
+                attempt=attempt,
+            )
+            self.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
