@@ -46,6 +46,9 @@ class Hyperparameters(Strict):
 
     epochs: int | None = Field(default=None, ge=1, le=100)
     learning_rate: float | None = Field(default=None, gt=0, le=1)
+    learning_rate_multiplier: float | None = Field(
+        default=None, gt=0, description="OpenAI scales its own base rate by this instead."
+    )
     batch_size: int | Literal["max"] | None = Field(default=None)
     warmup_ratio: float | None = Field(default=None, ge=0, le=1)
     weight_decay: float | None = Field(default=None, ge=0)

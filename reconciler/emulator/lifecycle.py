@@ -11,7 +11,7 @@ emulated seconds (``*_at``) or *effective* seconds: time the job was not paused.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 INF = math.inf
@@ -147,7 +147,7 @@ def snapshot(
     fail = life.get("fail")
     ft = _fail_time(fail, phases, starts)
     if fail is not None and ft <= t:
-        return _replace(
+        return replace(
             base,
             status=fail["status"],
             index=max(k for k, s in enumerate(starts) if s <= ft),
@@ -159,7 +159,7 @@ def snapshot(
         )
 
     done = index == last
-    snap = _replace(
+    snap = replace(
         base,
         status=phases[index],
         index=index,
@@ -171,21 +171,15 @@ def snapshot(
         assert cancel_at is not None
         if kind.cancelling is None or now >= cancel_at + kind.cancel_delay:
             delay = 0.0 if kind.cancelling is None else kind.cancel_delay
-            return _replace(
+            return replace(
                 snap,
                 status=kind.cancelled,
                 terminal=True,
                 stopped="cancelled",
                 finished_at=cancel_at + delay,
             )
-        return _replace(snap, status=kind.cancelling)
+        return replace(snap, status=kind.cancelling)
     return snap
-
-
-def _replace(snap: Snapshot, **changes: Any) -> Snapshot:
-    from dataclasses import replace
-
-    return replace(snap, **changes)
 
 
 def _fail_time(fail: dict[str, Any] | None, phases: list[str], starts: tuple[float, ...]) -> float:
