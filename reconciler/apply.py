@@ -52,6 +52,7 @@ def refresh(records: Mapping[str, SpecRecord], drivers: DriverPool) -> dict[int,
     observed: dict[int, RemoteJob] = {}
     for provider, by_remote in sorted(wanted.items()):
         driver = drivers.get(provider)
+        by_id = {a.id for a in by_remote.values()}
         missing = dict(by_remote)
         for job in driver.list_jobs():
             attempt = missing.pop(job.id, None)
@@ -65,6 +66,10 @@ def refresh(records: Mapping[str, SpecRecord], drivers: DriverPool) -> dict[int,
             except ProviderError as exc:
                 if exc.kind is not ErrorKind.NOT_FOUND:
                     raise
+        start = getattr(driver, "start_if_parked", None) if act else None
+        if start is not None:
+            for attempt_id in [i for i in observed if i in by_id]:
+                observed[attempt_id] = start(observed[attempt_id])
     return observed
 
 
@@ -260,6 +265,9 @@ class Executor:
             else:  # refused before anything was created (auth, rate limit, not found)
                 self.ledger.mark_absent(attempt_id, f"create refused: {exc}")
             raise
+        start = getattr(driver, "start_if_parked", None)
+        if start is not None:
+            job = start(job)
         self.ledger.record_job(attempt_id, job, event="created")
         return f"created {job.id} (attempt {row['attempt']}, {job.status})", False
 

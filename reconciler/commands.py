@@ -240,7 +240,7 @@ def _apply(
     drivers: DriverPool,
     out: Any,
 ) -> int:
-    observed = refresh(ledger.records(), drivers)
+    observed = refresh(ledger.records(), drivers, act=True)
     if saved is not None:
         preview = make_plan(state.jobs, with_observations(ledger.records(), observed), time.time())
         _check_saved(saved, ledger, preview, args.plan)
@@ -316,7 +316,7 @@ def _wait(
         if time.monotonic() >= deadline:
             return plan, failed, True
         time.sleep(args.interval)
-        observed = refresh(ledger.records(), drivers)
+        observed = refresh(ledger.records(), drivers, act=True)
         persist_observations(ledger, observed)
         for r in ledger.records().values():
             for a in r.attempts:

@@ -46,7 +46,10 @@ def _resolve_data(spec: LoadedSpec, key: str, value: str, root: Path) -> Path:
 
 
 # provider → module with ``request_problems(CreateRequest) -> list["field: message"]``
-PROVIDER_RULES = {"together": "reconciler.providers.together"}
+PROVIDER_RULES = {
+    "together": "reconciler.providers.together",
+    "mistral": "reconciler.providers.mistral",
+}
 
 
 def _provider_rules(spec: LoadedSpec) -> list[SpecError]:

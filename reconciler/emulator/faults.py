@@ -109,7 +109,9 @@ class FaultConfig:
             out["path_contains"] = str(data["path_contains"])
         if data.get("seed") is not None:
             out["seed"] = int(data["seed"])
-        out["fail_jobs"] = tuple(_rule(FailRule, r, "fail_jobs") for r in data.get("fail_jobs") or ())
+        out["fail_jobs"] = tuple(
+            _rule(FailRule, r, "fail_jobs") for r in data.get("fail_jobs") or ()
+        )
         out["stuck"] = tuple(_rule(StuckRule, r, "stuck") for r in data.get("stuck") or ())
         return cls(**out)
 

@@ -82,6 +82,7 @@ def new_life(phases: list[tuple[str, float]], *, park: int | None = None) -> dic
         "park": park,
         "released": None,
         "cancel_at": None,
+        "cancel_t": None,
         "fail": None,
         "pauses": [],
     }
@@ -119,9 +120,12 @@ def snapshot(
     """The job at ``now``; ``stuck`` holds it in that status (a fault, read-time only)."""
     phases = [p[0] for p in life["phases"]]
     starts = _starts(life)
-    cancel_at = life.get("cancel_at")
+    cancel_at: float | None = life.get("cancel_at")
     cancelled = cancel_at is not None and cancel_at <= now
-    t = _effective(life, created_at, min(now, cancel_at) if cancelled else now)
+    if cancelled and life.get("cancel_t") is not None:
+        t = float(life["cancel_t"])  # progress frozen where it was when cancel came
+    else:
+        t = _effective(life, created_at, min(now, cancel_at) if cancel_at is not None else now)
     pauses = tuple((float(s), None if e is None else float(e)) for s, e in life["pauses"])
     paused = bool(pauses) and pauses[-1][1] is None
     base = Snapshot(
@@ -180,6 +184,14 @@ def snapshot(
             )
         return replace(snap, status=kind.cancelling)
     return snap
+
+
+def request_cancel(life: dict[str, Any], snap: Snapshot, now: float) -> None:
+    """Record a cancel (once): when it came and how far the job had got, so a job held by
+    a fault that is later cleared does not jump past its cancel."""
+    if life.get("cancel_at") is None:
+        life["cancel_at"] = now
+        life["cancel_t"] = snap.t
 
 
 def _fail_time(fail: dict[str, Any] | None, phases: list[str], starts: tuple[float, ...]) -> float:

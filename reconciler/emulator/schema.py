@@ -70,13 +70,15 @@ def _is(value: Any, name: str) -> bool:
 def check(value: Any, node: Node, loc: tuple[str | int, ...] = ()) -> Problem | None:
     """The first problem of ``value`` against ``node``, or None."""
     if "anyOf" in node:
-        first: Problem | None = None
+        problems: list[Problem] = []
         for option in node["anyOf"]:
             problem = check(value, option, loc)
             if problem is None:
                 return None
-            first = first or problem
-        return first
+            problems.append(problem)
+        # the alternative of the right type says the most ("lora_r is required" beats
+        # "expected null"); the deepest location wins among those
+        return max(problems, key=lambda p: (p.kind != "type", len(p.loc)))
     if "discriminator" in node and isinstance(value, dict):
         key = node["discriminator"]
         if key not in value:

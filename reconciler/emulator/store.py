@@ -103,7 +103,8 @@ class Store:
         return None if found is None or found[0] is None else bytes(found[0])
 
     def get(self, kind: str, obj_id: str, provider: str | None = None) -> Row | None:
-        sql = "SELECT kind, provider, id, seq, created_at, data FROM objects WHERE kind = ? AND id = ?"
+        sql = "SELECT kind, provider, id, seq, created_at, data FROM objects"
+        sql += " WHERE kind = ? AND id = ?"
         args: tuple[Any, ...] = (kind, obj_id)
         if provider is not None:
             sql += " AND provider = ?"

@@ -1,13 +1,10 @@
-"""Together AI under ``/together/v1``: files (the SDK's signed-URL flow with checksum
-dedupe, the documented multipart upload, preprocessing) and fine-tune jobs.
-
-Also the emulator's object storage, ``/_storage/<token>``: where the signed upload URL
-points (PUT without auth, as to S3) and where signed download URLs lead (GET).
-"""
+"""Together AI under ``/together/v1`` (providers.md §3): files (``together_files``) and
+fine-tune jobs: create with the server's checks and defaults, list, get, cancel
+(``cancel_requested`` → ``cancelled``), delete, events, checkpoints, metrics, price
+estimates and the model catalogue the SDK reads before every create."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Any
 
@@ -19,252 +16,35 @@ from . import together_jobs as tj
 from .core import (
     FILE,
     JOB,
-    SLOT,
     Emulator,
     haystack,
-    inspect_jsonl,
     job_snapshot,
     json_body,
     listed,
     new_uuid,
     plan_fault_failure,
     steps_between,
-    token,
 )
-from .lifecycle import new_life, plan_failure
-from .schema import Problem, check
+from .lifecycle import new_life, plan_failure, request_cancel
+from .schema import check
 from .store import Row
+from .together_files import (
+    PREFIX,
+    error,
+    file_routes,
+    not_found,
+    problem_error,
+    processing_status,
+    storage_routes,
+)
 
 NAME = "together"
 KIND = tj.KIND
-PREFIX = "/together/v1"
-# spec purposes plus the SDK's "calibration"
-PURPOSES = ("fine-tune", "eval", "eval-sample", "eval-output", "eval-summary", "batch-generated",
-            "batch-api", "calibration")
-FILE_TYPES = ("jsonl", "csv", "parquet")
-
-
-def error(
-    status: int,
-    message: str,
-    *,
-    type: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Response:
-    """Together's ``ErrorData`` body."""
-    body: dict[str, Any] = {"error": {"message": message, "type": type, "param": param,
-                                      "code": code}}
-    body.update(extra or {})
-    return JSONResponse(body, status_code=status)
-
-
-def _problem(p: Problem) -> Response:
-    where = p.param or "body"
-    return error(400, f"{where}: {p.message}", param=p.param or None, code="invalid_value")
-
-
-def _not_found(what: str, obj_id: str) -> Response:
-    return error(404, f"{what} {obj_id} not found", param="id", code="not_found")
-
-
-# ---------------------------------------------------------------- files
-
-
-def processing_status(emu: Emulator, row: Row) -> str:
-    d = row.data
-    started = d.get("processing_started_at")
-    if not d.get("uploaded") or started is None:
-        return "PENDING"
-    elapsed = emu.now() - float(started)
-    if elapsed < emu.file_processing_seconds / 2:
-        return "QUEUED"
-    if elapsed < emu.file_processing_seconds:
-        return "RUNNING"
-    if d.get("file_type", "jsonl") != "jsonl" or d.get("purpose") != "fine-tune":
-        return "COMPLETED"  # only fine-tune JSONL is validated here
-    return "COMPLETED" if d.get("error") is None else "INVALID_FORMAT"
-
-
-def file_view(emu: Emulator, row: Row) -> dict[str, Any]:
-    d = row.data
-    status = processing_status(emu, row)
-    out: dict[str, Any] = {
-        "id": row.id,
-        "object": "file",
-        "created_at": int(row.created_at),
-        "filename": d["filename"],
-        "bytes": int(d.get("bytes", 0)),
-        "purpose": d["purpose"],
-        "FileType": d.get("file_type", "jsonl"),
-        "Processed": status == "COMPLETED",
-        "processing_status": status,
-        "LineCount": int(d.get("lines", 0)),
-    }
-    if status in ("COMPLETED", "INVALID_FORMAT"):
-        report: dict[str, Any] = {
-            "valid": status == "COMPLETED",
-            "file_id": row.id,
-            "nlines": int(d.get("lines", 0)),
-            "dataset_format": d.get("format"),
-            "dataset_has_tools": False,
-            "dataset_has_reasoning": False,
-            "dataset_is_multimodal": False,
-            "dataset_has_message_weights": False,
-            "dataset_has_sample_weights": False,
-            "dataset_has_parallel_tool_calls": False,
-        }
-        if status == "INVALID_FORMAT":
-            report.update(error=d.get("error"), error_type="INVALID_FORMAT")
-        out["validation_report"] = report
-    return out
-
-
-def store_content(emu: Emulator, row: Row, content: bytes) -> None:
-    """Keep a file's bytes and what inspecting them tells."""
-    info = inspect_jsonl(content)
-    row.data.update(
-        uploaded=True,
-        bytes=len(content),
-        sha256=hashlib.sha256(content).hexdigest(),
-        lines=info.lines,
-        tokens=info.tokens,
-        format=info.format,
-        error=info.error,
-    )
-    emu.store.update(row)
-    emu.store.set_content(FILE, row.id, content)
-
-
-def _form_problem(form: Any, required: tuple[str, ...]) -> Response | None:
-    for name in required:
-        if not form.get(name):
-            return error(400, f"{name} is required", param=name, code="missing_required_parameter")
-    purpose = form.get("purpose")
-    if purpose not in PURPOSES:
-        return error(400, f"purpose: must be one of {', '.join(PURPOSES)}", param="purpose")
-    if form.get("file_type", "jsonl") not in FILE_TYPES:
-        return error(400, f"file_type: must be one of {', '.join(FILE_TYPES)}", param="file_type")
-    return None
+__all__ = ["KIND", "NAME", "error", "job_summary", "routes", "storage_routes"]
 
 
 def routes(emu: Emulator) -> list[BaseRoute]:
-    def file_row(file_id: str) -> Row | None:
-        return emu.store.get(FILE, file_id, NAME)
-
-    async def upload_url(request: Request) -> Response:
-        """The SDK's step 1: no bytes, a checksum; 302 to storage, or 409 when known."""
-        form = await request.form()
-        if (bad := _form_problem(form, ("purpose", "file_name"))) is not None:
-            return bad
-        checksum = str(form.get("checksum") or "").lower()
-        if checksum:
-            for row in emu.store.all(FILE, NAME):
-                if row.data.get("uploaded") and row.data.get("sha256") == checksum:
-                    return error(409, f"File already exists: {row.id}", code="file_exists",
-                                 extra={"file_id": row.id})
-        file_id = f"file-{new_uuid()}"
-        data = {"filename": str(form["file_name"]), "purpose": str(form["purpose"]),
-                "file_type": str(form.get("file_type") or "jsonl"), "uploaded": False,
-                "bytes": 0, "processing_started_at": None, "checksum": checksum}
-        emu.store.insert(FILE, NAME, file_id, emu.now(), data)
-        slot = token(32)
-        emu.store.insert(SLOT, NAME, slot, emu.now(), {"file_id": file_id, "writable": True})
-        location = str(request.base_url).rstrip("/") + f"/_storage/{slot}"
-        return Response(status_code=302, headers={"Location": location,
-                                                  "X-Together-File-Id": file_id})
-
-    async def upload_multipart(request: Request) -> Response:
-        """The documented ``POST /files/upload``: the bytes in the form; no dedupe."""
-        form = await request.form()
-        if (bad := _form_problem(form, ("purpose", "file_name", "file"))) is not None:
-            return bad
-        upload = form["file"]
-        if isinstance(upload, str):
-            return error(400, "file: must be a file part", param="file")
-        content = await upload.read()
-        data = {"filename": str(form["file_name"]), "purpose": str(form["purpose"]),
-                "file_type": str(form.get("file_type") or "jsonl"),
-                "processing_started_at": emu.now()}
-        row = emu.store.insert(FILE, NAME, f"file-{new_uuid()}", emu.now(), data)
-        store_content(emu, row, content)
-        return JSONResponse(file_view(emu, row))
-
-    async def preprocess(request: Request) -> Response:
-        row = file_row(request.path_params["id"])
-        if row is None:
-            return _not_found("file", request.path_params["id"])
-        if not row.data.get("uploaded"):
-            return error(400, f"file {row.id} has no content yet: upload it first", param="id")
-        if row.data.get("processing_started_at") is None:
-            row.data["processing_started_at"] = emu.now()
-            emu.store.update(row)
-        return JSONResponse(file_view(emu, row))
-
-    async def list_files(request: Request) -> Response:
-        return JSONResponse({"data": [file_view(emu, r) for r in emu.store.all(FILE, NAME)]})
-
-    async def get_file(request: Request) -> Response:
-        row = file_row(request.path_params["id"])
-        if row is None:
-            return _not_found("file", request.path_params["id"])
-        return JSONResponse(file_view(emu, row))
-
-    async def delete_file(request: Request) -> Response:
-        file_id = request.path_params["id"]
-        if not emu.store.delete(FILE, file_id):
-            return _not_found("file", file_id)
-        return JSONResponse({"id": file_id, "deleted": True})
-
-    async def file_content(request: Request) -> Response:
-        row = file_row(request.path_params["id"])
-        content = emu.store.content(FILE, row.id) if row else None
-        if row is None or content is None:
-            return _not_found("file", request.path_params["id"])
-        return Response(content, media_type="text/plain")
-
-    return [
-        Route(f"{PREFIX}/files", upload_url, methods=["POST"]),
-        Route(f"{PREFIX}/files", list_files, methods=["GET"]),
-        Route(f"{PREFIX}/files/upload", upload_multipart, methods=["POST"]),
-        Route(f"{PREFIX}/files/{{id}}", get_file, methods=["GET"]),
-        Route(f"{PREFIX}/files/{{id}}", delete_file, methods=["DELETE"]),
-        Route(f"{PREFIX}/files/{{id}}/content", file_content, methods=["GET"]),
-        Route(f"{PREFIX}/files/{{id}}/preprocess", preprocess, methods=["POST"]),
-        *job_routes(emu),
-    ]
-
-
-def storage_routes(emu: Emulator) -> list[BaseRoute]:
-    """``/_storage/<token>``: signed URLs, no auth (the token is the credential)."""
-
-    async def put(request: Request) -> Response:
-        slot = emu.store.get(SLOT, request.path_params["token"])
-        row = emu.store.get(FILE, slot.data["file_id"]) if slot else None
-        if slot is None or row is None:
-            return Response("NoSuchUpload", status_code=404, media_type="text/plain")
-        if not slot.data.get("writable"):
-            return Response("AccessDenied", status_code=403, media_type="text/plain")
-        content = await request.body()
-        store_content(emu, row, content)
-        etag = hashlib.md5(content, usedforsecurity=False).hexdigest()
-        return Response(status_code=200, headers={"ETag": f'"{etag}"'})
-
-    async def get(request: Request) -> Response:
-        slot = emu.store.get(SLOT, request.path_params["token"])
-        content = emu.store.content(FILE, slot.data["file_id"]) if slot else None
-        if content is None:
-            return Response("NoSuchKey", status_code=404, media_type="text/plain")
-        return Response(content, media_type="application/octet-stream")
-
-    return [
-        Route("/_storage/{token}", put, methods=["PUT"]),
-        Route("/_storage/{token}", get, methods=["GET"]),
-    ]
-
-
-# ---------------------------------------------------------------- jobs
+    return [*file_routes(emu), *job_routes(emu)]
 
 
 def _ready_file(emu: Emulator, file_id: str, param: str) -> Row | Response:
@@ -273,8 +53,12 @@ def _ready_file(emu: Emulator, file_id: str, param: str) -> Row | Response:
         return error(400, f"{param}: file {file_id} not found", param=param, code="file_not_found")
     status = processing_status(emu, row)
     if status != "COMPLETED":
-        return error(400, f"{param}: file {file_id} is not ready (processing_status {status})",
-                     param=param, code="file_not_processed")
+        return error(
+            400,
+            f"{param}: file {file_id} is not ready (processing_status {status})",
+            param=param,
+            code="file_not_processed",
+        )
     return row
 
 
@@ -284,7 +68,9 @@ def _resolve(emu: Emulator, body: dict[str, Any]) -> dict[str, Any] | Response:
     if model is None:
         source = str(body.get("from_checkpoint") or "").split(":")[0]
         if not source:
-            return error(400, "model: is required", param="model", code="missing_required_parameter")
+            return error(
+                400, "model: is required", param="model", code="missing_required_parameter"
+            )
         parent = emu.store.get(JOB, source, NAME) or next(
             (r for r in emu.store.all(JOB, NAME) if r.data["job"]["model_output_name"] == source),
             None,
@@ -293,15 +79,25 @@ def _resolve(emu: Emulator, body: dict[str, Any]) -> dict[str, Any] | Response:
             return error(400, f"from_checkpoint: {source} not found", param="from_checkpoint")
         model = parent.data["job"]["model"]
     if model not in tj.MODELS:
-        return error(400, f"model: {model} is not available for fine-tuning "
-                     "(see GET /fine-tunes/models/supported)", param="model")
+        return error(
+            400,
+            f"model: {model} is not available for fine-tuning "
+            "(see GET /fine-tunes/models/supported)",
+            param="model",
+        )
     lim = tj.limits(model)
     method = dict(body.get("training_method") or {"method": "sft"})
     if method["method"] == "sft":
         method.setdefault("train_on_inputs", body.get("train_on_inputs", "auto"))
     else:
-        method = {"dpo_beta": 0.1, "rpo_alpha": 0.0, "dpo_normalize_logratios_by_length": False,
-                  "dpo_reference_free": False, "simpo_gamma": 0.0, **method}
+        method = {
+            "dpo_beta": 0.1,
+            "rpo_alpha": 0.0,
+            "dpo_normalize_logratios_by_length": False,
+            "dpo_reference_free": False,
+            "simpo_gamma": 0.0,
+            **method,
+        }
     dpo = method["method"] == "dpo"
     ttype = body.get("training_type")
     if ttype is None:
@@ -312,8 +108,11 @@ def _resolve(emu: Emulator, body: dict[str, Any]) -> dict[str, Any] | Response:
         ttype.setdefault("lora_dropout", 0.0)
         ttype.setdefault("lora_trainable_modules", "all-linear")
         if ttype["lora_r"] > lim["lora_training"]["max_rank"]:
-            return error(400, f"training_type.lora_r: at most {lim['lora_training']['max_rank']}",
-                         param="training_type.lora_r")
+            return error(
+                400,
+                f"training_type.lora_r: at most {lim['lora_training']['max_rank']}",
+                param="training_type.lora_r",
+            )
         bounds = lim["lora_training"]
     elif lim["full_training"] is None:
         return error(400, f"full fine-tuning is not supported for {model}", param="training_type")
@@ -323,8 +122,11 @@ def _resolve(emu: Emulator, body: dict[str, Any]) -> dict[str, Any] | Response:
     batch = body.get("batch_size", "max")
     batch = top if batch == "max" else batch
     if not bounds["min_batch_size"] <= batch <= top:
-        return error(400, f"batch_size: must be between {bounds['min_batch_size']} and {top}",
-                     param="batch_size")
+        return error(
+            400,
+            f"batch_size: must be between {bounds['min_batch_size']} and {top}",
+            param="batch_size",
+        )
     n_epochs, n_evals = body.get("n_epochs", 1), body.get("n_evals", 0)
     n_checkpoints = body.get("n_checkpoints", 1)
     lr = body.get("learning_rate", 1e-5)
@@ -334,34 +136,61 @@ def _resolve(emu: Emulator, body: dict[str, Any]) -> dict[str, Any] | Response:
         ("n_evals", n_evals, 0, lim["max_num_evals"]),
         ("n_checkpoints", n_checkpoints, 1, lim["max_num_checkpoints"]),
         ("learning_rate", lr, lim["min_learning_rate"], lim["max_learning_rate"]),
-        ("max_seq_length", seq, lim["min_max_seq_length"],
-         lim["max_seq_length_dpo" if dpo else "max_seq_length_sft"]),
+        (
+            "max_seq_length",
+            seq,
+            lim["min_max_seq_length"],
+            lim["max_seq_length_dpo" if dpo else "max_seq_length_sft"],
+        ),
     ):
         if not low <= value <= high:
             return error(400, f"{name}: must be between {low} and {high}", param=name)
     if n_evals and not body.get("validation_file"):
         return error(400, "n_evals: evaluations need a validation_file", param="n_evals")
-    scheduler = body.get("lr_scheduler") or {"lr_scheduler_type": "linear",
-                                              "lr_scheduler_args": {"min_lr_ratio": 0.0}}
+    scheduler = body.get("lr_scheduler") or {
+        "lr_scheduler_type": "linear",
+        "lr_scheduler_args": {"min_lr_ratio": 0.0},
+    }
     args = {"min_lr_ratio": 0.0, **(scheduler.get("lr_scheduler_args") or {})}
     if scheduler["lr_scheduler_type"] == "cosine":
         args.setdefault("num_cycles", 0.5)
     job: dict[str, Any] = {
-        "model": model, "n_epochs": n_epochs, "n_evals": n_evals,
-        "n_checkpoints": n_checkpoints, "batch_size": batch, "learning_rate": lr,
-        "lr_scheduler": {"lr_scheduler_type": scheduler["lr_scheduler_type"],
-                         "lr_scheduler_args": args},
-        "warmup_ratio": body.get("warmup_ratio", 0.0), "max_grad_norm": body.get("max_grad_norm", 1.0),
-        "weight_decay": body.get("weight_decay", 0.0), "random_seed": body.get("random_seed"),
-        "packing": body.get("packing", True), "max_seq_length": seq,
-        "training_method": method, "training_type": ttype,
+        "model": model,
+        "n_epochs": n_epochs,
+        "n_evals": n_evals,
+        "n_checkpoints": n_checkpoints,
+        "batch_size": batch,
+        "learning_rate": lr,
+        "lr_scheduler": {
+            "lr_scheduler_type": scheduler["lr_scheduler_type"],
+            "lr_scheduler_args": args,
+        },
+        "warmup_ratio": body.get("warmup_ratio", 0.0),
+        "max_grad_norm": body.get("max_grad_norm", 1.0),
+        "weight_decay": body.get("weight_decay", 0.0),
+        "random_seed": body.get("random_seed"),
+        "packing": body.get("packing", True),
+        "max_seq_length": seq,
+        "training_method": method,
+        "training_type": ttype,
         "train_on_inputs": method.get("train_on_inputs", "auto"),
         "wandb_project_name": body.get("wandb_project_name", "together"),
-        "user_id": tj.USER_ID, "owner_address": tj.OWNER_ADDRESS, "queue_depth": 0,
+        "user_id": tj.USER_ID,
+        "owner_address": tj.OWNER_ADDRESS,
+        "queue_depth": 0,
     }
-    for name in ("suffix", "from_checkpoint", "from_hf_model", "hf_model_revision", "wandb_name",
-                 "multimodal_params", "hf_output_repo_name", "gradient_accumulation_steps",
-                 "early_stopping_enabled", "early_stopping_patience"):
+    for name in (
+        "suffix",
+        "from_checkpoint",
+        "from_hf_model",
+        "hf_model_revision",
+        "wandb_name",
+        "multimodal_params",
+        "hf_output_repo_name",
+        "gradient_accumulation_steps",
+        "early_stopping_enabled",
+        "early_stopping_patience",
+    ):
         if body.get(name) is not None:
             job[name] = body[name]
     return job
@@ -370,7 +199,7 @@ def _resolve(emu: Emulator, body: dict[str, Any]) -> dict[str, Any] | Response:
 def create(emu: Emulator, body: dict[str, Any]) -> Row | Response:
     """Check and record a new job (its whole future is planned here)."""
     if (problem := check(body, tj.CREATE)) is not None:
-        return _problem(problem)
+        return problem_error(problem)
     train = _ready_file(emu, body["training_file"], "training_file")
     if isinstance(train, Response):
         return train
@@ -398,7 +227,7 @@ def create(emu: Emulator, body: dict[str, Any]) -> Row | Response:
         model_output_name=name,
         model_output_path=f"s3://together-emulator/finetune/{job_id}/{name}/ft-output",
         token_count=token_count,
-        total_price=int(round(price * 100)),
+        total_price=round(price * 100),
         param_count=int(tj.MODELS[job["model"]] * 1e9),
         trainingfile_numlines=lines,
         trainingfile_size=int(train.data["bytes"]),
@@ -413,11 +242,16 @@ def create(emu: Emulator, body: dict[str, Any]) -> Row | Response:
     fmt = train.data.get("format")
     if dpo != (fmt == "PREFERENCE"):
         wanted = "preference (DPO)" if dpo else "a non-preference"
-        plan_failure(life, KIND, retryable=False,
-                     message=f"training file {train.id} is {fmt} data; {wanted} format is "
-                     f"required for {job['training_method']['method']}")
-    hay = haystack(job.get("suffix"), job["model"], job_id, train.data["filename"],
-                   job.get("wandb_name"))
+        plan_failure(
+            life,
+            KIND,
+            retryable=False,
+            message=f"training file {train.id} is {fmt} data; {wanted} format is "
+            f"required for {job['training_method']['method']}",
+        )
+    hay = haystack(
+        job.get("suffix"), job["model"], job_id, train.data["filename"], job.get("wandb_name")
+    )
     if life["fail"] is None:
         plan_fault_failure(emu, KIND, life, hay)
     data = {
@@ -435,9 +269,13 @@ def create(emu: Emulator, body: dict[str, Any]) -> Row | Response:
 
 def job_summary(emu: Emulator, row: Row) -> dict[str, Any]:
     job = row.data["job"]
-    return {"status": job_snapshot(emu, KIND, row).status, "model": job["model"],
-            "suffix": job.get("suffix"), "training_file": job["training_file"],
-            "fine_tuned_model": job["model_output_name"]}
+    return {
+        "status": job_snapshot(emu, KIND, row).status,
+        "model": job["model"],
+        "suffix": job.get("suffix"),
+        "training_file": job["training_file"],
+        "fine_tuned_model": job["model_output_name"],
+    }
 
 
 def job_routes(emu: Emulator) -> list[BaseRoute]:
@@ -461,13 +299,13 @@ def job_routes(emu: Emulator) -> list[BaseRoute]:
     async def get_job(request: Request) -> Response:
         row = job_row(request)
         if row is None:
-            return _not_found("fine-tune job", request.path_params["id"])
+            return not_found("fine-tune job", request.path_params["id"])
         return JSONResponse(tj.view(emu, row))
 
     async def delete_job(request: Request) -> Response:
         row = job_row(request)
         if row is None:
-            return _not_found("fine-tune job", request.path_params["id"])
+            return not_found("fine-tune job", request.path_params["id"])
         if not job_snapshot(emu, KIND, row).terminal:
             return error(400, f"job {row.id} is still active: cancel it first", param="id")
         emu.store.delete(JOB, row.id)
@@ -476,31 +314,31 @@ def job_routes(emu: Emulator) -> list[BaseRoute]:
     async def cancel(request: Request) -> Response:
         row = job_row(request)
         if row is None:
-            return _not_found("fine-tune job", request.path_params["id"])
+            return not_found("fine-tune job", request.path_params["id"])
         snap = job_snapshot(emu, KIND, row)
         if snap.terminal:
             return error(400, f"job {row.id} cannot be cancelled: it is {snap.status}", param="id")
         if row.data["life"]["cancel_at"] is None:
-            row.data["life"]["cancel_at"] = emu.now()
+            request_cancel(row.data["life"], snap, emu.now())
             emu.store.update(row)
         return JSONResponse(tj.view(emu, row, truncated=True))
 
     async def events(request: Request) -> Response:
         row = job_row(request)
         if row is None:
-            return _not_found("fine-tune job", request.path_params["id"])
+            return not_found("fine-tune job", request.path_params["id"])
         return JSONResponse({"data": tj.view(emu, row)["events"]})
 
     async def checkpoints(request: Request) -> Response:
         row = job_row(request)
         if row is None:
-            return _not_found("fine-tune job", request.path_params["id"])
+            return not_found("fine-tune job", request.path_params["id"])
         return JSONResponse({"data": tj.checkpoints(emu, row)})
 
     async def metrics(request: Request) -> Response:
         row = job_row(request)
         if row is None:
-            return _not_found("fine-tune job", request.path_params["id"])
+            return not_found("fine-tune job", request.path_params["id"])
         return JSONResponse({"metrics": tj.metrics(emu, row)})
 
     async def estimate(request: Request) -> Response:
@@ -508,7 +346,7 @@ def job_routes(emu: Emulator) -> list[BaseRoute]:
         if bad or not isinstance(body, dict):
             return error(400, bad or "the request body must be a JSON object")
         if (problem := check(body, tj.ESTIMATE)) is not None:
-            return _problem(problem)
+            return problem_error(problem)
         return _estimate(emu, body)
 
     async def supported(request: Request) -> Response:
@@ -540,25 +378,36 @@ def job_routes(emu: Emulator) -> list[BaseRoute]:
 def _estimate(emu: Emulator, body: dict[str, Any]) -> Response:
     train = emu.store.get(FILE, body["training_file"], NAME)
     if train is None:
-        return error(400, f"training_file: file {body['training_file']} not found",
-                     param="training_file", code="file_not_found")
+        return error(
+            400,
+            f"training_file: file {body['training_file']} not found",
+            param="training_file",
+            code="file_not_found",
+        )
     status = processing_status(emu, train)
     if status != "COMPLETED":
         reason = "train_file_invalid" if status == "INVALID_FORMAT" else "train_file_not_validated"
         return JSONResponse({"estimation_available": False, "unavailable_reason": reason})
-    valid = emu.store.get(FILE, body["validation_file"], NAME) if body.get("validation_file") else None
+    valid = (
+        emu.store.get(FILE, body["validation_file"], NAME) if body.get("validation_file") else None
+    )
     epochs, evals = body.get("n_epochs", 1), body.get("n_evals", 0)
     train_tokens = int(train.data["tokens"]) * epochs
     eval_tokens = (int(valid.data["tokens"]) if valid else 0) * evals
     ttype = body.get("training_type") or {}
     method = body.get("training_method") or {}
-    rate = tj.price_per_million(str(body.get("model") or ""), full=ttype.get("type") == "Full",
-                                dpo=method.get("method") == "dpo")
-    return JSONResponse({
-        "estimation_available": True,
-        "estimated_total_price": round((train_tokens + eval_tokens) * rate / 1e6, 6),
-        "allowed_to_proceed": True,
-        "user_limit": 1000.0,
-        "estimated_train_token_count": float(train_tokens),
-        "estimated_eval_token_count": float(eval_tokens),
-    })
+    rate = tj.price_per_million(
+        str(body.get("model") or ""),
+        full=ttype.get("type") == "Full",
+        dpo=method.get("method") == "dpo",
+    )
+    return JSONResponse(
+        {
+            "estimation_available": True,
+            "estimated_total_price": (train_tokens + eval_tokens) * rate / 1e6,
+            "allowed_to_proceed": True,
+            "user_limit": 1000.0,
+            "estimated_train_token_count": float(train_tokens),
+            "estimated_eval_token_count": float(eval_tokens),
+        }
+    )

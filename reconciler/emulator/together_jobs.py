@@ -201,12 +201,42 @@ ESTIMATE: Node = {
 SECRET_FIELDS = ("wandb_api_key", "wandb_key", "hf_api_token")
 # what a truncated job (create, list, cancel) carries; the full form has every field
 TRUNCATED = (
-    "id status created_at updated_at started_at user_id owner_address total_price token_count "
-    "events training_file validation_file packing max_seq_length model model_output_name suffix "
-    "n_epochs n_evals n_checkpoints batch_size training_type training_method learning_rate "
-    "lr_scheduler warmup_ratio max_grad_norm weight_decay random_seed wandb_project_name "
-    "wandb_name from_checkpoint from_hf_model hf_model_revision progress"
-).split()
+    "id",
+    "status",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "user_id",
+    "owner_address",
+    "total_price",
+    "token_count",
+    "events",
+    "training_file",
+    "validation_file",
+    "packing",
+    "max_seq_length",
+    "model",
+    "model_output_name",
+    "suffix",
+    "n_epochs",
+    "n_evals",
+    "n_checkpoints",
+    "batch_size",
+    "training_type",
+    "training_method",
+    "learning_rate",
+    "lr_scheduler",
+    "warmup_ratio",
+    "max_grad_norm",
+    "weight_decay",
+    "random_seed",
+    "wandb_project_name",
+    "wandb_name",
+    "from_checkpoint",
+    "from_hf_model",
+    "hf_model_revision",
+    "progress",
+)
 
 
 def train_seconds(trained_tokens: int) -> float:
@@ -232,9 +262,9 @@ def view(emu: Emulator, row: Row, *, truncated: bool = False) -> dict[str, Any]:
     out["events"] = events
     total = int(row.data["total_steps"])
     out["total_steps"] = total
-    out["steps_completed"] = int(math.floor(total * done))
-    out["epochs_completed"] = int(math.floor(job["n_epochs"] * done))
-    out["evals_completed"] = int(math.floor(job["n_evals"] * done))
+    out["steps_completed"] = math.floor(total * done)
+    out["epochs_completed"] = math.floor(job["n_epochs"] * done)
+    out["evals_completed"] = math.floor(job["n_evals"] * done)
     out["queue_depth"] = 0
     if snap.terminal:
         out["progress"] = {"estimate_available": False, "seconds_remaining": 0}
@@ -298,22 +328,41 @@ def _events(row: Row, snap: Snapshot) -> list[dict[str, Any]]:
     params = int(data["param_count"])
     for step in steps_between(total, job["n_epochs"]):
         epoch = round(step * job["n_epochs"] / total) if total else 0
-        at(start + span * step / total, "epoch_complete", f"Epoch {epoch} completed, at step {step}",
-           step=step, total_steps=total, param_count=params)
+        at(
+            start + span * step / total,
+            "epoch_complete",
+            f"Epoch {epoch} completed, at step {step}",
+            step=step,
+            total_steps=total,
+            param_count=params,
+        )
     for step in data["checkpoint_steps"][:-1]:
-        at(start + span * step / total, "checkpoint_save", f"New checkpoint saved at step {step}",
-           step=step, checkpoint_path=f"{data['output_path']}/checkpoint-{step}")
-    at(end, "training_complete", "Training completed", total_steps=total,
-       token_count=int(job["token_count"]))
-    for name in ("compressing", "uploading"):
-        k = phases.index(name)
-        first = "model_compressing" if name == "compressing" else "model_uploading"
-        at(snap.starts[k], first, f"{name.capitalize()} output model")
-    at(snap.starts[phases.index("uploading")], "model_compression_complete", "Model compressed")
+        at(
+            start + span * step / total,
+            "checkpoint_save",
+            f"New checkpoint saved at step {step}",
+            step=step,
+            checkpoint_path=f"{data['output_path']}/checkpoint-{step}",
+        )
+    at(
+        end,
+        "training_complete",
+        "Training completed",
+        total_steps=total,
+        token_count=int(job["token_count"]),
+    )
+    compressing, uploading = phases.index("compressing"), phases.index("uploading")
+    at(snap.starts[compressing], "model_compressing", "Compressing output model")
+    at(snap.starts[uploading], "model_compression_complete", "Model compressed")
+    at(snap.starts[uploading], "model_uploading", "Uploading output model")
     last = snap.starts[-1]
     at(last, "model_upload_complete", "Model uploaded", model_path=data["output_path"])
-    at(last, "job_complete", f"Fine-tune job completed: {job['model_output_name']}",
-       model_path=data["output_path"])
+    at(
+        last,
+        "job_complete",
+        f"Fine-tune job completed: {job['model_output_name']}",
+        model_path=data["output_path"],
+    )
     if snap.cancel_requested_at is not None:
         when = snap.cancel_requested_at
         out.append((when, _event(when, "cancel_requested", "Job cancellation requested")))
@@ -321,7 +370,9 @@ def _events(row: Row, snap: Snapshot) -> list[dict[str, Any]]:
             out.append((snap.finished_at, _event(snap.finished_at, "job_stopped", "Job cancelled")))
     if snap.stopped == "failed" and snap.finished_at is not None:
         fail = data["life"]["fail"]
-        out.append((snap.finished_at, _event(snap.finished_at, "job_error", fail["message"], "error")))
+        out.append(
+            (snap.finished_at, _event(snap.finished_at, "job_error", fail["message"], "error"))
+        )
     out.sort(key=lambda pair: pair[0])
     return [event for _, event in out]
 
@@ -336,8 +387,9 @@ def checkpoints(emu: Emulator, row: Row) -> list[dict[str, Any]]:
     out = [
         {
             "step": step,
-            "created_at": iso(snap.abs_at(snap.starts[run] + (snap.end(run) - snap.starts[run])
-                                          * step / total)),
+            "created_at": iso(
+                snap.abs_at(snap.starts[run] + (snap.end(run) - snap.starts[run]) * step / total)
+            ),
             "path": f"{data['output_path']}/checkpoint-{step}",
             "checkpoint_type": "Intermediate",
         }
@@ -347,8 +399,12 @@ def checkpoints(emu: Emulator, row: Row) -> list[dict[str, Any]]:
     if snap.status == "completed" and snap.finished_at is not None:
         kinds = ["Final Merged", "Final Adapter"] if data["lora"] else ["Final"]
         out += [
-            {"step": total, "created_at": iso(snap.finished_at), "path": data["output_path"],
-             "checkpoint_type": kind}
+            {
+                "step": total,
+                "created_at": iso(snap.finished_at),
+                "path": data["output_path"],
+                "checkpoint_type": kind,
+            }
             for kind in kinds
         ]
     return list(reversed(out))
@@ -359,7 +415,7 @@ def metrics(emu: Emulator, row: Row) -> list[dict[str, float]]:
     snap = job_snapshot(emu, KIND, row)
     run = [p[0] for p in row.data["life"]["phases"]].index("running")
     total = int(row.data["total_steps"])
-    upto = int(math.floor(snap.fraction(run) * total))
+    upto = math.floor(snap.fraction(run) * total)
     return [
         {"global_step": float(s), "train/loss": loss_at(s, total, row.id), "train/lr": 1e-5}
         for s in range(1, upto + 1)
