@@ -40,9 +40,14 @@ class Outcome:
 # -- refresh -----------------------------------------------------------------------
 
 
-def refresh(records: Mapping[str, SpecRecord], drivers: DriverPool) -> dict[int, RemoteJob]:
+def refresh(
+    records: Mapping[str, SpecRecord], drivers: DriverPool, *, act: bool = False
+) -> dict[int, RemoteJob]:
     """Ask each provider about every live, active attempt: one list per provider where
     the API allows, a get for any job the list did not show. Terminal jobs are never polled.
+
+    With ``act`` (apply and watch only; never plan or status), a job the provider parked
+    after validation (Mistral's ``auto_start: false``) is started.
     """
     wanted: dict[str, dict[str, AttemptView]] = {}
     for record in records.values():
