@@ -48,6 +48,7 @@ def _resolve_data(spec: LoadedSpec, key: str, value: str, root: Path) -> Path:
 # provider → module with ``request_problems(CreateRequest) -> list["field: message"]``
 PROVIDER_RULES = {
     "together": "reconciler.providers.together",
+    "openai": "reconciler.providers.openai",
     "mistral": "reconciler.providers.mistral",
 }
 

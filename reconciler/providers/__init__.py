@@ -18,6 +18,7 @@ from .http import ApiClient, make_http_client
 # provider → (module, class); imported lazily to keep `reconciler --help` fast
 REGISTRY: dict[str, tuple[str, str]] = {
     "together": ("reconciler.providers.together", "TogetherDriver"),
+    "openai": ("reconciler.providers.openai", "OpenAIDriver"),
     "mistral": ("reconciler.providers.mistral", "MistralDriver"),
 }
 
