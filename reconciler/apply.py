@@ -14,16 +14,18 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .datafiles import sha256_file
 from .errors import ConfigError, ErrorKind, ProviderError, ReconcilerError
-from .log import get as get_logger
 from .ledger import Ledger
+from .log import get as get_logger
 from .plan import Action, AttemptView, DesiredJob, Kind, Plan, SpecRecord
 from .providers import DriverPool
-from .providers.base import RemoteJob, create_request, upload_filename
+from .providers.base import Phase, RemoteJob, create_request, upload_filename
+from .redact import scrub
 
 log = get_logger("reconciler.apply")
 
-DEFAULT_ADOPT_GRACE = 60.0  # LIST is eventually consistent (DESIGN §10)
+DEFAULT_ADOPT_GRACE = 120.0  # LIST is eventually consistent (DESIGN §10); > HTTP timeout
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,24 @@ class Outcome:
 # -- refresh -----------------------------------------------------------------------
 
 
+@dataclass
+class Refresh:
+    """What the providers said about the active attempts, and which providers failed."""
+
+    observed: dict[int, RemoteJob] = dataclasses.field(default_factory=dict)
+    errors: dict[str, ReconcilerError] = dataclasses.field(default_factory=dict)
+
+
+MISSING_STATUS = "missing"  # our word for a job the provider answers 404 about
+
+
 def refresh(
     records: Mapping[str, SpecRecord], drivers: DriverPool, *, act: bool = False
-) -> dict[int, RemoteJob]:
+) -> Refresh:
     """Ask each provider about every live, active attempt: one list per provider where
     the API allows, a get for any job the list did not show. Terminal jobs are never polled.
 
+    A provider that fails is reported in ``errors``; the others are still refreshed.
     With ``act`` (apply and watch only; never plan or status), a job the provider parked
     after validation (Mistral's ``auto_start: false``) is started.
     """
@@ -54,32 +68,52 @@ def refresh(
         for a in record.attempts:
             if a.phase.active and a.remote_id:
                 wanted.setdefault(a.provider, {})[a.remote_id] = a
-    observed: dict[int, RemoteJob] = {}
+    result = Refresh()
     for provider, by_remote in sorted(wanted.items()):
-        driver = drivers.get(provider)
-        by_id = {a.id for a in by_remote.values()}
-        missing = dict(by_remote)
-        for job in driver.list_jobs():
-            attempt = missing.pop(job.id, None)
-            if attempt is not None:
-                observed[attempt.id] = job
-            if not missing:
-                break
-        for remote_id, attempt in missing.items():
-            try:
-                observed[attempt.id] = driver.get_job(remote_id)
-            except ProviderError as exc:
-                if exc.kind is not ErrorKind.NOT_FOUND:
-                    raise
-        start = getattr(driver, "start_if_parked", None) if act else None
-        if start is not None:
-            for attempt_id in [i for i in observed if i in by_id]:
-                observed[attempt_id] = start(observed[attempt_id])
+        try:
+            result.observed.update(_refresh_provider(drivers, provider, by_remote, act))
+        except (ProviderError, ConfigError) as exc:
+            log.warning("refresh failed", provider=provider, error=str(exc))
+            result.errors[provider] = exc
+    return result
+
+
+def _refresh_provider(
+    drivers: DriverPool, provider: str, by_remote: dict[str, AttemptView], act: bool
+) -> dict[int, RemoteJob]:
+    driver = drivers.get(provider)
+    observed: dict[int, RemoteJob] = {}
+    missing = dict(by_remote)
+    for job in driver.list_jobs():
+        attempt = missing.pop(job.id, None)
+        if attempt is not None:
+            observed[attempt.id] = job
+        if not missing:
+            break
+    for remote_id, attempt in missing.items():
+        try:
+            observed[attempt.id] = driver.get_job(remote_id)
+        except ProviderError as exc:
+            if exc.kind is not ErrorKind.NOT_FOUND:
+                raise
+            # gone at the provider (deleted, another account or endpoint): never wait on it
+            observed[attempt.id] = RemoteJob(
+                remote_id,
+                Phase.CANCELLED,
+                MISSING_STATUS,
+                tag=attempt.tag,
+                error=f"{remote_id} no longer exists at {provider}",
+            )
+    start = getattr(driver, "start_if_parked", None) if act else None
+    if start is not None:
+        for attempt_id, job in list(observed.items()):
+            if job.status != MISSING_STATUS:
+                observed[attempt_id] = start(job)
     return observed
 
 
 def with_observations(
-    records: Mapping[str, SpecRecord], observed: Mapping[int, RemoteJob]
+    records: Mapping[str, SpecRecord], observed: Mapping[int, RemoteJob], now: float
 ) -> dict[str, SpecRecord]:
     """The ledger view as it would be with the observations recorded (for ``plan``)."""
     out: dict[str, SpecRecord] = {}
@@ -93,6 +127,7 @@ def with_observations(
                 error=job.error,
                 error_retryable=job.error_retryable,
                 fine_tuned_model=job.fine_tuned_model or a.fine_tuned_model,
+                finished_at=a.finished_at or (now if job.phase.terminal else None),
             )
             if (job := observed.get(a.id)) is not None
             else a
@@ -123,6 +158,7 @@ class Executor:
         clock: Callable[[], float] = time.time,
         adopt_grace: float = DEFAULT_ADOPT_GRACE,
         on_outcome: Callable[[Outcome], None] | None = None,
+        broken: Mapping[str, ReconcilerError] | None = None,
     ) -> None:
         self.ledger = ledger
         self.drivers = drivers
@@ -131,7 +167,8 @@ class Executor:
         self.clock = clock
         self.adopt_grace = adopt_grace
         self.on_outcome = on_outcome
-        self._broken: dict[str, ReconcilerError] = {}  # provider → the auth/config error seen
+        # provider → the auth/config/refresh error that stops its actions this pass
+        self.broken: dict[str, ReconcilerError] = dict(broken or {})
 
     def execute(self, plan: Plan) -> list[Outcome]:
         outcomes = []
@@ -143,31 +180,34 @@ class Executor:
         return outcomes
 
     def _run(self, action: Action) -> Outcome:
-        broken = self._broken.get(action.provider)
+        broken = self.broken.get(action.provider)
         if broken is not None:
-            return Outcome(action.name, action.kind, False, str(broken))
+            return Outcome(action.name, action.kind, False, scrub(str(broken)))
         log.info("action", name=action.name, kind=action.kind.value, reason=action.reason)
+        notes: list[str] = []
         try:
-            message, pending = self._dispatch(action)
+            message, pending = self._dispatch(action, notes)
         except ProviderError as exc:
             log.warning("action failed", name=action.name, kind=action.kind.value, error=str(exc))
             if exc.kind is ErrorKind.AUTH:
-                self._broken[action.provider] = exc
+                self.broken[action.provider] = exc
             self.ledger.record_event("error", str(exc), action.name, action=action.kind.value)
-            return Outcome(action.name, action.kind, False, str(exc))
+            return Outcome(action.name, action.kind, False, scrub("; ".join([*notes, str(exc)])))
         except ConfigError as exc:
-            self._broken[action.provider] = exc
-            return Outcome(action.name, action.kind, False, str(exc))
-        return Outcome(action.name, action.kind, not pending, message, pending)
+            self.broken[action.provider] = exc
+            return Outcome(action.name, action.kind, False, scrub("; ".join([*notes, str(exc)])))
+        return Outcome(
+            action.name, action.kind, not pending, scrub("; ".join([*notes, message])), pending
+        )
 
-    def _dispatch(self, action: Action) -> tuple[str, bool]:
+    def _dispatch(self, action: Action, notes: list[str]) -> tuple[str, bool]:
         kind = action.kind
         if kind in (Kind.CREATE, Kind.RETRY):
             return self._create(action)
         if kind is Kind.REPLACE:
-            return self._replace(action)
+            return self._replace(action, notes)
         if kind is Kind.ADOPT:
-            return self._adopt(action)
+            return self._adopt(action, notes)
         if kind is Kind.CANCEL:
             assert action.current is not None
             return self._cancel(action.current, "spec removed"), False
@@ -183,24 +223,23 @@ class Executor:
         if row and row["status"] == "uploaded" and row["remote_id"]:
             return str(row["remote_id"])
         driver = self.drivers.get(provider)
-        name = upload_filename(sha256, path)
         if row is not None:  # an upload intent from an interrupted run: look before uploading
             found = driver.find_file(sha256)
             if found is not None:
                 self.ledger.file_uploaded(provider, sha256, found.id, found.filename)
                 return found.id
-        else:
-            self.ledger.file_intent(provider, sha256, name, path.stat().st_size)
+        # the bytes must still be the ones checked and fingerprinted
+        if sha256_file(path) != sha256:
+            raise ConfigError(
+                f"{path} changed after it was checked; run the command again to plan with it"
+            )
+        if row is None:
+            self.ledger.file_intent(
+                provider, sha256, upload_filename(sha256, path), path.stat().st_size
+            )
         remote = driver.upload_file(path, sha256)
         self.ledger.file_uploaded(provider, sha256, remote.id, remote.filename)
         return remote.id
-
-    # -- create ----------------------------------------------------------------------
-    def _want(self, action: Action) -> DesiredJob:
-        want = self.desired.get(action.name)
-        if want is None or want.training_path is None:
-            raise ConfigError(f"{action.name}: no loaded spec to create from")
-        return want
 
     def _files(self, want: DesiredJob) -> tuple[str, str | None]:
         """Upload (at most once per content) the training and validation files."""
@@ -214,6 +253,13 @@ class Executor:
                 want.spec.provider, want.validation_path, want.validation_sha256
             )
         return training_id, validation_id
+
+    # -- create ----------------------------------------------------------------------
+    def _want(self, action: Action) -> DesiredJob:
+        want = self.desired.get(action.name)
+        if want is None or want.training_path is None:
+            raise ConfigError(f"{action.name}: no loaded spec to create from")
+        return want
 
     def _create(self, action: Action) -> tuple[str, bool]:
         want = self._want(action)
@@ -240,9 +286,19 @@ class Executor:
         action: Action,
         training_id: str,
         validation_id: str | None,
+        *,
+        looked: bool = False,
     ) -> tuple[str, bool]:
+        """Steps 2–3 of the crash protocol for one intent row: look, post once, record."""
         spec = want.spec
         row = self.ledger.attempt(attempt_id)
+        driver = self.drivers.get(spec.provider)
+        if not looked:
+            # a job with this tag may exist already (a lost ledger, an earlier run): never
+            # post what the provider has (DESIGN §10: "still look tags up before creating")
+            found = driver.find_jobs_by_tag(row["tag"])
+            if found:
+                return self._adopted(row, found, "found by tag before posting"), False
         request = create_request(
             want.name,
             spec,
@@ -251,12 +307,13 @@ class Executor:
             validation_file_id=validation_id,
             from_output=action.from_output,
         )
-        driver = self.drivers.get(spec.provider)
         self.ledger.mark_posting(attempt_id, training_id, validation_id)
         try:
             job = driver.create_job(request)
         except ProviderError as exc:
             if exc.ambiguous:
+                # the grace for list lag counts from now, the end of the POST
+                self.ledger.mark_posting(attempt_id, training_id, validation_id)
                 self.ledger.record_event(
                     "create_unknown", str(exc), want.name, attempt_id=attempt_id
                 )
@@ -265,9 +322,11 @@ class Executor:
                     "up on the next pass",
                     True,
                 )
-            if exc.kind is ErrorKind.PERMANENT:
+            if exc.kind in (ErrorKind.PERMANENT, ErrorKind.NOT_FOUND):
                 self.ledger.record_create_failed(attempt_id, exc.message, retryable=False)
-            else:  # refused before anything was created (auth, rate limit, not found)
+            elif exc.kind is ErrorKind.RATE_LIMITED:
+                self.ledger.record_create_failed(attempt_id, exc.message, retryable=True)
+            else:  # auth, or never reached the provider: nothing exists, nothing is used up
                 self.ledger.mark_absent(attempt_id, f"create refused: {exc}")
             raise
         start = getattr(driver, "start_if_parked", None)
@@ -275,6 +334,25 @@ class Executor:
             job = start(job)
         self.ledger.record_job(attempt_id, job, event="created")
         return f"created {job.id} (attempt {row['attempt']}, {job.status})", False
+
+    def _adopted(self, row: dict[str, object], found: list[RemoteJob], how: str) -> str:
+        """Record the oldest job carrying an intent's tag; cancel any duplicates."""
+        found = sorted(found, key=lambda j: j.created_at or 0.0)
+        job, extra = found[0], found[1:]
+        attempt_id = int(str(row["id"]))
+        self.ledger.record_job(attempt_id, job, event="adopted")
+        note = f"adopted {job.id} ({job.status}, {how})"
+        if extra:
+            driver = self.drivers.get(str(row["provider"]))
+            for dup in extra:
+                if dup.phase.active:
+                    driver.cancel_job(dup.id)
+            ids = ", ".join(j.id for j in extra)
+            self.ledger.record_event(
+                "duplicate", f"tag {row['tag']} also on {ids}: cancelled", str(row["spec_name"])
+            )
+            note += f"; cancelled duplicate(s) {ids}"
+        return note
 
     # -- replace, cancel -------------------------------------------------------------
     def _cancel(self, current: AttemptView, why: str) -> str:
@@ -300,63 +378,51 @@ class Executor:
         self.ledger.record_job(current.id, job)
         return f"cancel requested for {current.remote_id} ({job.status})"
 
-    def _replace(self, action: Action) -> tuple[str, bool]:
+    def _replace(self, action: Action, notes: list[str]) -> tuple[str, bool]:
         cur = action.current
-        notes = []
         if cur is not None and cur.phase.active and cur.remote_id:
             notes.append(self._cancel(cur, f"replaced by attempt {action.attempt}"))
-        message, pending = self._create(action)
-        return "; ".join([*notes, message]), pending
+        return self._create(action)
 
     # -- adopt -----------------------------------------------------------------------
-    def _adopt(self, action: Action) -> tuple[str, bool]:
+    def _adopt(self, action: Action, notes: list[str]) -> tuple[str, bool]:
         cur = action.current
         assert cur is not None
         row = self.ledger.attempt(cur.id)
-        found: list[RemoteJob] = []
-        if row["posted_at"] is not None:
-            found = self.drivers.get(cur.provider).find_jobs_by_tag(cur.tag)
+        found = self.drivers.get(cur.provider).find_jobs_by_tag(cur.tag)
         if found:
-            job = min(found, key=lambda j: j.created_at or 0.0)
-            if len(found) > 1:
-                self.ledger.record_event(
-                    "duplicate",
-                    f"{len(found)} jobs carry tag {cur.tag}: " + ", ".join(j.id for j in found),
-                    cur.name,
-                )
-            self.ledger.record_job(cur.id, job, event="adopted")
-            adopted = dataclasses.replace(cur, remote_id=job.id, phase=job.phase)
-            note = f"adopted {job.id} ({job.status})"
+            notes.append(self._adopted(row, found, "an interrupted create"))
+            job = self.ledger.attempt(cur.id)
+            adopted = dataclasses.replace(
+                cur, remote_id=job["remote_id"], phase=Phase(job["status"])
+            )
             if action.then is Kind.REPLACE:
-                message, pending = self._replace(dataclasses.replace(action, current=adopted))
-                return f"{note}; {message}", pending
-            if action.then is Kind.CANCEL and job.phase.active:
-                return f"{note}; {self._cancel(adopted, 'spec removed')}", False
+                return self._replace(dataclasses.replace(action, current=adopted), notes)
+            if action.then is Kind.CANCEL and adopted.phase.active:
+                return self._cancel(adopted, "spec removed"), False
             if action.then is Kind.FORGET:
                 self.ledger.forget(cur.name, action.reason)
-                return f"{note}; forgotten", False
-            return note, False
-        age = self.clock() - (row["posted_at"] or 0.0)
-        if row["posted_at"] is not None and age < self.adopt_grace:
+                return "forgotten", False
+            return "nothing more to do", False
+        posted_at = row["posted_at"]
+        age = self.clock() - (posted_at or 0.0)
+        if posted_at is not None and age < self.adopt_grace:
             return (
-                f"tag {cur.tag} not listed yet; the intent is {age:.0f}s old and lists may lag, "
-                f"looking again after {self.adopt_grace:.0f}s",
+                f"tag {cur.tag} not listed yet; the create ended {age:.0f}s ago and lists may "
+                f"lag, looking again after {self.adopt_grace:.0f}s",
                 True,
             )
-        why = (
-            "never posted" if row["posted_at"] is None else f"not at the provider after {age:.0f}s"
-        )
+        why = "never posted" if posted_at is None else f"not at the provider after {age:.0f}s"
         if action.then is Kind.CREATE:
             want = self._want(action)
             training_id, validation_id = self._files(want)
-            self.ledger.reset_intent(cur.id)
-            message, pending = self._post(cur.id, want, action, training_id, validation_id)
-            return f"intent {cur.tag} {why}; {message}", pending
+            notes.append(f"intent {cur.tag} {why}")
+            return self._post(cur.id, want, action, training_id, validation_id, looked=True)
         self.ledger.mark_absent(cur.id, f"intent {cur.tag} {why}")
+        notes.append(f"intent {cur.tag} {why}")
         if action.then is Kind.REPLACE:
-            message, pending = self._create(action)
-            return f"intent {cur.tag} {why}; {message}", pending
-        return f"intent {cur.tag} {why}: nothing to undo", False
+            return self._create(action)
+        return "nothing to undo", False
 
 
 def _inputs_of(want: DesiredJob, action: Action) -> dict[str, object]:

@@ -21,6 +21,8 @@ from .loader import SpecSet, display_path, load_tree
 from .log import get as get_logger
 from .plan import Kind, Plan, SpecRecord, make_plan
 from .providers import DriverPool
+from .providers.base import Phase
+from .redact import scrub
 from .render import FORMAT_VERSION, console, dumps, plan_json, print_plan
 from .validation import DesiredState, desired_state
 
@@ -70,7 +72,7 @@ def _read_ledger(ws: Workspace) -> tuple[dict[str, SpecRecord], str, int]:
         return {}, "", 0
     ledger = Ledger.open(ws.ledger, readonly=True)
     try:
-        return ledger.records(), ledger.lineage, ledger.serial
+        return ledger.snapshot()
     finally:
         ledger.close()
 
@@ -129,13 +131,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _compute_plan(ws: Workspace, state: DesiredState, offline: bool) -> tuple[Plan, dict[str, Any]]:
     records, lineage, serial = _read_ledger(ws)
+    now = time.time()
     if not offline:
         drivers = DriverPool(ws.env)
         try:
-            records = with_observations(records, refresh(records, drivers))
+            fresh = refresh(records, drivers)
         finally:
             drivers.close()
-    plan = make_plan(state.jobs, records, time.time())
+        for provider, err in fresh.errors.items():
+            raise ConfigError(
+                f"cannot refresh {provider} jobs: {err} "
+                "(plan --offline plans from the ledger alone)"
+            ) from err
+        records = with_observations(records, fresh.observed, now)
+    plan = make_plan(state.jobs, records, now)
     return plan, {"path": str(ws.ledger), "lineage": lineage, "serial": serial}
 
 
@@ -145,7 +154,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan, ledger = _compute_plan(ws, state, args.offline)
     document = plan_json(plan, ledger=ledger, specs_root=str(ws.specs), offline=args.offline)
     if args.out:
-        Path(args.out).write_text(dumps(document) + "\n")
+        try:
+            Path(args.out).write_text(dumps(document) + "\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot write plan to {args.out}: {exc.strerror or exc}") from exc
     if args.json:
         print(dumps(document))
     else:
@@ -169,7 +181,7 @@ def _check_saved(saved: dict[str, Any], ledger: Ledger, plan: Plan, source: str)
         raise StalePlanError(
             f"{source}: plan format {saved.get('format_version')!r} is not {FORMAT_VERSION}"
         )
-    was = saved.get("ledger", {})
+    was = saved.get("ledger") or {}
     fresh_ledger = was.get("lineage") == "" and ledger.serial == 0
     if not fresh_ledger and was.get("lineage") != ledger.lineage:
         raise StalePlanError(f"{source} was made for another ledger (lineage {was.get('lineage')})")
@@ -178,14 +190,26 @@ def _check_saved(saved: dict[str, Any], ledger: Ledger, plan: Plan, source: str)
             f"{source} is stale: the ledger changed since it was made "
             f"(serial {was.get('serial')} → {ledger.serial}); run `reconciler plan` again"
         )
-    before = saved.get("fingerprints", {})
-    now = dict(plan.fingerprints)
-    for name in sorted(set(before) | set(now)):
-        if before.get(name) != now.get(name):
+    before = saved.get("fingerprints") or {}
+    acting = {a["name"] for a in saved.get("actions", []) if a.get("change")}
+    acting |= {a.name for a in plan.changes}
+    # a spec that only became unblocked gains a fingerprint: that alone is not a change
+    for name in sorted(acting | (set(before) ^ set(plan.fingerprints))):
+        if name in acting and before.get(name) != plan.fingerprints.get(name):
             raise StalePlanError(
-                f"{source} is stale: spec {name!r} changed since it was made; "
+                f"{source} is stale: the inputs of {name!r} changed since it was made; "
                 "run `reconciler plan` again"
             )
+
+
+def _read_saved(path: str) -> dict[str, Any]:
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read plan {path}: {exc}") from exc
+    if not isinstance(saved, dict) or not isinstance(saved.get("actions"), list):
+        raise ConfigError(f"{path} is not a plan written by `reconciler plan --out`")
+    return saved
 
 
 def _only_saved(plan: Plan, saved: dict[str, Any]) -> Plan:
@@ -194,12 +218,15 @@ def _only_saved(plan: Plan, saved: dict[str, Any]) -> Plan:
     return Plan(kept, plan.fingerprints)
 
 
-def _confirm(ws: Workspace, args: argparse.Namespace) -> bool:
+def _confirm(args: argparse.Namespace) -> bool:
     if args.yes or args.plan:
         return True
     if not sys.stdin.isatty():
         raise ConfigError("apply needs confirmation: pass --yes (no terminal to ask on)")
-    answer = input("\nApply these changes? Only 'yes' is accepted: ")
+    try:
+        answer = input("\nApply these changes? Only 'yes' is accepted: ")
+    except EOFError:
+        return False
     return answer.strip() == "yes"
 
 
@@ -207,32 +234,29 @@ def _outcome_line(out: Any, o: Outcome) -> None:
     from rich.markup import escape
 
     mark = "[green]✓[/]" if o.ok else ("[yellow]…[/]" if o.pending else "[red]✗[/]")
-    out.print(f"{mark} {escape(o.name)}: {o.kind.value}: {escape(o.message)}")
+    out.print(f"{mark} {escape(o.name)}: {o.kind.value}: {escape(scrub(o.message))}")
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
+    for option in ("timeout", "interval", "adopt_grace"):
+        if getattr(args, option) < 0:
+            raise ConfigError(f"--{option.replace('_', '-')} must not be negative")
     state = _desired(ws)  # before the lock and the ledger: a bad spec touches nothing
-    saved = None
-    if args.plan:
-        try:
-            saved = json.loads(Path(args.plan).read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read plan {args.plan}: {exc}") from exc
+    saved = _read_saved(args.plan) if args.plan else None
     out = ws.out()
     with WriterLock(ws.ledger) as lock:
         lock.acquire("apply")
         ledger = Ledger.open(ws.ledger)
         drivers = DriverPool(ws.env)
         try:
-            return _apply(ws, args, state, saved, ledger, drivers, out)
+            return _apply(args, state, saved, ledger, drivers, out)
         finally:
             drivers.close()
             ledger.close()
 
 
 def _apply(
-    ws: Workspace,
     args: argparse.Namespace,
     state: DesiredState,
     saved: dict[str, Any] | None,
@@ -240,18 +264,27 @@ def _apply(
     drivers: DriverPool,
     out: Any,
 ) -> int:
-    observed = refresh(ledger.records(), drivers, act=True)
+    fresh = refresh(ledger.records(), drivers, act=True)
+    now = time.time()
+    preview = make_plan(state.jobs, with_observations(ledger.records(), fresh.observed, now), now)
     if saved is not None:
-        preview = make_plan(state.jobs, with_observations(ledger.records(), observed), time.time())
         _check_saved(saved, ledger, preview, args.plan)
-    persist_observations(ledger, observed)
-    plan = make_plan(state.jobs, ledger.records(), time.time())
-    if saved is not None:
-        plan = _only_saved(plan, saved)
-    print_plan(plan, out, show_unchanged=False)
-    if plan.changes and not _confirm(ws, args):
+        preview = _only_saved(preview, saved)
+    print_plan(preview, out, show_unchanged=False)
+    for provider, err in fresh.errors.items():
+        out.print(
+            f"[yellow]warning:[/] cannot refresh {provider} jobs ({scrub(str(err))}); "
+            f"{provider} actions are skipped this time"
+        )
+    if preview.changes and not _confirm(args):
         out.print("Apply cancelled.")
         return 1
+    # confirmed: record what the providers said, and the policies the specs carry now
+    persist_observations(ledger, fresh.observed)
+    ledger.sync_policies({j.name: j.spec.policy.on_delete for j in state.jobs})
+    plan = make_plan(state.jobs, ledger.records(), now)
+    if saved is not None:
+        plan = _only_saved(plan, saved)
     executor = Executor(
         ledger,
         drivers,
@@ -259,36 +292,50 @@ def _apply(
         git_commit=git_commit,
         adopt_grace=args.adopt_grace,
         on_outcome=lambda o: _outcome_line(out, o),
+        broken=fresh.errors,
     )
     if plan.changes:
         out.print()
     outcomes = executor.execute(plan)
     failed = [o for o in outcomes if not o.ok and not o.pending]
     if args.wait:
-        plan, more_failed, timed_out = _wait(
-            args, state, ledger, drivers, executor, plan, out, saved is not None
-        )
-        failed += more_failed
-        bad = [a for a in plan.actions if a.kind in (Kind.DEGRADED, Kind.DRIFT)]
-        out.print()
-        print_plan(plan, out)
-        if timed_out:
-            out.print(
-                f"[red]Timed out after {args.timeout:.0f}s;[/] jobs keep running: see `reconciler status`."
-            )
-            return 1
-        if failed or bad:
-            return 1
-        return 0
+        return _finish_wait(args, state, ledger, drivers, executor, out, saved is not None, failed)
     done = sum(1 for o in outcomes if o.ok)
     pending = sum(1 for o in outcomes if o.pending)
     summary = f"Apply complete: {done} done, {pending} pending, {len(failed)} failed."
     out.print(("\n" if outcomes else "") + f"[bold]{summary}[/]")
-    if any(a.kind is Kind.WAIT for a in plan.actions) or outcomes:
+    if any(o.ok or o.pending for o in outcomes) or any(a.kind is Kind.WAIT for a in plan.actions):
         out.print(
             "Jobs run at the provider: follow them with `reconciler status` or `apply --wait`."
         )
     return 1 if failed else 0
+
+
+def _finish_wait(
+    args: argparse.Namespace,
+    state: DesiredState,
+    ledger: Ledger,
+    drivers: DriverPool,
+    executor: Executor,
+    out: Any,
+    saved: bool,
+    failed: list[Outcome],
+) -> int:
+    plan, failed, timed_out = _wait(args, state, ledger, drivers, executor, out, saved, failed)
+    out.print()
+    print_plan(plan, out)
+    if timed_out:
+        out.print(
+            f"[red]Timed out after {args.timeout:.0f}s;[/] jobs keep running: "
+            "see `reconciler status`."
+        )
+        return 1
+    if saved and plan.changes:
+        names = ", ".join(f"{a.name} ({a.kind.value})" for a in plan.changes)
+        out.print(f"[yellow]Not in the saved plan:[/] {names}; run `reconciler plan` again.")
+        return 1
+    bad = [a for a in plan.actions if a.kind in (Kind.DEGRADED, Kind.DRIFT)]
+    return 1 if failed or bad else 0
 
 
 def _wait(
@@ -297,44 +344,51 @@ def _wait(
     ledger: Ledger,
     drivers: DriverPool,
     executor: Executor,
-    plan: Plan,
     out: Any,
     saved: bool,
+    failed: list[Outcome],
 ) -> tuple[Plan, list[Outcome], bool]:
-    """Reconcile until every job settles (or the timeout): the loop behind ``--wait``."""
+    """Reconcile until every job settles, an action fails, or the timeout: ``--wait``.
+
+    With a saved plan nothing new is executed: it waits for the running jobs only.
+    """
     from rich.markup import escape
 
     deadline = time.monotonic() + args.timeout
-    failed: list[Outcome] = []
     before = {a.id: a.phase for r in ledger.records().values() for a in r.attempts}
+    warned: set[str] = set()
     while True:
         plan = make_plan(state.jobs, ledger.records(), time.time())
-        if saved:
-            plan = Plan(tuple(a for a in plan.actions if not a.is_change), plan.fingerprints)
-        if plan.settled:
+        waiting = any(a.kind is Kind.WAIT for a in plan.actions)
+        if failed or (not waiting if saved else plan.settled):
             return plan, failed, False
         if time.monotonic() >= deadline:
             return plan, failed, True
         time.sleep(args.interval)
-        observed = refresh(ledger.records(), drivers, act=True)
-        persist_observations(ledger, observed)
+        fresh = refresh(ledger.records(), drivers, act=True)
+        persist_observations(ledger, fresh.observed)
+        for provider, err in fresh.errors.items():
+            if str(err) not in warned:  # a provider down while we wait: say so once, go on
+                warned.add(str(err))
+                out.print(f"[yellow]warning:[/] {provider}: {escape(scrub(str(err)))}")
         for r in ledger.records().values():
             for a in r.attempts:
                 if before.get(a.id) != a.phase:
                     progress = f" ({a.progress})" if a.progress else ""
                     model = (
                         f": {a.fine_tuned_model}"
-                        if a.fine_tuned_model and a.phase is a.phase.SUCCEEDED
+                        if a.phase is Phase.SUCCEEDED and a.fine_tuned_model
                         else ""
                     )
-                    err = f": {a.error}" if a.error else ""
+                    err_text = f": {a.error}" if a.error else ""
                     out.print(
                         f"  {escape(a.name)}: {before.get(a.id, 'new')} → {a.phase.value}"
-                        f"{escape(progress + model + err)}"
+                        f"{escape(progress + model + err_text)}"
                     )
                     before[a.id] = a.phase
         if not saved:
             plan = make_plan(state.jobs, ledger.records(), time.time())
+            executor.broken = dict(fresh.errors)
             outcomes = executor.execute(plan)
             failed += [o for o in outcomes if not o.ok and not o.pending]
 
@@ -347,9 +401,12 @@ def _status_rows(ws: Workspace, offline: bool) -> list[dict[str, Any]]:
     if not offline and records:
         drivers = DriverPool(ws.env)
         try:
-            records = with_observations(records, refresh(records, drivers))
+            fresh = refresh(records, drivers)
         finally:
             drivers.close()
+        for provider, err in fresh.errors.items():
+            print(f"warning: cannot refresh {provider} jobs: {scrub(str(err))}", file=sys.stderr)
+        records = with_observations(records, fresh.observed, time.time())
     jobs: list[Any] = []
     if ws.specs.is_dir():
         _, state = _load(ws)

@@ -101,8 +101,9 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> tuple[FieldChange, ...]:
     _flatten(old, "", flat_old)
     _flatten(new, "", flat_new)
     paths = sorted(set(flat_old) | set(flat_new))
+    # compare as JSON: in Python 1 == 1.0 == True, in a fingerprint they differ
     return tuple(
         FieldChange(p, flat_old.get(p), flat_new.get(p))
         for p in paths
-        if flat_old.get(p) != flat_new.get(p)
+        if canonical_json(flat_old.get(p)) != canonical_json(flat_new.get(p))
     )

@@ -115,8 +115,11 @@ class WriterLock:
         self._fd: int | None = None
 
     def acquire(self, command: str = "apply") -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LedgerError(f"cannot create the lock {self.path}: {exc.strerror or exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -209,6 +212,8 @@ class Ledger:
             return ledger
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"cannot open ledger {path}: {exc}") from exc
+        except OSError as exc:
+            raise LedgerError(f"cannot open ledger {path}: {exc.strerror or exc}") from exc
 
     def _schema_version(self) -> int:
         if "meta" not in self.db.table_names():
@@ -250,11 +255,13 @@ class Ledger:
                 conn.execute(
                     "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'serial'"
                 )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O, locked
+                raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+            raise
 
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
@@ -269,6 +276,15 @@ class Ledger:
         return self._meta("lineage") or ""
 
     # -- reading -----------------------------------------------------------------
+    def snapshot(self) -> tuple[dict[str, SpecRecord], str, int]:
+        """Records, lineage and serial read in one transaction (a consistent view)."""
+        conn = self.db.conn
+        conn.execute("BEGIN")
+        try:
+            return self.records(), self.lineage, self.serial
+        finally:
+            conn.execute("COMMIT")
+
     def records(self) -> dict[str, SpecRecord]:
         """The planner's view: live attempts per spec name."""
         live: dict[str, list[AttemptView]] = {}
@@ -452,12 +468,24 @@ class Ledger:
             )
             self._event("absent", reason, row["spec_name"], attempt_id)
 
-    def reset_intent(self, attempt_id: int) -> None:
-        """Re-arm an absent-at-the-provider intent for a fresh post under the same tag."""
-        with self.write():
-            self.db.table("attempts").update(
-                attempt_id, {"posted_at": None, "updated_at": self.clock()}
+    def sync_policies(self, on_delete: dict[str, str]) -> None:
+        """Keep each live attempt's ``on_delete`` equal to its spec's current policy, so
+        removing a spec does what the spec said last, not what it said at create time."""
+        stale = [
+            (name, row["id"], policy)
+            for name, policy in on_delete.items()
+            for row in self.db.query(
+                "SELECT id, on_delete FROM attempts WHERE spec_name = ? AND forgotten = 0",
+                [name],
             )
+            if row["on_delete"] != policy
+        ]
+        if not stale:
+            return
+        with self.write():
+            for name, attempt_id, policy in stale:
+                self.db.table("attempts").update(attempt_id, {"on_delete": policy})
+                self._event("policy", f"policy.on_delete: {policy}", name, attempt_id)
 
     def mark_cancel_requested(self, attempt_id: int, reason: str) -> None:
         row = self.attempt(attempt_id)
@@ -470,7 +498,8 @@ class Ledger:
     def forget(self, name: str, reason: str) -> None:
         with self.write():
             self.db.execute(
-                "UPDATE attempts SET forgotten = 1, updated_at = ? WHERE spec_name = ? AND forgotten = 0",
+                "UPDATE attempts SET forgotten = 1, updated_at = ? "
+                "WHERE spec_name = ? AND forgotten = 0",
                 [self.clock(), name],
             )
             self._event("forget", reason, name)

@@ -128,6 +128,8 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             if node.tag not in _SCALAR_TAGS:
                 raise SpecError(f"unsupported YAML tag {node.tag}", self.file, _line(node))
+            if node.tag == "tag:yaml.org,2002:timestamp":
+                return str(node.value)  # dates stay text: they are names, not instants, here
             return _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != "tag:yaml.org,2002:seq":
@@ -200,12 +202,15 @@ def _locate(
                 continue
             if name_missing and i == len(loc) - 1 and isinstance(elem, str):
                 parts.append(elem)  # a missing or unknown key: name it, at its parent's line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(elem, int):
-            if 0 <= elem < len(node.value):
-                parts[-1:] = [f"{parts[-1]}[{elem}]"] if parts else [f"[{elem}]"]
-                node = node.value[elem]
-                line = _line(node)
-                continue
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(elem, int)
+            and 0 <= elem < len(node.value)
+        ):
+            parts[-1:] = [f"{parts[-1]}[{elem}]"] if parts else [f"[{elem}]"]
+            node = node.value[elem]
+            line = _line(node)
+            continue
     return line, ".".join(parts)
 
 

@@ -184,6 +184,15 @@ def _plan_one(
     spec = want.spec
     base: dict[str, Any] = {"name": want.name, "provider": spec.provider, "current": cur}
     if spec.suspend:
+        if cur is not None and cur.phase is Phase.PENDING:
+            # even a suspended spec must not leave an interrupted create unresolved
+            return Action(
+                Kind.ADOPT,
+                reason=f"spec suspended; resolve the interrupted create of attempt "
+                f"{cur.attempt} (tag {cur.tag}) without creating anything",
+                tag=cur.tag,
+                **base,
+            )
         return Action(Kind.SUSPENDED, reason="spec.suspend is true: left alone", **base)
 
     from_output = None
@@ -226,6 +235,8 @@ def _plan_one(
         return Action(Kind.CREATE, reason=why, **create)
 
     changes = diff(cur.inputs, inputs) if cur.fingerprint != fp else ()
+    if cur.fingerprint != fp and not changes:
+        changes = (FieldChange("(inputs)", cur.fingerprint[:12], fp[:12]),)
     if cur.phase is Phase.PENDING:
         if not changes:
             return Action(
@@ -321,7 +332,8 @@ def _plan_removed(name: str, cur: AttemptView) -> Action:
         then = Kind.FORGET if orphan else Kind.CANCEL
         return Action(
             Kind.ADOPT,
-            reason=f"spec removed; resolve the interrupted create (tag {cur.tag}), then {then.value}",
+            reason=f"spec removed; resolve the interrupted create (tag {cur.tag}), "
+            f"then {then.value}",
             then=then,
             tag=cur.tag,
             **base,

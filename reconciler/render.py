@@ -84,7 +84,7 @@ def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = True) -> None
         label = action.kind.value
         if action.kind is Kind.ADOPT and action.then:
             label = f"adopt, then {action.then.value}"
-        head = f"[{colour}]{symbol:>3} {label:<8}[/] [bold]{escape(action.name)}[/]"
+        head = f"[{colour}]{symbol:>3} {label:<9}[/] [bold]{escape(action.name)}[/]"
         detail = [action.provider]
         if cur := _current(action):
             detail.append(cur)

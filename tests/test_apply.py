@@ -76,9 +76,18 @@ class World:
         pool = FakePool(FakeDriver(self.provider, hook=hook or killer.hook))
         try:
             jobs = self.jobs()
-            persist_observations(ledger, refresh(ledger.records(), pool))  # type: ignore[arg-type]
+            fresh = refresh(ledger.records(), pool, act=True)  # type: ignore[arg-type]
+            persist_observations(ledger, fresh.observed)
+            ledger.sync_policies({j.name: j.spec.policy.on_delete for j in jobs})
             plan = make_plan(jobs, ledger.records(), self.clock())
-            executor = Executor(ledger, pool, jobs, clock=self.clock, adopt_grace=adopt_grace)  # type: ignore[arg-type]
+            executor = Executor(
+                ledger,
+                pool,
+                jobs,
+                clock=self.clock,
+                adopt_grace=adopt_grace,
+                broken=fresh.errors,  # type: ignore[arg-type]
+            )
             return plan, executor.execute(plan)
         finally:
             ledger.close()
@@ -309,7 +318,7 @@ def test_succeeded_jobs_are_never_polled_again(world: World) -> None:
     driver = FakeDriver(world.provider)
     ledger = Ledger.open(world.ledger_path)
     try:
-        assert refresh(ledger.records(), FakePool(driver)) == {}  # type: ignore[arg-type]
+        assert refresh(ledger.records(), FakePool(driver)).observed == {}  # type: ignore[arg-type]
     finally:
         ledger.close()
     assert driver.calls == []
@@ -320,8 +329,104 @@ def test_refresh_uses_one_list_call_for_many_active_jobs(world: World) -> None:
     driver = FakeDriver(world.provider)
     ledger = Ledger.open(world.ledger_path)
     try:
-        observed = refresh(ledger.records(), FakePool(driver))  # type: ignore[arg-type]
+        observed = refresh(ledger.records(), FakePool(driver)).observed  # type: ignore[arg-type]
     finally:
         ledger.close()
     assert len(observed) == 3
     assert driver.calls == ["list_jobs"]
+
+
+# -- regressions found in review ------------------------------------------------------
+
+
+def test_grace_counts_from_the_end_of_a_slow_ambiguous_post(world: World) -> None:
+    hung = []
+
+    def slow_timeout(method: str, moment: str) -> None:
+        if method == "create_job" and moment == "after":
+            if not hung:
+                world.clock.advance(70)  # the first POST hangs for 70 s, then times out
+                hung.append(True)
+            raise ProviderError("together", "timed out", kind=ErrorKind.RETRYABLE, ambiguous=True)
+
+    world.run(hook=slow_timeout, adopt_grace=60)
+    world.provider.list_lag = set(world.provider.jobs)
+    world.clock.advance(10)
+    _, outcomes = world.run(adopt_grace=60)
+    assert all(o.pending for o in outcomes), outcomes
+    assert len(world.provider.jobs) == 3  # nothing posted twice
+
+
+def test_a_lost_ledger_adopts_the_job_its_tag_finds(world: World) -> None:
+    world.run()
+    world.ledger_path.unlink()
+    for suffix in ("-wal", "-shm"):
+        world.ledger_path.with_name(world.ledger_path.name + suffix).unlink(missing_ok=True)
+    _, outcomes = world.run()
+    assert all("found by tag before posting" in o.message for o in outcomes), outcomes
+    assert len(world.provider.jobs) == 3
+    world.check_invariants()
+
+
+def test_on_delete_follows_the_latest_spec_not_the_one_at_create_time(world: World) -> None:
+    world.run()
+    world.tree.spec("gamma", hyperparameters={"epochs": 1}, policy={"on_delete": "orphan"})
+    world.run()
+    world.tree.remove("gamma")
+    plan, _ = world.run()
+    assert [(a.kind, a.name) for a in plan.changes] == [(Kind.FORGET, "gamma")]
+    assert all(j.phase.active for j in world.provider.jobs.values())
+
+
+def test_a_job_gone_at_the_provider_is_drift_not_an_endless_wait(world: World) -> None:
+    world.run()
+    gone = next(iter(world.provider.jobs))
+    del world.provider.jobs[gone]
+    plan, _ = world.run()
+    drift = [a for a in plan.actions if a.kind is Kind.DRIFT]
+    assert len(drift) == 1 and "no longer exists" in (drift[0].current.error or "")  # type: ignore[union-attr]
+
+
+def test_a_create_refused_with_404_is_not_reposted_every_pass(world: World) -> None:
+    def refuse(method: str, moment: str) -> None:
+        if method == "create_job" and moment == "before":
+            raise ProviderError("together", "model not found", kind=ErrorKind.NOT_FOUND, status=404)
+
+    world.run(hook=refuse)
+    plan, outcomes = world.run(hook=refuse)
+    assert not outcomes
+    assert {a.kind for a in plan.actions} == {Kind.DEGRADED}
+    assert all("model not found" in a.reason for a in plan.actions)
+
+
+def test_a_suspended_spec_still_resolves_its_interrupted_create(world: World) -> None:
+    with pytest.raises(Crash):
+        world.run(Killer(at=10))  # somewhere inside the first creates
+    for name in ("alpha", "beta", "gamma"):
+        world.tree.spec(name, suspend=True)
+    world.tree.data(
+        "data/val.jsonl",
+        [
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "hello"},
+                ]
+            }
+        ],
+    )
+    world.clock.advance(600)
+    world.run()
+    rows = world.ledger_rows()
+    assert all(r["status"] != "pending" for r in rows), rows
+    world.check_invariants()
+
+
+def test_a_type_only_change_is_still_a_replace(world: World) -> None:
+    world.tree.spec("alpha", options={"train_on_inputs": 1})
+    world.run()
+    world.tree.spec("alpha", options={"train_on_inputs": True})
+    plan, _ = world.run()
+    (replace,) = plan.changes
+    assert replace.kind is Kind.REPLACE
+    assert [c.render() for c in replace.changes] == ["options.train_on_inputs: 1 → true"]

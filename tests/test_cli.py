@@ -224,7 +224,7 @@ def test_saved_plan_is_refused_when_a_spec_changed(tree: SpecTree, tmp_path: Pat
     tree.spec("bot", hyperparameters={"epochs": 5})
     assert run(tree, "apply", "--plan", str(saved)) == 1
     err = capsys.readouterr().err
-    assert "is stale: spec 'bot' changed since it was made" in err
+    assert "is stale: the inputs of 'bot' changed since it was made" in err
     assert err.count("\n") == 1
 
 

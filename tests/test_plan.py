@@ -184,12 +184,15 @@ def test_labels_policy_and_suspend_are_not_in_the_fingerprint() -> None:
 
 
 def test_suspended_spec_is_left_alone_whatever_its_state() -> None:
-    for current in (None, attempt(OLD, Phase.RUNNING), attempt(OLD, Phase.PENDING)):
+    for current in (None, attempt(OLD, Phase.RUNNING), attempt(OLD, Phase.FAILED)):
         action = plan_one(
             desired(suspend=True, hyperparameters={"epochs": 9}),
             record(current) if current else None,
         )
         assert action.kind is Kind.SUSPENDED
+    # an interrupted create is still resolved (adopted or marked absent), never created
+    pending = plan_one(desired(suspend=True), record(attempt(OLD, Phase.PENDING)))
+    assert (pending.kind, pending.then) == (Kind.ADOPT, None)
 
 
 def test_removed_running_job_with_orphan_policy_is_forgotten_not_cancelled() -> None:

@@ -1,37 +1,35 @@
-"""stub"""
+"""OpenAI under ``/openai/v1`` (providers.md §2): files and uploads (``openai_files``),
+fine-tuning jobs and models (``openai_routes``), job wire views (``openai_jobs``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute
 
-from .core import Emulator
-from .lifecycle import JobKind
+from . import openai_jobs as oj
+from .core import Emulator, job_snapshot
+from .openai_files import file_routes, upload_routes
+from .openai_jobs import error
+from .openai_routes import job_routes, model_routes
 from .store import Row
 
 NAME = "openai"
-KIND = JobKind("openai", "running", "failed", "failed", "running", "cancelled")
-
-
-def error(
-    status: int,
-    message: str,
-    *,
-    type: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-) -> Response:
-    return JSONResponse(
-        {"error": {"message": message, "type": type, "param": param, "code": code}},
-        status_code=status,
-    )
+KIND = oj.KIND
+__all__ = ["KIND", "NAME", "error", "job_summary", "routes"]
 
 
 def routes(emu: Emulator) -> list[BaseRoute]:
-    return []
+    return [*file_routes(emu), *upload_routes(emu), *job_routes(emu), *model_routes(emu)]
 
 
 def job_summary(emu: Emulator, row: Row) -> dict[str, Any]:
-    return {}
+    snap = job_snapshot(emu, KIND, row)
+    return {
+        "status": snap.status,
+        "model": row.data["model"],
+        "suffix": row.data.get("suffix"),
+        "metadata": row.data.get("metadata"),
+        "training_file": row.data["training_file"],
+        "fine_tuned_model": row.data["fine_tuned_model"],
+    }

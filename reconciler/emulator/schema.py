@@ -76,9 +76,13 @@ def check(value: Any, node: Node, loc: tuple[str | int, ...] = ()) -> Problem | 
             if problem is None:
                 return None
             problems.append(problem)
-        # the alternative of the right type says the most ("lora_r is required" beats
-        # "expected null"); the deepest location wins among those
-        return max(problems, key=lambda p: (p.kind != "type", len(p.loc)))
+        if all(p.kind == "type" and p.loc == loc for p in problems):
+            expected = " or ".join(p.expected for p in problems)
+            return Problem(loc, "type", f"expected {expected}", expected, value)
+        # the alternative the value's type fits says the most ("lora_r is required" beats
+        # "expected null", "must be <= 50" beats "must be 'auto'"); then the deepest
+        rank = {"type": 0, "enum": 1}
+        return max(problems, key=lambda p: (rank.get(p.kind, 2), len(p.loc)))
     if "discriminator" in node and isinstance(value, dict):
         key = node["discriminator"]
         if key not in value:

@@ -81,19 +81,19 @@ class Store:
             )
             return Row(kind, provider, obj_id, int(cur.lastrowid or 0), created_at, data)
 
-    def update(self, row: Row) -> None:
-        """Write ``row.data`` back."""
+    def update(self, row: Row, content: bytes | None = None) -> None:
+        """Write ``row.data`` back (and new bytes, in the same statement when given)."""
         with self._lock:
-            self._db.execute(
-                "UPDATE objects SET data = ? WHERE kind = ? AND id = ?",
-                (json.dumps(row.data), row.kind, row.id),
-            )
-
-    def set_content(self, kind: str, obj_id: str, content: bytes) -> None:
-        with self._lock:
-            self._db.execute(
-                "UPDATE objects SET content = ? WHERE kind = ? AND id = ?", (content, kind, obj_id)
-            )
+            if content is None:
+                self._db.execute(
+                    "UPDATE objects SET data = ? WHERE kind = ? AND id = ?",
+                    (json.dumps(row.data), row.kind, row.id),
+                )
+            else:
+                self._db.execute(
+                    "UPDATE objects SET data = ?, content = ? WHERE kind = ? AND id = ?",
+                    (json.dumps(row.data), content, row.kind, row.id),
+                )
 
     def content(self, kind: str, obj_id: str) -> bytes | None:
         with self._lock:

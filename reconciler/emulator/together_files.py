@@ -121,8 +121,7 @@ def store_content(emu: Emulator, row: Row, content: bytes) -> None:
         format=info.format,
         error=info.error,
     )
-    emu.store.update(row)
-    emu.store.set_content(FILE, row.id, content)
+    emu.store.update(row, content)  # one statement: a crash never splits data and bytes
 
 
 def _formproblem_error(form: Any, required: tuple[str, ...]) -> Response | None:

@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
+from ..redact import register
 from .base import Driver
-from .http import ApiClient, make_http_client
+from .http import ENDPOINTS, ApiClient, make_http_client
 
 # provider → (module, class); imported lazily to keep `reconciler --help` fast
 REGISTRY: dict[str, tuple[str, str]] = {
@@ -43,6 +44,9 @@ class DriverPool:
         self.transport = transport
         self.timeout = timeout
         self._drivers: dict[str, Driver] = {}
+        # every key the environment holds is scrubbed from output, used or not
+        for endpoint in ENDPOINTS.values():
+            register((env.get(endpoint.key_var) or "").strip())
 
     def get(self, provider: str) -> Driver:
         driver = self._drivers.get(provider)

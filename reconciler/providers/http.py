@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 
 from .. import __version__
-from ..log import get as get_logger
 from ..errors import ConfigError, ErrorKind, ProviderError
+from ..log import get as get_logger
 from ..redact import register, scrub
 from ..retry import CREATE_RATE_LIMIT_RETRY, HTTP_RETRY, Backoff
 
@@ -44,7 +44,8 @@ def base_url(provider: str, env: Mapping[str, str]) -> str:
     ep = ENDPOINTS[provider]
     url = (env.get(ep.url_var) or ep.default_url).strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{ep.url_var}={url!r} is not an http(s) URL")
+        # the value is not echoed: a key pasted into the wrong variable must not print
+        raise ConfigError(f"{ep.url_var} is not an http(s) URL")
     if not url.endswith("/v1"):
         url += "/v1"
     return url
@@ -108,7 +109,7 @@ def error_message(response: httpx.Response) -> str:
         body: Any = response.json()
     except ValueError:
         text = response.text.strip()
-        return scrub(text[:300]) if text else response.reason_phrase
+        return scrub(text)[:300] if text else response.reason_phrase
     message: Any = body
     if isinstance(body, dict):
         inner = body.get("error", body)
@@ -127,7 +128,7 @@ def error_message(response: httpx.Response) -> str:
                 else:
                     parts.append(str(item))
             message = "; ".join(parts)
-    return scrub(str(message)[:300])
+    return scrub(str(message))[:300]
 
 
 def classify(provider: str, response: httpx.Response) -> ProviderError:
@@ -253,6 +254,8 @@ class ApiClient:
                 f"{method} {path}: answer is not JSON",
                 kind=ErrorKind.RETRYABLE,
                 status=response.status_code,
+                # a 2xx to a POST we cannot read may still have created something
+                ambiguous=method != "GET",
             ) from exc
 
     def close(self) -> None:

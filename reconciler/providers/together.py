@@ -501,8 +501,10 @@ class TogetherDriver:
         """Post once (DESIGN §4): only a 429 is re-posted; anything ambiguous raises."""
         body = self.api.json("POST", "fine-tunes", json=create_payload(request), create=True)
         job = job_from_wire(body if isinstance(body, Mapping) else {})
-        if not job.id:
-            raise self._error("create answered without a job id", ErrorKind.RETRYABLE)
+        if not job.id:  # it answered 2xx: a job may well exist, so look it up by tag
+            err = self._error("create answered without a job id", ErrorKind.RETRYABLE)
+            err.ambiguous = True
+            raise err
         return job if job.tag else replace(job, tag=request.tag)
 
     def get_job(self, job_id: str) -> RemoteJob:
