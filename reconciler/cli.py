@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable status on stdout")
     p.add_argument("--offline", action="store_true", help="the ledger only, no provider calls")
 
+    p = sub.add_parser(
+        "emulator",
+        help="serve the Together / OpenAI / Mistral emulator on loopback (try: emulator --help)",
+        add_help=False,
+    )
+    # its options live with the emulator, imported only when it runs: see _emulator_argv
+
     p = command("logs", "the provider's events for a spec's current job")
     p.add_argument("name", metavar="NAME", help="spec name")
     p.add_argument(
@@ -127,7 +134,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _emulator_argv(argv: Sequence[str]) -> list[str] | None:
+    """The arguments after ``emulator`` when that is the command, else None."""
+    takes_value = {"--specs", "--ledger"}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in takes_value:
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        return list(argv[i + 1 :]) if arg == "emulator" else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    emulator_argv = _emulator_argv(argv)
+    if emulator_argv is not None:
+        from .emulator.__main__ import main as emulator_main
+
+        return emulator_main(emulator_argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

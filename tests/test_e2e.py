@@ -1,0 +1,221 @@
+"""End to end: the real `reconciler` CLI as a subprocess against the emulator on loopback.
+
+The user's path from issue #2: plan a new spec (exit 2, a create), apply it, see it in
+status, let it finish, plan again (exit 0); change a hyperparameter (a replace naming the
+field); remove a running job's spec (a cancel). A sentinel API key must never show up
+in any output, plan file or the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import SENTINEL_KEY, SpecTree
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Emulator:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method="POST" if data is not None else "GET",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as answer:
+            return json.loads(answer.read() or b"null")
+
+    def advance(self, seconds: float) -> None:
+        self.admin("/_emulator/clock/advance", {"seconds": seconds})
+
+    def together_jobs(self) -> list[dict[str, Any]]:
+        state = self.admin("/_emulator/state")
+        return [j for j in state["jobs"] if j["provider"] == "together"]
+
+
+def start_emulator(state: Path, *extra: str) -> Emulator:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "emulator",
+            "--port",
+            str(port),
+            "--state",
+            str(state),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/", timeout=1) as answer:
+                if answer.status == 200:
+                    return Emulator(url, proc)
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(
+                    f"emulator did not start: {proc.stderr.read() if proc.stderr else b''!r}"
+                ) from None
+            time.sleep(0.1)
+
+
+def stop(emulator: Emulator) -> None:
+    emulator.proc.terminate()
+    assert emulator.proc.wait(10) == 0  # SIGTERM is a clean stop
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    emu = start_emulator(tmp_path_factory.mktemp("emulator") / "emulator.db", "--speed", "1")
+    yield emu
+    stop(emu)
+
+
+class Cli:
+    """Runs `python -m reconciler` in a workspace, keeping every byte it printed."""
+
+    def __init__(self, tree: SpecTree, emulator: Emulator) -> None:
+        self.tree = tree
+        self.ledger = tree.root.parent / "state" / "ledger.db"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")},
+            "TOGETHER_API_KEY": SENTINEL_KEY,
+            "TOGETHER_BASE_URL": emulator.url + "/together/v1",
+            "RECONCILER_SPECS": str(tree.root),
+            "RECONCILER_LEDGER": str(self.ledger),
+            "NO_COLOR": "1",
+        }
+        self.transcript: list[str] = []
+
+    def __call__(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "reconciler", "-v", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.tree.root.parent,
+            timeout=120,
+            check=False,
+        )
+        self.transcript += [proc.stdout, proc.stderr]
+        assert proc.returncode == expect, (
+            f"{args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
+        assert "Traceback" not in proc.stderr or expect == 1
+        return proc
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        doc = json.loads(self("status", "--json").stdout)
+        return {job["name"]: job for job in doc["jobs"]}
+
+    def assert_no_secret(self) -> None:
+        for text in self.transcript:
+            assert SENTINEL_KEY not in text
+        for path in self.ledger.parent.glob("*"):
+            assert SENTINEL_KEY.encode() not in path.read_bytes(), path
+
+
+@pytest.fixture
+def cli(tree: SpecTree, emulator: Emulator) -> Cli:
+    return Cli(tree, emulator)
+
+
+def test_plan_apply_status_then_no_changes(cli: Cli, emulator: Emulator, tree: SpecTree) -> None:
+    tree.spec("e2e-bot", suffix="e2e")
+    plan = json.loads(cli("plan", "--offline", "--json", "--detailed-exitcode", expect=2).stdout)
+    assert [(a["name"], a["kind"]) for a in plan["actions"]] == [("e2e-bot", "create")]
+    cli("apply", "--yes")
+    job = cli.status()["e2e-bot"]
+    assert job["remote_id"].startswith("ft-") and job["phase"] in ("queued", "running")
+    remote = [j for j in emulator.together_jobs() if j["id"] == job["remote_id"]]
+    assert len(remote) == 1
+    emulator.advance(3600)
+    cli("apply", "--yes", "--wait", "--interval", "0.2", "--timeout", "60")
+    done = cli.status()["e2e-bot"]
+    assert done["phase"] == "succeeded" and done["fine_tuned_model"]
+    cli("plan", "--detailed-exitcode", expect=0)
+    cli.assert_no_secret()
+
+
+def test_changed_hyperparameter_is_a_replace_naming_the_field(cli: Cli, tree: SpecTree) -> None:
+    tree.spec("e2e-replace")
+    cli("apply", "--yes")
+    tree.spec("e2e-replace", hyperparameters={"epochs": 3, "learning_rate": 2e-5})
+    out = cli("plan", "--detailed-exitcode", expect=2).stdout
+    assert "-/+ replace" in out
+    assert "hyperparameters.learning_rate: 1e-05 → 2e-05" in out
+    cli.assert_no_secret()
+
+
+def test_removed_spec_of_a_running_job_is_cancelled(
+    cli: Cli, tree: SpecTree, emulator: Emulator
+) -> None:
+    tree.spec("e2e-cancel")
+    cli("apply", "--yes")
+    remote_id = cli.status()["e2e-cancel"]["remote_id"]
+    tree.remove("e2e-cancel")
+    out = cli("plan", expect=0).stdout
+    assert "- cancel" in out and "e2e-cancel" in out and "spec removed" in out
+    cli("apply", "--yes")
+    (job,) = [j for j in emulator.together_jobs() if j["id"] == remote_id]
+    assert job["status"] in ("cancel_requested", "cancelled")
+    cli.assert_no_secret()
+
+
+def test_a_wrong_key_is_one_line_without_the_key(tree: SpecTree, tmp_path: Path) -> None:
+    emu = start_emulator(tmp_path / "auth.db", "--api-key", "the-right-key-123456")
+    try:
+        cli = Cli(tree, emu)
+        tree.spec("e2e-auth")
+        proc = cli("apply", "--yes", expect=1)
+        assert "authentication failed, check TOGETHER_API_KEY" in proc.stdout + proc.stderr
+        cli.assert_no_secret()
+    finally:
+        stop(emu)
+
+
+def test_rate_limit_with_retry_after_waits_and_succeeds(tree: SpecTree, tmp_path: Path) -> None:
+    # 60x speed: one emulated minute (the rate-limit window) is one real second
+    emu = start_emulator(tmp_path / "rl.db", "--speed", "60", "--rpm", "4")
+    try:
+        cli = Cli(tree, emu)
+        for i in range(3):
+            tree.spec(f"e2e-rl-{i}")
+        cli("apply", "--yes")
+        jobs = cli.status()
+        assert all(jobs[f"e2e-rl-{i}"]["remote_id"] for i in range(3))
+        assert len(emu.together_jobs()) == 3  # each created exactly once
+        statuses = [r.get("status") for r in emu.admin("/_emulator/requests")["data"]]
+        assert 429 in statuses  # the limit was hit, waited out, and the apply succeeded
+    finally:
+        stop(emu)
