@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEED = "120"  # emulated seconds per real second: a job finishes in a few seconds
+SPEED = "40"  # emulated seconds per real second: a job runs for a few seconds
 
 
 def free_port() -> int:

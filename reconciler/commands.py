@@ -323,7 +323,10 @@ def _finish_wait(
 ) -> int:
     plan, failed, timed_out = _wait(args, state, ledger, drivers, executor, out, saved, failed)
     out.print()
-    print_plan(plan, out)
+    if plan.actions and all(a.kind is Kind.NOOP for a in plan.actions):
+        out.print(f"[green]All {len(plan.actions)} job(s) succeeded.[/] Reality matches the specs.")
+    else:
+        print_plan(plan, out)
     if timed_out:
         out.print(
             f"[red]Timed out after {args.timeout:.0f}s;[/] jobs keep running: "
@@ -355,7 +358,7 @@ def _wait(
     from rich.markup import escape
 
     deadline = time.monotonic() + args.timeout
-    before = {a.id: a.phase for r in ledger.records().values() for a in r.attempts}
+    before = {a.id: (a.phase, a.progress) for r in ledger.records().values() for a in r.attempts}
     warned: set[str] = set()
     while True:
         plan = make_plan(state.jobs, ledger.records(), time.time())
@@ -373,19 +376,20 @@ def _wait(
                 out.print(f"[yellow]warning:[/] {provider}: {escape(scrub(str(err)))}")
         for r in ledger.records().values():
             for a in r.attempts:
-                if before.get(a.id) != a.phase:
-                    progress = f" ({a.progress})" if a.progress else ""
-                    model = (
-                        f": {a.fine_tuned_model}"
-                        if a.phase is Phase.SUCCEEDED and a.fine_tuned_model
-                        else ""
-                    )
-                    err_text = f": {a.error}" if a.error else ""
-                    out.print(
-                        f"  {escape(a.name)}: {before.get(a.id, 'new')} → {a.phase.value}"
-                        f"{escape(progress + model + err_text)}"
-                    )
-                    before[a.id] = a.phase
+                was = before.get(a.id)
+                if was == (a.phase, a.progress):
+                    continue
+                before[a.id] = (a.phase, a.progress)
+                if was is not None and was[0] is a.phase:  # same phase, new progress
+                    out.print(f"  {escape(a.name)}: {a.phase.value}, {escape(a.progress or '')}")
+                    continue
+                detail = f" ({a.progress})" if a.progress else ""
+                if a.phase is Phase.SUCCEEDED and a.fine_tuned_model:
+                    detail = f": {a.fine_tuned_model}"
+                elif a.error:
+                    detail = f": {a.error}"
+                start = was[0].value if was else "new"
+                out.print(f"  {escape(a.name)}: {start} → {a.phase.value}{escape(detail)}")
         if not saved:
             plan = make_plan(state.jobs, ledger.records(), time.time())
             executor.broken = dict(fresh.errors)
@@ -454,7 +458,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     colours = {"succeeded": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}
     table = Table(box=None, pad_edge=False, header_style="bold")
     for col in ("NAME", "PROVIDER", "PHASE", "JOB", "PROGRESS", "MODEL / ERROR", "SYNC"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("NAME", "JOB"))
     for r in rows:
         colour = colours.get(r["phase"], "")
         phase = f"[{colour}]{r['phase']}[/]" if colour else r["phase"]

@@ -48,12 +48,15 @@ WIRE_ACTIONS: dict[Kind, list[str]] = {
 def console(stream: Any = None, no_color: bool = False) -> Console:
     from rich.console import Console
 
+    tty = bool(getattr(stream, "isatty", lambda: False)())
     return Console(
         file=stream,
         no_color=no_color or None,
         highlight=False,
         soft_wrap=True,
         emoji=False,
+        # off a terminal (CI logs, pipes) nothing wraps: ids and model names stay whole
+        width=None if tty else 240,
     )
 
 
@@ -79,7 +82,7 @@ def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = True) -> None
         return
     if changes:
         out.print("reconciler will perform the following actions:\n")
-    for action in changes + (others if show_unchanged else []):
+    for action in changes:
         symbol, colour = SYMBOLS[action.kind]
         label = action.kind.value
         if action.kind is Kind.ADOPT and action.then:
@@ -96,6 +99,18 @@ def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = True) -> None
         out.print(f"      [dim]{escape(action.reason)}[/]")
         for change in action.changes:
             out.print(f"      [yellow]~[/] {escape(change.render())}  [dim]# forces replacement[/]")
+    if show_unchanged and others:
+        # one line each: what is left alone, and why (Terraform hides these; a fine-tune
+        # user wants to see the jobs still running and the ones that need attention)
+        if changes:
+            out.print()
+        width = max(len(a.name) for a in others)
+        for action in others:
+            symbol, colour = SYMBOLS[action.kind]
+            out.print(
+                f"[{colour}]{symbol:>3} {action.kind.value:<9}[/] {escape(action.name):<{width}}  "
+                f"[dim]{escape(action.reason)}[/]"
+            )
     counts = plan.counts()
     out.print()
     if not changes:
