@@ -10,7 +10,7 @@ from .server import add_arguments, run
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m reconciler.emulator",
+        prog="reconciler emulator",
         description="Serve the Together / OpenAI / Mistral fine-tuning emulator.",
     )
     add_arguments(parser)

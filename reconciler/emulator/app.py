@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -65,22 +66,32 @@ class Gateway:
             return
         emu, api = self.emu, PROVIDERS[provider]
         method, path = scope["method"], scope["path"]
+        request_id = f"req_{secrets.token_hex(16)}"
         record: dict[str, Any] = {
             "t": emu.now(),
             "provider": provider,
             "method": method,
             "path": path,
             "status": None,
+            "request_id": request_id,
         }
         emu.requests.append(record)
+        extra: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
+        lost = False  # the answer is computed but never reaches the client
+
+        async def reply(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                record["status"] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            if not lost:
+                await send(message)
+
         if not path.startswith("/_storage/") and (denied := self._auth(scope, api)) is not None:
-            record["status"] = 401
-            await denied(scope, receive, send)
+            await denied(scope, receive, reply)
             return
         decision = emu.faults.decide(provider, method, path, emu.now())
         if decision.latency:
             await asyncio.sleep(decision.latency)
-        extra: list[tuple[bytes, bytes]] = []
         if decision.limit is not None:
             reset = emu.clock.real_seconds(decision.reset or 0.0)
             extra += [
@@ -90,43 +101,26 @@ class Gateway:
             ]
         if decision.retry_after is not None:
             wait = emu.clock.real_seconds(decision.retry_after)
-            response = api.error(
-                429,
-                "rate limit exceeded: too many requests per minute",
-                type="rate_limit_exceeded",
-                code="rate_limit_exceeded",
+            extra += [
+                (b"retry-after", str(max(1, math.ceil(wait))).encode()),
+                (b"retry-after-ms", str(max(1, math.ceil(wait * 1000))).encode()),
+            ]
+            message = "rate limit exceeded: too many requests per minute"
+            limited = api.error(
+                429, message, type="rate_limit_exceeded", code="rate_limit_exceeded"
             )
-            response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
-            response.headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
-            for name, value in extra:
-                response.headers[name.decode()] = value.decode()
-            record["status"] = 429
-            await response(scope, receive, send)
+            await limited(scope, receive, reply)
             return
         if decision.error is not None:
-            record["status"] = decision.error
-            await api.error(
-                decision.error,
-                "the server had an error processing your request",
-                type="server_error",
-            )(scope, receive, send)
+            message = "the server had an error processing your request"
+            await api.error(decision.error, message, type="server_error")(scope, receive, reply)
             return
         if decision.drop == "before":
             record["status"] = "dropped"
             await _drop(send)
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                record["status"] = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-                if decision.drop == "after":
-                    return  # the answer is lost: nothing of it reaches the client
-            elif decision.drop == "after":
-                return
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-        if decision.drop == "after":
+        lost = decision.drop == "after"
+        await self.app(scope, receive, reply)
+        if lost:
             record["status"] = "dropped"
             await _drop(send)
 
@@ -164,7 +158,7 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m{rest}s" if minutes else f"{rest}s"
 
 
-def admin_routes(emu: Emulator, initial: FaultConfig) -> list[BaseRoute]:
+def admin_routes(emu: Emulator) -> list[BaseRoute]:
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -300,7 +294,7 @@ def create_app(
         keys=frozenset(keys) if keys else None,
         file_processing_seconds=file_processing_seconds,
     )
-    routes: list[BaseRoute] = [*admin_routes(emu, config), *together.storage_routes(emu)]
+    routes: list[BaseRoute] = [*admin_routes(emu), *together.storage_routes(emu)]
     for name, api in PROVIDERS.items():
         routes += [*api.routes(emu), _fallback(name, api)]
 
