@@ -180,6 +180,9 @@ class Executor:
         return outcomes
 
     def _run(self, action: Action) -> Outcome:
+        if action.refused:
+            self.ledger.record_event("refused", action.refused, action.name)
+            return Outcome(action.name, action.kind, False, f"refused: {action.refused}")
         broken = self.broken.get(action.provider)
         if broken is not None:
             return Outcome(action.name, action.kind, False, scrub(str(broken)))

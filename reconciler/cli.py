@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--offline", action="store_true", help="no provider calls: plan from the ledger alone"
     )
     p.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="refuse creates once their estimated total passes USD",
+    )
+    p.add_argument(
         "--detailed-exitcode",
         action="store_true",
         help="exit 0 when there are no changes, 2 when there are, 1 on error",
@@ -93,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     p.add_argument("--wait", action="store_true", help="keep reconciling until every job settles")
+    p.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="refuse creates once their estimated total passes USD (the rest still apply)",
+    )
     p.add_argument(
         "--timeout",
         type=float,

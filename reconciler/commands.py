@@ -129,7 +129,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 # -- plan ----------------------------------------------------------------------------
 
 
-def _compute_plan(ws: Workspace, state: DesiredState, offline: bool) -> tuple[Plan, dict[str, Any]]:
+def _compute_plan(
+    ws: Workspace, state: DesiredState, offline: bool, max_cost: float | None = None
+) -> tuple[Plan, dict[str, Any]]:
     records, lineage, serial = _read_ledger(ws)
     now = time.time()
     if not offline:
@@ -144,14 +146,14 @@ def _compute_plan(ws: Workspace, state: DesiredState, offline: bool) -> tuple[Pl
                 "(plan --offline plans from the ledger alone)"
             ) from err
         records = with_observations(records, fresh.observed, now)
-    plan = make_plan(state.jobs, records, now)
+    plan = make_plan(state.jobs, records, now, max_cost=max_cost)
     return plan, {"path": str(ws.ledger), "lineage": lineage, "serial": serial}
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
     state = _desired(ws)
-    plan, ledger = _compute_plan(ws, state, args.offline)
+    plan, ledger = _compute_plan(ws, state, args.offline, args.max_cost)
     document = plan_json(plan, ledger=ledger, specs_root=str(ws.specs), offline=args.offline)
     if args.out:
         try:
@@ -266,7 +268,12 @@ def _apply(
 ) -> int:
     fresh = refresh(ledger.records(), drivers, act=True)
     now = time.time()
-    preview = make_plan(state.jobs, with_observations(ledger.records(), fresh.observed, now), now)
+    preview = make_plan(
+        state.jobs,
+        with_observations(ledger.records(), fresh.observed, now),
+        now,
+        max_cost=args.max_cost,
+    )
     if saved is not None:
         _check_saved(saved, ledger, preview, args.plan)
         preview = _only_saved(preview, saved)
@@ -282,7 +289,7 @@ def _apply(
     # confirmed: record what the providers said, and the policies the specs carry now
     persist_observations(ledger, fresh.observed)
     ledger.sync_policies({j.name: j.spec.policy.on_delete for j in state.jobs})
-    plan = make_plan(state.jobs, ledger.records(), now)
+    plan = make_plan(state.jobs, ledger.records(), now, max_cost=args.max_cost)
     if saved is not None:
         plan = _only_saved(plan, saved)
     executor = Executor(
@@ -361,7 +368,7 @@ def _wait(
     before = {a.id: (a.phase, a.progress) for r in ledger.records().values() for a in r.attempts}
     warned: set[str] = set()
     while True:
-        plan = make_plan(state.jobs, ledger.records(), time.time())
+        plan = make_plan(state.jobs, ledger.records(), time.time(), max_cost=args.max_cost)
         waiting = any(a.kind is Kind.WAIT for a in plan.actions)
         if failed or (not waiting if saved else plan.settled):
             return plan, failed, False
@@ -391,7 +398,7 @@ def _wait(
                 start = was[0].value if was else "new"
                 out.print(f"  {escape(a.name)}: {start} → {a.phase.value}{escape(detail)}")
         if not saved:
-            plan = make_plan(state.jobs, ledger.records(), time.time())
+            plan = make_plan(state.jobs, ledger.records(), time.time(), max_cost=args.max_cost)
             executor.broken = dict(fresh.errors)
             outcomes = executor.execute(plan)
             failed += [o for o in outcomes if not o.ok and not o.pending]

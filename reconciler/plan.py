@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ class DesiredJob:
     training_path: Path | None = None
     validation_path: Path | None = None
     estimated_cost_usd: float | None = None
+    estimate_basis: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ class Action:
     from_output: str | None = None
     blocked_on: str | None = None
     estimated_cost_usd: float | None = None
+    estimate_basis: str | None = None
+    refused: str | None = None  # why apply will not do this (a budget), when it will not
 
     @property
     def is_change(self) -> bool:
@@ -149,17 +152,50 @@ def make_plan(
     desired: Iterable[DesiredJob],
     records: Mapping[str, SpecRecord],
     now: float,
+    *,
+    max_cost: float | None = None,
 ) -> Plan:
-    """Compare desired state with the ledger view; return what would make them match."""
+    """Compare desired state with the ledger view; return what would make them match.
+
+    ``max_cost`` caps the estimated new spend of the whole plan: creates are admitted in
+    name order until the next one would pass it; the rest are marked refused.
+    """
     wanted = {d.name: d for d in desired}
     actions: list[Action] = []
     fingerprints: dict[str, str | None] = {}
+    spent = 0.0
     for name in sorted(set(wanted) | {n for n, r in records.items() if r.current}):
         record = records.get(name) or SpecRecord(name, (), 1)
-        action = _plan_one(wanted.get(name), record, records, now)
+        want = wanted.get(name)
+        action = _plan_one(want, record, records, now)
+        if want is not None and action.kind in CREATES:
+            action, spent = _budget(action, want, max_cost, spent)
         fingerprints[name] = action.fingerprint if name in wanted else None
         actions.append(action)
     return Plan(tuple(actions), fingerprints)
+
+
+def _budget(
+    action: Action, want: DesiredJob, max_cost: float | None, spent: float
+) -> tuple[Action, float]:
+    """Mark a create whose estimate breaks the spec's budget or the plan's cap."""
+    cost = want.estimated_cost_usd
+    limit = want.spec.policy.budget_usd
+    refused = None
+    if limit is not None and cost is None:
+        refused = "no cost estimate for this model, and policy.budget_usd is set"
+    elif limit is not None and cost is not None and cost > limit:
+        refused = f"estimate ${cost:,.2f} exceeds policy.budget_usd ${limit:,.2f}"
+    elif max_cost is not None and cost is None:
+        refused = "no cost estimate for this model, and --max-cost is set"
+    elif max_cost is not None and cost is not None and spent + cost > max_cost:
+        refused = (
+            f"estimate ${cost:,.2f} would take new spend to ${spent + cost:,.2f}, "
+            f"over --max-cost ${max_cost:,.2f}"
+        )
+    if refused is None:
+        spent += cost or 0.0
+    return replace(action, refused=refused, estimate_basis=want.estimate_basis), spent
 
 
 def upstream_output(record: SpecRecord | None) -> str | None:

@@ -61,7 +61,9 @@ def console(stream: Any = None, no_color: bool = False) -> Console:
 
 
 def _money(value: float | None) -> str:
-    return "" if value is None else f"~${value:,.2f}"
+    if value is None:
+        return ""
+    return f"~${value:,.2f}" if value >= 0.01 else "<$0.01"
 
 
 def _current(action: Action) -> str:
@@ -97,6 +99,8 @@ def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = True) -> None
             detail.append(money)
         out.print(f"{head}  [dim]({escape(', '.join(detail))})[/]")
         out.print(f"      [dim]{escape(action.reason)}[/]")
+        if action.refused:
+            out.print(f"      [red]refused by budget:[/] {escape(action.refused)}")
         for change in action.changes:
             out.print(f"      [yellow]~[/] {escape(change.render())}  [dim]# forces replacement[/]")
     if show_unchanged and others:
@@ -129,15 +133,19 @@ def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = True) -> None
         summary += f" Unchanged: {', '.join(waiting)}."
     spend = new_spend(plan)
     if spend is not None:
-        summary += f" Estimated new spend: ${spend:,.2f}."
+        summary += f" Estimated new spend: ~${spend:,.2f} (offline estimate)."
+    refused = [a for a in plan.actions if a.refused]
+    if refused:
+        summary += f" {len(refused)} refused by budget."
     out.print(f"[bold]{escape(summary)}[/]")
 
 
 def new_spend(plan: Plan) -> float | None:
+    """What the creates apply would make are estimated to cost (refused ones excluded)."""
     costs = [
         a.estimated_cost_usd
         for a in plan.actions
-        if a.kind in (Kind.CREATE, Kind.RETRY, Kind.REPLACE)
+        if a.kind in (Kind.CREATE, Kind.RETRY, Kind.REPLACE) and not a.refused
     ]
     known = [c for c in costs if c is not None]
     return sum(known) if known else None
@@ -160,6 +168,8 @@ def action_json(action: Action) -> dict[str, Any]:
         "then": action.then.value if action.then else None,
         "blocked_on": action.blocked_on,
         "estimated_cost_usd": action.estimated_cost_usd,
+        "estimate_basis": action.estimate_basis,
+        "refused": action.refused,
         "current": None
         if cur is None
         else {

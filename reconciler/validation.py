@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cost import estimate
 from .datafiles import DataFileReport, check_data_file
 from .errors import SpecError
 from .loader import LoadedSpec, SpecSet, display_path
@@ -120,6 +121,9 @@ def desired_state(specs: SpecSet, root: Path, names: Iterable[str] | None = None
         training, validation = reports[0], reports[1]
         assert training is not None
         state.reports[spec.name] = (training, validation)
+        guess = estimate(
+            s, training.approx_tokens, validation.approx_tokens if validation else None
+        )
         state.jobs.append(
             DesiredJob(
                 name=spec.name,
@@ -129,6 +133,8 @@ def desired_state(specs: SpecSet, root: Path, names: Iterable[str] | None = None
                 validation_sha256=validation.sha256 if validation else None,
                 training_path=training.path,
                 validation_path=validation.path if validation else None,
+                estimated_cost_usd=guess.usd if guess else None,
+                estimate_basis=guess.basis if guess else None,
             )
         )
     state.errors.extend(_cycles(specs))

@@ -217,7 +217,9 @@ def test_every_example_validates_and_plans(
     assert not (tmp_path / "none.db").exists()
 
 
-def test_saved_plan_is_refused_when_a_spec_changed(tree: SpecTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_saved_plan_is_refused_when_a_spec_changed(
+    tree: SpecTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     tree.spec("bot")
     saved = tmp_path / "plan.json"
     assert run(tree, "plan", "--offline", "--out", str(saved)) == 0
@@ -228,7 +230,9 @@ def test_saved_plan_is_refused_when_a_spec_changed(tree: SpecTree, tmp_path: Pat
     assert err.count("\n") == 1
 
 
-def test_saved_plan_is_refused_when_the_ledger_moved(tree: SpecTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_saved_plan_is_refused_when_the_ledger_moved(
+    tree: SpecTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from reconciler.ledger import Ledger
 
     tree.spec("bot")
@@ -241,3 +245,20 @@ def test_saved_plan_is_refused_when_the_ledger_moved(tree: SpecTree, tmp_path: P
     ledger.close()
     assert run(tree, "apply", "--plan", str(saved)) == 1
     assert "the ledger changed since it was made (serial 0 → 1)" in capsys.readouterr().err
+
+
+def test_plan_shows_the_estimate_and_marks_what_the_budget_refuses(
+    tree: SpecTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree.spec("cheap")
+    tree.spec("dear", policy={"budget_usd": 0})
+    assert run(tree, "plan", "--offline") == 0
+    out = capsys.readouterr().out
+    assert "refused by budget: estimate $" in out and "exceeds policy.budget_usd $0.00" in out
+    assert "Estimated new spend:" in out and "1 refused by budget" in out
+    assert run(tree, "plan", "--offline", "--json") == 0
+    doc = json.loads(capsys.readouterr().out)
+    refused = {a["name"]: a["refused"] for a in doc["actions"]}
+    assert refused["cheap"] is None and refused["dear"].startswith("estimate $")
+    assert all(a["estimate_basis"].startswith("offline estimate") for a in doc["actions"])
+    assert doc["estimated_new_spend_usd"] > 0

@@ -1,0 +1,99 @@
+"""Cost estimates and budgets: an over-budget create is marked in the plan and refused
+by apply, while the rest of the plan still applies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_apply import World
+from test_plan import NOW, desired
+
+from reconciler.cost import DEFAULT_EPOCHS, estimate, model_size_b
+from reconciler.plan import Kind, make_plan
+from reconciler.spec import JobSpec
+from support import Clock, SpecTree
+
+
+def spec(**over: Any) -> JobSpec:
+    data: dict[str, Any] = {
+        "provider": "together",
+        "model": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+        "training_file": "d.jsonl",
+    }
+    data.update(over)
+    return JobSpec.model_validate(data)
+
+
+def test_model_sizes_are_read_from_names() -> None:
+    assert model_size_b("meta-llama/Meta-Llama-3.1-8B-Instruct-Reference") == 8
+    assert model_size_b("meta-llama/Meta-Llama-3.1-70B-Instruct-Reference") == 70
+    assert model_size_b("Qwen/Qwen2.5-7B-Instruct") == 7
+    assert model_size_b("gpt-4.1-mini") is None
+
+
+def test_together_estimate_is_tokens_times_epochs_times_the_bracket_price() -> None:
+    est = estimate(spec(hyperparameters={"epochs": 3}), 1_000_000)
+    assert est is not None and est.tokens == 3_000_000 and est.usd == pytest.approx(3 * 0.48)
+    assert "offline estimate" in est.basis and "3 epochs" in est.basis
+    big_full = estimate(spec(model="x/Llama-70B", lora=False), 1_000_000)
+    assert big_full is not None and big_full.usd == pytest.approx(3.20)
+    dpo = estimate(spec(method="dpo"), 1_000_000)
+    assert dpo is not None and dpo.usd == pytest.approx(1.20)
+
+
+def test_evaluations_add_validation_tokens() -> None:
+    est = estimate(spec(hyperparameters={"epochs": 1, "n_evals": 4}), 1_000_000, 100_000)
+    assert est is not None and est.tokens == 1_400_000
+
+
+def test_openai_default_epochs_and_mistral_minimum() -> None:
+    oa = estimate(spec(provider="openai", model="gpt-4.1-mini-2025-04-14"), 1_000_000)
+    assert oa is not None and oa.tokens == DEFAULT_EPOCHS["openai"] * 1_000_000
+    mi = estimate(spec(provider="mistral", model="open-mistral-7b"), 1_000)
+    assert mi is not None and mi.usd == 4.0 and "$4 minimum" in mi.basis
+
+
+def test_unknown_model_has_no_estimate() -> None:
+    assert estimate(spec(model="someone/mystery-model"), 1_000) is None
+
+
+def test_policy_budget_refuses_only_the_expensive_create() -> None:
+    cheap = desired("cheap")
+    dear = desired("dear", policy={"budget_usd": 5})
+    cheap = type(cheap)(**{**cheap.__dict__, "estimated_cost_usd": 1.0})
+    dear = type(dear)(**{**dear.__dict__, "estimated_cost_usd": 9.5})
+    plan = make_plan([cheap, dear], {}, NOW)
+    assert plan.action("cheap").refused is None  # type: ignore[union-attr]
+    assert plan.action("dear").refused == "estimate $9.50 exceeds policy.budget_usd $5.00"  # type: ignore[union-attr]
+
+
+def test_budget_without_an_estimate_refuses() -> None:
+    d = desired("x", policy={"budget_usd": 5})
+    action = make_plan([d], {}, NOW).action("x")
+    assert action is not None and "no cost estimate" in (action.refused or "")
+
+
+def test_max_cost_admits_creates_in_order_until_the_cap() -> None:
+    jobs = []
+    for name in ("a", "b", "c"):
+        d = desired(name)
+        jobs.append(type(d)(**{**d.__dict__, "estimated_cost_usd": 4.0}))
+    plan = make_plan(jobs, {}, NOW, max_cost=10)
+    assert [a.refused is None for a in plan.actions] == [True, True, False]
+    assert "over --max-cost $10.00" in (plan.actions[2].refused or "")
+
+
+def test_apply_refuses_the_over_budget_create_and_applies_the_rest(
+    tree: SpecTree, tmp_path: Path, clock: Clock
+) -> None:
+    tree.spec("alpha")
+    tree.spec("beta", policy={"budget_usd": 0})  # any real estimate is over a zero budget
+    world = World(tree, tmp_path / "ledger.db", clock)
+    plan, outcomes = world.run()
+    by_name = {o.name: o for o in outcomes}
+    assert by_name["alpha"].ok
+    assert not by_name["beta"].ok and "refused: estimate $" in by_name["beta"].message
+    assert len(world.provider.jobs) == 1
+    assert [a.kind for a in plan.changes] == [Kind.CREATE, Kind.CREATE]
