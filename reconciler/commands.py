@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .apply import Executor, Outcome, persist_observations, refresh, with_observations
-from .errors import ConfigError, SpecErrors, StalePlanError
+from .errors import ConfigError, ReconcilerError, SpecErrors, StalePlanError
 from .ledger import Ledger, WriterLock
 from .loader import SpecSet, display_path, load_tree
 from .log import get as get_logger
@@ -407,17 +407,39 @@ def _wait(
 # -- status --------------------------------------------------------------------------
 
 
+def _with_progress(records: dict[str, SpecRecord], drivers: DriverPool) -> dict[str, SpecRecord]:
+    """Current progress of each running job: one detailed read each (lists carry none)."""
+    import dataclasses
+
+    out = dict(records)
+    for name, record in records.items():
+        cur = record.current
+        if cur is None or not cur.remote_id or cur.phase not in (Phase.RUNNING, Phase.UNKNOWN):
+            continue
+        try:
+            progress = drivers.get(cur.provider).job_progress(cur.remote_id)
+        except ReconcilerError:
+            continue  # progress is a nicety: the phase is already known
+        if progress:
+            current = dataclasses.replace(cur, progress=progress)
+            out[name] = dataclasses.replace(record, attempts=(*record.attempts[:-1], current))
+    return out
+
+
 def _status_rows(ws: Workspace, offline: bool) -> list[dict[str, Any]]:
     records, _, _ = _read_ledger(ws)
     if not offline and records:
         drivers = DriverPool(ws.env)
         try:
             fresh = refresh(records, drivers)
+            for provider, err in fresh.errors.items():
+                print(
+                    f"warning: cannot refresh {provider} jobs: {scrub(str(err))}", file=sys.stderr
+                )
+            records = with_observations(records, fresh.observed, time.time())
+            records = _with_progress(records, drivers)
         finally:
             drivers.close()
-        for provider, err in fresh.errors.items():
-            print(f"warning: cannot refresh {provider} jobs: {scrub(str(err))}", file=sys.stderr)
-        records = with_observations(records, fresh.observed, time.time())
     jobs: list[Any] = []
     if ws.specs.is_dir():
         _, state = _load(ws)

@@ -7,8 +7,12 @@ Each non-blank line must be a UTF-8 JSON object of one format (DESIGN §8, provi
 ``data-file:line`` with the record key path as field, and name the spec field that
 referred to the file, so the user knows both where to look and why it was read.
 
-Extra top-level keys are allowed: OpenAI RFT graders, Mistral ``labels`` and
-``parallel_tool_calls`` ride along, and providers ignore what they do not use.
+What each provider accepts (formats per method, roles, tools, weights, images, minimum
+example counts, file-size limits) is data: one ``ProviderRules`` a provider in ``RULES``.
+A message about a provider-specific rule names the provider.
+
+Extra top-level keys are allowed: OpenAI RFT graders and the like ride along, and
+providers ignore what they do not use.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from reconciler.errors import SpecError
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one record bigger than this is a mistake, not data
 _READ_BUFFER = 1024 * 1024  # fewer syscalls on big files; readline works inside it
+_MB = 1024 * 1024
 
 
 class DataFormat(StrEnum):

@@ -407,7 +407,10 @@ class Ledger:
             "remote_id": job.id,
             "status": job.phase.value,
             "provider_status": job.status,
-            "progress": job.progress,
+            # a list answer carries no progress: keep what a detailed read said last
+            "progress": job.progress
+            if job.progress is not None or row["status"] != job.phase.value
+            else row["progress"],
             "fine_tuned_model": job.fine_tuned_model or row["fine_tuned_model"],
             "error": job.error,
             "error_retryable": int(job.error_retryable),

@@ -219,3 +219,54 @@ def test_rate_limit_with_retry_after_waits_and_succeeds(tree: SpecTree, tmp_path
         assert 429 in statuses  # the limit was hit, waited out, and the apply succeeded
     finally:
         stop(emu)
+
+
+def test_three_providers_apply_show_progress_and_logs(tree: SpecTree, emulator: Emulator) -> None:
+    from support import CONVERSATION
+
+    tree.data("data/twelve.jsonl", [CONVERSATION] * 12)
+    tree.spec("e2e-tg", training_file="data/twelve.jsonl", hyperparameters={"epochs": 2})
+    tree.spec(
+        "e2e-oa",
+        provider="openai",
+        model="gpt-4.1-mini-2025-04-14",
+        training_file="data/twelve.jsonl",
+        hyperparameters={"epochs": 2, "learning_rate_multiplier": 1.5},
+    )
+    tree.spec(
+        "e2e-mi",
+        provider="mistral",
+        model="open-mistral-7b",
+        training_file="data/twelve.jsonl",
+        hyperparameters={"epochs": 1, "learning_rate": 1e-4},
+    )
+    cli = Cli(tree, emulator)
+    base = emulator.url
+    cli.env.update(
+        OPENAI_API_KEY=SENTINEL_KEY + "-oa",
+        OPENAI_BASE_URL=base + "/openai/v1",
+        MISTRAL_API_KEY=SENTINEL_KEY + "-mi",
+        MISTRAL_BASE_URL=base + "/mistral/v1",
+    )
+    # hold every job in its running phase while we look at it
+    held = [{"status": "running", "provider": p} for p in ("together", "openai")]
+    emulator.admin("/_emulator/faults", {"stuck": held})
+    try:
+        cli("apply", "--yes")
+        emulator.advance(120)  # validated: this apply starts the parked Mistral job
+        cli("apply", "--yes")
+        emulator.advance(25)  # Mistral trains for ~40 s here: mid-run, past a checkpoint
+        jobs = cli.status()
+    finally:
+        emulator.admin("/_emulator/faults", {"stuck": []})
+    for name in ("e2e-tg", "e2e-oa", "e2e-mi"):
+        assert jobs[name]["phase"] == "running", jobs[name]
+        assert jobs[name]["progress"], jobs[name]
+        events = cli("logs", name).stdout
+        assert len(events.splitlines()) >= 2
+    emulator.advance(100_000)
+    cli("apply", "--yes", "--wait", "--interval", "0.2", "--timeout", "60")
+    assert {j["phase"] for n, j in cli.status().items() if n in ("e2e-tg", "e2e-oa", "e2e-mi")} == {
+        "succeeded"
+    }
+    cli.assert_no_secret()

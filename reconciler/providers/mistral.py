@@ -193,12 +193,14 @@ def _dicts(value: Any) -> list[Mapping[str, Any]]:
 def _progress(d: Mapping[str, Any]) -> str | None:
     """``step 40/100, loss 0.82`` from the newest checkpoint (detailed jobs only)."""
     points = [c for c in _dicts(d.get("checkpoints")) if _int(c.get("step_number")) is not None]
-    if not points:
-        return None
-    latest = max(points, key=lambda c: _int(c.get("step_number")) or 0)
-    text = f"step {_int(latest.get('step_number'))}"
     hp = d.get("hyperparameters")
     total = _int(hp.get("training_steps")) if isinstance(hp, Mapping) else None
+    if not points:
+        # before the first checkpoint a running job has done none of its steps that we know
+        running = str(d.get("status", "")).upper() in ("RUNNING", "STARTED")
+        return f"step 0/{total}" if running and total and "checkpoints" in d else None
+    latest = max(points, key=lambda c: _int(c.get("step_number")) or 0)
+    text = f"step {_int(latest.get('step_number'))}"
     if total:
         text += f"/{total}"
     metrics = latest.get("metrics")
@@ -471,6 +473,10 @@ class MistralDriver:
             if job.phase.terminal or job.phase is Phase.CANCELLING:
                 return job
             raise
+
+    def job_progress(self, job_id: str) -> str | None:
+        """Progress from the full job (list answers carry none)."""
+        return self.get_job(job_id).progress
 
     def job_events(self, job_id: str) -> list[RemoteEvent]:
         """The detailed job's inline events, oldest first (Mistral has no events endpoint)."""

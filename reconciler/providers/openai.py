@@ -534,6 +534,15 @@ class OpenAIDriver:
                 break
         return events[::-1]
 
+    def job_progress(self, job_id: str) -> str | None:
+        """Progress from the newest metrics event (one page of events): "step 30/100, loss 0.41"."""
+        for item in self._pages(f"fine_tuning/jobs/{job_id}/events", {}, 20):
+            data = item.get("data") if isinstance(item, Mapping) else None
+            if isinstance(data, Mapping) and (found := progress_from_metrics(data)):
+                loss = _number(data.get("train_loss"))
+                return f"{found}, loss {loss:.3f}" if loss is not None else found
+        return self.get_job(job_id).progress
+
     def checkpoints(self, job_id: str) -> list[Checkpoint]:
         """The job's checkpoints, by step ascending."""
         items = self._pages(f"fine_tuning/jobs/{job_id}/checkpoints", {}, self.page_size)

@@ -533,6 +533,10 @@ class TogetherDriver:
             raise
         return job_from_wire(body if isinstance(body, Mapping) else {})
 
+    def job_progress(self, job_id: str) -> str | None:
+        """Progress from the full job (list answers carry none)."""
+        return self.get_job(job_id).progress
+
     def job_events(self, job_id: str) -> list[RemoteEvent]:
         return [
             event_from_wire(e) for e in _items(self.api.json("GET", f"fine-tunes/{job_id}/events"))
