@@ -53,15 +53,12 @@ class Refresh:
 MISSING_STATUS = "missing"  # our word for a job the provider answers 404 about
 
 
-def refresh(
-    records: Mapping[str, SpecRecord], drivers: DriverPool, *, act: bool = False
-) -> Refresh:
+def refresh(records: Mapping[str, SpecRecord], drivers: DriverPool) -> Refresh:
     """Ask each provider about every live, active attempt: one list per provider where
     the API allows, a get for any job the list did not show. Terminal jobs are never polled.
 
     A provider that fails is reported in ``errors``; the others are still refreshed.
-    With ``act`` (apply and watch only; never plan or status), a job the provider parked
-    after validation (Mistral's ``auto_start: false``) is started.
+    Reads only: starting parked jobs is ``Executor.start_parked``'s business.
     """
     wanted: dict[str, dict[str, AttemptView]] = {}
     for record in records.values():
@@ -71,7 +68,7 @@ def refresh(
     result = Refresh()
     for provider, by_remote in sorted(wanted.items()):
         try:
-            result.observed.update(_refresh_provider(drivers, provider, by_remote, act))
+            result.observed.update(_refresh_provider(drivers, provider, by_remote))
         except (ProviderError, ConfigError) as exc:
             log.warning("refresh failed", provider=provider, error=str(exc))
             result.errors[provider] = exc
@@ -79,7 +76,7 @@ def refresh(
 
 
 def _refresh_provider(
-    drivers: DriverPool, provider: str, by_remote: dict[str, AttemptView], act: bool
+    drivers: DriverPool, provider: str, by_remote: dict[str, AttemptView]
 ) -> dict[int, RemoteJob]:
     driver = drivers.get(provider)
     observed: dict[int, RemoteJob] = {}
@@ -104,11 +101,6 @@ def _refresh_provider(
                 tag=attempt.tag,
                 error=f"{remote_id} no longer exists at {provider}",
             )
-    start = getattr(driver, "start_if_parked", None) if act else None
-    if start is not None:
-        for attempt_id, job in list(observed.items()):
-            if job.status != MISSING_STATUS:
-                observed[attempt_id] = start(job)
     return observed
 
 
@@ -169,6 +161,39 @@ class Executor:
         self.on_outcome = on_outcome
         # provider → the auth/config/refresh error that stops its actions this pass
         self.broken: dict[str, ReconcilerError] = dict(broken or {})
+
+    def start_parked(
+        self, records: Mapping[str, SpecRecord], observed: dict[int, RemoteJob]
+    ) -> None:
+        """Start the jobs a provider parked after validation (Mistral's ``auto_start:
+        false``), once their validated cost is within the spec's budget; cancel the rest.
+
+        Updates ``observed`` in place with what the provider answered.
+        """
+        attempts = {a.id: a for r in records.values() for a in r.attempts}
+        for attempt_id, job in list(observed.items()):
+            attempt = attempts.get(attempt_id)
+            if attempt is None or job.status.strip().upper() != "VALIDATED":
+                continue
+            driver = self.drivers.get(attempt.provider)
+            start = getattr(driver, "start_if_parked", None)
+            if start is None:
+                continue
+            want = self.desired.get(attempt.name)
+            budget = want.spec.policy.budget_usd if want else None
+            if budget is not None and (job.cost_usd is None or job.cost_usd > budget):
+                cost = "unknown" if job.cost_usd is None else f"${job.cost_usd:,.2f}"
+                why = f"validated cost {cost} exceeds policy.budget_usd ${budget:,.2f}"
+                driver.cancel_job(job.id)
+                self.ledger.mark_cancel_requested(attempt_id, f"not started: {why}")
+                observed[attempt_id] = dataclasses.replace(
+                    job, phase=Phase.FAILED, error=f"refused: {why}", error_retryable=False
+                )
+                continue
+            try:
+                observed[attempt_id] = start(job)
+            except ProviderError as exc:
+                log.warning("start failed", name=attempt.name, job=job.id, error=str(exc))
 
     def execute(self, plan: Plan) -> list[Outcome]:
         outcomes = []
@@ -268,6 +293,7 @@ class Executor:
         want = self._want(action)
         assert action.fingerprint and action.attempt and action.tag
         training_id, validation_id = self._files(want)
+        cost = self._provider_estimate(want, action, training_id, validation_id)
         attempt_id = self.ledger.insert_intent(
             name=want.name,
             attempt=action.attempt,
@@ -278,9 +304,38 @@ class Executor:
             on_delete=want.spec.policy.on_delete,
             spec_path=want.file,
             git_commit=self.git_commit(want.file),
-            cost_estimate_usd=action.estimated_cost_usd,
+            cost_estimate_usd=cost,
         )
         return self._post(attempt_id, want, action, training_id, validation_id)
+
+    def _provider_estimate(
+        self, want: DesiredJob, action: Action, training_id: str, validation_id: str | None
+    ) -> float | None:
+        """The provider's own price for this create (Together's estimate-price) when it
+        has one, checked against the spec's budget; else the offline estimate."""
+        estimate = getattr(self.drivers.get(want.spec.provider), "estimate_price", None)
+        if estimate is None:
+            return action.estimated_cost_usd
+        request = create_request(
+            want.name,
+            want.spec,
+            tag=action.tag or "",
+            training_file_id=training_id,
+            validation_file_id=validation_id,
+            from_output=action.from_output,
+        )
+        try:
+            price: float | None = estimate(training_id, request)
+        except ProviderError as exc:  # an estimate is advice: the offline one stands
+            log.info("no provider estimate", name=want.name, error=str(exc))
+            return action.estimated_cost_usd
+        budget = want.spec.policy.budget_usd
+        if price is not None and budget is not None and price > budget:
+            raise ConfigError(
+                f"refused: {want.spec.provider} estimates ${price:,.2f}, over "
+                f"policy.budget_usd ${budget:,.2f}"
+            )
+        return price if price is not None else action.estimated_cost_usd
 
     def _post(
         self,
@@ -332,9 +387,6 @@ class Executor:
             else:  # auth, or never reached the provider: nothing exists, nothing is used up
                 self.ledger.mark_absent(attempt_id, f"create refused: {exc}")
             raise
-        start = getattr(driver, "start_if_parked", None)
-        if start is not None:
-            job = start(job)
         self.ledger.record_job(attempt_id, job, event="created")
         return f"created {job.id} (attempt {row['attempt']}, {job.status})", False
 

@@ -266,7 +266,7 @@ def _apply(
     drivers: DriverPool,
     out: Any,
 ) -> int:
-    fresh = refresh(ledger.records(), drivers, act=True)
+    fresh = refresh(ledger.records(), drivers)
     now = time.time()
     preview = make_plan(
         state.jobs,
@@ -286,12 +286,6 @@ def _apply(
     if preview.changes and not _confirm(args):
         out.print("Apply cancelled.")
         return 1
-    # confirmed: record what the providers said, and the policies the specs carry now
-    persist_observations(ledger, fresh.observed)
-    ledger.sync_policies({j.name: j.spec.policy.on_delete for j in state.jobs})
-    plan = make_plan(state.jobs, ledger.records(), now, max_cost=args.max_cost)
-    if saved is not None:
-        plan = _only_saved(plan, saved)
     executor = Executor(
         ledger,
         drivers,
@@ -301,6 +295,13 @@ def _apply(
         on_outcome=lambda o: _outcome_line(out, o),
         broken=fresh.errors,
     )
+    # confirmed: record what the providers said, and the policies the specs carry now
+    executor.start_parked(ledger.records(), fresh.observed)
+    persist_observations(ledger, fresh.observed)
+    ledger.sync_policies({j.name: j.spec.policy.on_delete for j in state.jobs})
+    plan = make_plan(state.jobs, ledger.records(), now, max_cost=args.max_cost)
+    if saved is not None:
+        plan = _only_saved(plan, saved)
     if plan.changes:
         out.print()
     outcomes = executor.execute(plan)
@@ -375,7 +376,8 @@ def _wait(
         if time.monotonic() >= deadline:
             return plan, failed, True
         time.sleep(args.interval)
-        fresh = refresh(ledger.records(), drivers, act=True)
+        fresh = refresh(ledger.records(), drivers)
+        executor.start_parked(ledger.records(), fresh.observed)
         persist_observations(ledger, fresh.observed)
         for provider, err in fresh.errors.items():
             if str(err) not in warned:  # a provider down while we wait: say so once, go on

@@ -76,18 +76,19 @@ class World:
         pool = FakePool(FakeDriver(self.provider, hook=hook or killer.hook))
         try:
             jobs = self.jobs()
-            fresh = refresh(ledger.records(), pool, act=True)  # type: ignore[arg-type]
-            persist_observations(ledger, fresh.observed)
-            ledger.sync_policies({j.name: j.spec.policy.on_delete for j in jobs})
-            plan = make_plan(jobs, ledger.records(), self.clock())
+            fresh = refresh(ledger.records(), pool)  # type: ignore[arg-type]
             executor = Executor(
                 ledger,
-                pool,
+                pool,  # type: ignore[arg-type]
                 jobs,
                 clock=self.clock,
                 adopt_grace=adopt_grace,
-                broken=fresh.errors,  # type: ignore[arg-type]
+                broken=fresh.errors,
             )
+            executor.start_parked(ledger.records(), fresh.observed)
+            persist_observations(ledger, fresh.observed)
+            ledger.sync_policies({j.name: j.spec.policy.on_delete for j in jobs})
+            plan = make_plan(jobs, ledger.records(), self.clock())
             return plan, executor.execute(plan)
         finally:
             ledger.close()

@@ -3,15 +3,18 @@ by apply, while the rest of the plan still applies."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import FakeDriver, FakePool
 from test_apply import World
 from test_plan import NOW, desired
 
 from reconciler.cost import DEFAULT_EPOCHS, estimate, model_size_b
 from reconciler.plan import Kind, make_plan
+from reconciler.providers.base import Phase
 from reconciler.spec import JobSpec
 from support import Clock, SpecTree
 
@@ -97,3 +100,76 @@ def test_apply_refuses_the_over_budget_create_and_applies_the_rest(
     assert not by_name["beta"].ok and "refused: estimate $" in by_name["beta"].message
     assert len(world.provider.jobs) == 1
     assert [a.kind for a in plan.changes] == [Kind.CREATE, Kind.CREATE]
+
+
+class PricedDriver(FakeDriver):
+    """A fake provider that prices jobs itself and parks them after validation."""
+
+    price = 99.0
+    validated_cost = 10.0
+
+    def estimate_price(self, training_file_id: str, req: Any) -> float:
+        return self.price
+
+    def create_job(self, request: Any) -> Any:
+        job = super().create_job(request)
+        parked = replace(job, status="VALIDATED", cost_usd=self.validated_cost)
+        self.world.jobs[job.id] = parked
+        return parked
+
+    def start_if_parked(self, job: Any) -> Any:
+        if job.status == "VALIDATED":
+            self.world.set_phase(job.id, Phase.RUNNING)
+        return self.world.jobs[job.id]
+
+
+def _run_priced(world: World, driver: PricedDriver) -> tuple[Any, list[Any]]:
+    from reconciler.apply import Executor, persist_observations, refresh
+    from reconciler.ledger import Ledger
+
+    ledger = Ledger.open(world.ledger_path, clock=world.clock)
+    pool = FakePool(driver)
+    try:
+        jobs = world.jobs()
+        fresh = refresh(ledger.records(), pool)  # type: ignore[arg-type]
+        executor = Executor(ledger, pool, jobs, clock=world.clock, adopt_grace=0)  # type: ignore[arg-type]
+        executor.start_parked(ledger.records(), fresh.observed)
+        persist_observations(ledger, fresh.observed)
+        plan = make_plan(jobs, ledger.records(), world.clock())
+        return plan, executor.execute(plan)
+    finally:
+        ledger.close()
+
+
+def test_the_providers_own_estimate_is_checked_against_the_budget(
+    tree: SpecTree, tmp_path: Path, clock: Clock
+) -> None:
+    tree.spec("pricey", policy={"budget_usd": 50})
+    world = World(tree, tmp_path / "ledger.db", clock)
+    driver = PricedDriver(world.provider)
+    _, outcomes = _run_priced(world, driver)
+    assert not outcomes[0].ok
+    assert (
+        "refused: together estimates $99.00, over policy.budget_usd $50.00" in outcomes[0].message
+    )
+    assert not world.provider.jobs and not world.ledger_rows()
+
+
+def test_a_parked_job_starts_only_within_budget(
+    tree: SpecTree, tmp_path: Path, clock: Clock
+) -> None:
+    tree.spec("cheap", policy={"budget_usd": 50})
+    tree.spec("dear", policy={"budget_usd": 5})
+    world = World(tree, tmp_path / "ledger.db", clock)
+    driver = PricedDriver(world.provider)
+    driver.price = 1.0  # the up-front estimate passes both budgets
+    _run_priced(world, driver)  # creates: both parked at VALIDATED, validated cost $10
+    plan, _ = _run_priced(world, driver)  # refresh: start what the budget allows
+    kinds = {a.name: a.kind for a in plan.actions}
+    assert kinds == {"cheap": Kind.WAIT, "dear": Kind.DEGRADED}
+    dear = plan.action("dear")
+    assert (
+        dear is not None and "validated cost $10.00 exceeds policy.budget_usd $5.00" in dear.reason
+    )
+    phases = sorted(j.phase.value for j in world.provider.jobs.values())
+    assert phases == ["cancelling", "running"]
