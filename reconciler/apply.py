@@ -242,6 +242,8 @@ class Executor:
         if kind is Kind.FORGET:
             self.ledger.forget(action.name, action.reason)
             return "forgotten (the provider's job and model are left as they are)", False
+        if kind in (Kind.PAUSE, Kind.RESUME):
+            return self._pause(action, kind is Kind.PAUSE), False
         raise AssertionError(f"not an executable action: {kind}")  # pragma: no cover
 
     # -- files ---------------------------------------------------------------------
@@ -432,6 +434,18 @@ class Executor:
         self.ledger.mark_cancel_requested(current.id, f"cancel {current.remote_id}: {why}")
         self.ledger.record_job(current.id, job)
         return f"cancel requested for {current.remote_id} ({job.status})"
+
+    def _pause(self, action: Action, pause: bool) -> str:
+        cur = action.current
+        assert cur is not None and cur.remote_id
+        driver = self.drivers.get(cur.provider)
+        call = getattr(driver, "pause_job" if pause else "resume_job", None)
+        if call is None:
+            raise ConfigError(f"{cur.provider} cannot pause or resume jobs")
+        job = call(cur.remote_id)
+        self.ledger.set_paused(cur.id, pause, action.reason)
+        self.ledger.record_job(cur.id, job)
+        return f"{'paused' if pause else 'resumed'} {cur.remote_id} ({job.status})"
 
     def _replace(self, action: Action, notes: list[str]) -> tuple[str, bool]:
         cur = action.current

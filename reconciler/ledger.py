@@ -102,7 +102,12 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
     db.table("events").create_index(["spec_name", "id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial]
+def _m2_paused(db: sqlite_utils.Database) -> None:
+    """Jobs reconciler paused for ``suspend: true`` (OpenAI's status does not say so)."""
+    db.table("attempts").add_column("paused", int, not_null_default=0)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_paused]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -490,6 +495,14 @@ class Ledger:
                 self.db.table("attempts").update(attempt_id, {"on_delete": policy})
                 self._event("policy", f"policy.on_delete: {policy}", name, attempt_id)
 
+    def set_paused(self, attempt_id: int, paused: bool, reason: str) -> None:
+        row = self.attempt(attempt_id)
+        with self.write():
+            self.db.table("attempts").update(
+                attempt_id, {"paused": int(paused), "updated_at": self.clock()}
+            )
+            self._event("pause" if paused else "resume", reason, row["spec_name"], attempt_id)
+
     def mark_cancel_requested(self, attempt_id: int, reason: str) -> None:
         row = self.attempt(attempt_id)
         with self.write():
@@ -567,6 +580,7 @@ def attempt_view(row: dict[str, Any]) -> AttemptView:
         error=row["error"],
         error_retryable=bool(row["error_retryable"]),
         cancel_requested=bool(row["cancel_requested"]),
+        paused=bool(row.get("paused")),
         on_delete=row["on_delete"] or "cancel",
         posted=row["posted_at"] is not None,
         created_at=row["created_at"] or 0.0,

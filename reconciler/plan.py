@@ -32,9 +32,24 @@ class Kind(enum.StrEnum):
     SUSPENDED = "suspended"
     DEGRADED = "degraded"
     DRIFT = "drift"
+    PAUSE = "pause"
+    RESUME = "resume"
 
 
-CHANGES = frozenset({Kind.CREATE, Kind.REPLACE, Kind.RETRY, Kind.ADOPT, Kind.CANCEL, Kind.FORGET})
+CHANGES = frozenset(
+    {
+        Kind.CREATE,
+        Kind.REPLACE,
+        Kind.RETRY,
+        Kind.ADOPT,
+        Kind.CANCEL,
+        Kind.FORGET,
+        Kind.PAUSE,
+        Kind.RESUME,
+    }
+)
+# providers whose running jobs can be paused and resumed, so `suspend: true` pauses them
+PAUSABLE = frozenset({"openai"})
 CREATES = frozenset({Kind.CREATE, Kind.REPLACE, Kind.RETRY})
 
 
@@ -70,6 +85,7 @@ class AttemptView:
     error: str | None = None
     error_retryable: bool = False
     cancel_requested: bool = False
+    paused: bool = False  # paused by reconciler for `suspend: true`
     on_delete: str = "cancel"
     posted: bool = False  # the create POST may have been sent (intent needs a look-up)
     created_at: float = 0.0
@@ -229,7 +245,21 @@ def _plan_one(
                 tag=cur.tag,
                 **base,
             )
-        return Action(Kind.SUSPENDED, reason="spec.suspend is true: left alone", **base)
+        if (
+            cur is not None
+            and cur.phase.active
+            and cur.phase is not Phase.CANCELLING
+            and spec.provider in PAUSABLE
+            and not cur.paused
+        ):
+            return Action(
+                Kind.PAUSE,
+                reason=f"spec.suspend is true: pause the {cur.phase.value} job "
+                f"({spec.provider} can resume it later)",
+                **base,
+            )
+        paused = " (paused)" if cur is not None and cur.paused else ""
+        return Action(Kind.SUSPENDED, reason=f"spec.suspend is true: left alone{paused}", **base)
 
     from_output = None
     if spec.from_ is not None:
@@ -303,6 +333,14 @@ def _plan_one(
             reason=f"{_fields(changes)} changed: {what} attempt {nxt}",
             changes=changes,
             **create,
+        )
+
+    if cur.phase.active and cur.paused:
+        return Action(
+            Kind.RESUME,
+            reason="spec.suspend is no longer true: resume the paused job",
+            fingerprint=fp,
+            **base,
         )
 
     if cur.phase.active:

@@ -32,6 +32,8 @@ SYMBOLS: dict[Kind, tuple[str, str]] = {
     Kind.SUSPENDED: ("‖", "dim"),
     Kind.DEGRADED: ("!", "red"),
     Kind.DRIFT: ("!", "yellow"),
+    Kind.PAUSE: ("‖", "cyan"),
+    Kind.RESUME: (">", "cyan"),
 }
 
 # Terraform-style action lists, so consumers can scan for "delete"
@@ -42,6 +44,8 @@ WIRE_ACTIONS: dict[Kind, list[str]] = {
     Kind.CANCEL: ["delete"],
     Kind.ADOPT: ["adopt"],
     Kind.FORGET: ["forget"],
+    Kind.PAUSE: ["pause"],
+    Kind.RESUME: ["resume"],
 }
 
 
@@ -124,6 +128,10 @@ def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = True) -> None
         f"{counts.get(Kind.REPLACE, 0)} to replace, {counts.get(Kind.CANCEL, 0)} to cancel, "
         f"{counts.get(Kind.ADOPT, 0)} to adopt, {counts.get(Kind.FORGET, 0)} to forget."
     )
+    if counts.get(Kind.PAUSE) or counts.get(Kind.RESUME):
+        summary = summary[:-1] + (
+            f", {counts.get(Kind.PAUSE, 0)} to pause, {counts.get(Kind.RESUME, 0)} to resume."
+        )
     waiting = [
         f"{counts[k]} {k.value}"
         for k in (Kind.WAIT, Kind.NOOP, Kind.BLOCKED, Kind.SUSPENDED, Kind.DEGRADED, Kind.DRIFT)

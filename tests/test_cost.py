@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fakes import FakeDriver, FakePool
+from support import Clock, SpecTree
 from test_apply import World
 from test_plan import NOW, desired
 
@@ -16,7 +17,6 @@ from reconciler.cost import DEFAULT_EPOCHS, estimate, model_size_b
 from reconciler.plan import Kind, make_plan
 from reconciler.providers.base import Phase
 from reconciler.spec import JobSpec
-from support import Clock, SpecTree
 
 
 def spec(**over: Any) -> JobSpec:

@@ -270,3 +270,36 @@ def test_three_providers_apply_show_progress_and_logs(tree: SpecTree, emulator: 
         "succeeded"
     }
     cli.assert_no_secret()
+
+
+def test_suspend_pauses_an_openai_job_and_resumes_it(tree: SpecTree, emulator: Emulator) -> None:
+    from support import CONVERSATION
+
+    tree.data("data/twelve.jsonl", [CONVERSATION] * 12)
+    oa = {
+        "provider": "openai",
+        "model": "gpt-4.1-mini-2025-04-14",
+        "training_file": "data/twelve.jsonl",
+        "hyperparameters": {"epochs": 2, "learning_rate_multiplier": 1.5},
+    }
+    tree.spec("e2e-pause", **oa)
+    cli = Cli(tree, emulator)
+    cli.env.update(OPENAI_API_KEY=SENTINEL_KEY + "-oa", OPENAI_BASE_URL=emulator.url + "/openai/v1")
+    emulator.admin("/_emulator/faults", {"stuck": [{"status": "running", "provider": "openai"}]})
+    try:
+        cli("apply", "--yes")
+        emulator.advance(60)
+        tree.spec("e2e-pause", suspend=True, **oa)
+        out = cli("plan", "--detailed-exitcode", expect=2).stdout
+        assert "pause" in out and "e2e-pause" in out
+        cli("apply", "--yes")
+        events = cli("logs", "e2e-pause").stdout.lower()
+        assert "paus" in events
+        cli("plan", "--detailed-exitcode", expect=0)  # suspended and paused: nothing to do
+        tree.spec("e2e-pause", **oa)
+        out = cli("plan", "--detailed-exitcode", expect=2).stdout
+        assert "resume" in out
+        cli("apply", "--yes")
+        assert "resum" in cli("logs", "e2e-pause").stdout.lower()
+    finally:
+        emulator.admin("/_emulator/faults", {"stuck": []})

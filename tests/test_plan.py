@@ -301,3 +301,23 @@ def test_planner_is_pure_of_io_imports() -> None:
                 mods = [node.module]
             for mod in mods:
                 assert mod.split(".")[0] not in banned, f"{name} imports {mod}"
+
+
+def test_suspend_pauses_a_running_openai_job_and_unsuspend_resumes_it() -> None:
+    oa = desired(provider="openai", model="gpt-4.1-mini-2025-04-14", hyperparameters={"epochs": 2})
+    running = attempt(oa, Phase.RUNNING)
+    suspended = desired(
+        provider="openai",
+        model="gpt-4.1-mini-2025-04-14",
+        hyperparameters={"epochs": 2},
+        suspend=True,
+    )
+    assert plan_one(suspended, record(running)).kind is Kind.PAUSE
+    paused = attempt(oa, Phase.RUNNING, paused=True)
+    held = plan_one(suspended, record(paused))
+    assert held.kind is Kind.SUSPENDED and "(paused)" in held.reason
+    assert plan_one(oa, record(paused)).kind is Kind.RESUME
+    # Together cannot pause: suspend leaves its job alone
+    assert (
+        plan_one(desired(suspend=True), record(attempt(OLD, Phase.RUNNING))).kind is Kind.SUSPENDED
+    )
