@@ -195,9 +195,13 @@ class Executor:
             except ProviderError as exc:
                 log.warning("start failed", name=attempt.name, job=job.id, error=str(exc))
 
-    def execute(self, plan: Plan) -> list[Outcome]:
+    def execute(self, plan: Plan, *, stop: Callable[[], bool] | None = None) -> list[Outcome]:
+        """Run the plan's changes in order; ``stop`` is asked before each one (a signal
+        ends a watch after the action in flight, never in the middle of one)."""
         outcomes = []
         for action in plan.changes:
+            if stop is not None and stop():
+                break
             outcome = self._run(action)
             outcomes.append(outcome)
             if self.on_outcome:

@@ -131,6 +131,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable status on stdout")
     p.add_argument("--offline", action="store_true", help="the ledger only, no provider calls")
 
+    p = command("watch", "daemon: reconcile on spec changes and on a timer until SIGTERM")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="timer between passes (default 30)",
+    )
+    p.add_argument(
+        "--adopt-grace",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="list-lag grace for interrupted creates (default 120)",
+    )
+    p.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="refuse creates once a pass's estimated total passes USD",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("json", "console"),
+        default="json",
+        help="log lines on stderr (default json)",
+    )
+
     p = sub.add_parser(
         "emulator",
         help="serve the Together / OpenAI / Mistral emulator on loopback (try: emulator --help)",
@@ -179,7 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import commands
         from .log import configure
 
-        configure(verbose)
+        configure(
+            verbose if args.command != "watch" else max(verbose, 1),
+            json=getattr(args, "log_format", "console") == "json",
+        )
         handler = getattr(commands, f"cmd_{args.command}")
         return int(handler(args))
     except KeyboardInterrupt:

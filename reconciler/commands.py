@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .apply import Executor, Outcome, persist_observations, refresh, with_observations
-from .errors import ConfigError, ReconcilerError, SpecErrors, StalePlanError
+from .errors import ConfigError, EmptyLedgerError, ReconcilerError, SpecErrors, StalePlanError
 from .ledger import Ledger, WriterLock
 from .loader import SpecSet, display_path, load_tree
 from .log import get as get_logger
@@ -70,7 +70,10 @@ def _read_ledger(ws: Workspace) -> tuple[dict[str, SpecRecord], str, int]:
     """The ledger's view, read-only; an absent ledger is an empty one (and stays absent)."""
     if not ws.ledger.exists():
         return {}, "", 0
-    ledger = Ledger.open(ws.ledger, readonly=True)
+    try:
+        ledger = Ledger.open(ws.ledger, readonly=True)
+    except EmptyLedgerError:
+        return {}, "", 0
     try:
         return ledger.snapshot()
     finally:
@@ -508,6 +511,39 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- watch ---------------------------------------------------------------------------
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from .watch import Source, Watcher, run
+
+    ws = Workspace.from_args(args)
+    if args.interval <= 0:
+        raise ConfigError("--interval must be positive")
+    if not ws.specs.is_dir():
+        raise ConfigError(
+            f"specs folder {ws.specs} does not exist (set --specs or RECONCILER_SPECS)"
+        )
+    with WriterLock(ws.ledger) as lock:
+        lock.acquire("watch")
+        ledger = Ledger.open(ws.ledger)
+        drivers = DriverPool(ws.env)
+        try:
+            watcher = Watcher(
+                ledger=ledger,
+                drivers=drivers,
+                source=Source(ws.specs),
+                interval=args.interval,
+                adopt_grace=args.adopt_grace,
+                max_cost=args.max_cost,
+                git_commit=git_commit,
+            )
+            return run(watcher)
+        finally:
+            drivers.close()
+            ledger.close()
+
+
 # -- logs ----------------------------------------------------------------------------
 
 
@@ -539,16 +575,30 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.name!r} has no provider job yet (intent {cur.tag})")
     drivers = DriverPool(ws.env)
     try:
-        remote_events = drivers.get(cur.provider).job_events(cur.remote_id)
+        driver = drivers.get(cur.provider)
+        seen: set[tuple[float | None, str]] = set()
+        while True:
+            fresh_events = [
+                ev
+                for ev in driver.job_events(cur.remote_id)
+                if (ev.created_at, ev.message) not in seen
+            ]
+            for ev in fresh_events:
+                seen.add((ev.created_at, ev.message))
+                ts = (
+                    datetime.fromtimestamp(ev.created_at, UTC).isoformat(timespec="seconds")
+                    if ev.created_at
+                    else "-"
+                )
+                out.print(f"{ts}  {ev.level:<7} {ev.message}", markup=False)
+            if not args.follow:
+                if not seen:
+                    out.print(f"{cur.remote_id}: no events yet", markup=False)
+                return 0
+            job = driver.get_job(cur.remote_id)
+            if job.phase.terminal:
+                out.print(f"{cur.remote_id}: {job.status}", markup=False)
+                return 0
+            time.sleep(args.interval)
     finally:
         drivers.close()
-    for ev in remote_events:
-        ts = (
-            datetime.fromtimestamp(ev.created_at, UTC).isoformat(timespec="seconds")
-            if ev.created_at
-            else "-"
-        )
-        out.print(f"{ts}  {ev.level:<7} {ev.message}", markup=False)
-    if not remote_events:
-        out.print(f"{cur.remote_id}: no events yet", markup=False)
-    return 0

@@ -4,7 +4,8 @@
     ├── SpecError                   a spec or data file is wrong: file, line, field
     │   └── SpecErrors              several SpecErrors found in one pass
     ├── LedgerError                 the ledger cannot be read or written
-    │   └── LockedError             another apply/watch holds the writer lock
+    │   ├── LockedError             another apply/watch holds the writer lock
+    │   └── EmptyLedgerError        the file exists but has no schema yet
     ├── StalePlanError              a saved plan no longer matches ledger or specs
     ├── ConfigError                 a missing environment variable or bad option
     └── ProviderError               a provider API call failed (provider, status, kind)
@@ -86,6 +87,10 @@ class LedgerError(ReconcilerError):
 
 class LockedError(LedgerError):
     """Another process holds the single-writer lock of the ledger."""
+
+
+class EmptyLedgerError(LedgerError):
+    """A ledger file with no schema yet (another process is creating it): read as empty."""
 
 
 class StalePlanError(ReconcilerError):

@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlite_utils
 
-from .errors import LedgerError, LockedError
+from .errors import EmptyLedgerError, LedgerError, LockedError
 from .plan import AttemptView, SpecRecord
 from .providers.base import Phase, RemoteJob
 
@@ -208,6 +208,8 @@ class Ledger:
                     f"ledger {path} has schema {version}, newer than this reconciler "
                     f"knows ({SCHEMA_VERSION}): upgrade reconciler"
                 )
+            if version == 0 and readonly:
+                raise EmptyLedgerError(f"ledger {path} is empty (being created)")
             if version < SCHEMA_VERSION:
                 if readonly:
                     raise LedgerError(

@@ -1,0 +1,122 @@
+"""The watch daemon's pass logic, in process (fake provider, fake clock)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fakes import FakeDriver, FakePool, FakeProvider
+from support import Clock, SpecTree
+
+from reconciler.errors import ErrorKind, ProviderError
+from reconciler.ledger import Ledger
+from reconciler.providers.base import Phase
+from reconciler.watch import Source, Watcher
+
+
+class Flaky(FakeDriver):
+    down = False
+
+    def list_jobs(self):  # type: ignore[no-untyped-def]
+        if self.down:
+            self.calls.append("list_jobs")
+            raise ProviderError("together", "503 overloaded", kind=ErrorKind.RETRYABLE, status=503)
+        return super().list_jobs()
+
+
+@pytest.fixture
+def setup(tree: SpecTree, tmp_path: Path, clock: Clock):  # type: ignore[no-untyped-def]
+    provider = FakeProvider()
+    driver = Flaky(provider)
+    ledger = Ledger.open(tmp_path / "ledger.db", clock=clock)
+    finished: list[str] = []
+    watcher = Watcher(
+        ledger=ledger,
+        drivers=FakePool(driver),  # type: ignore[arg-type]
+        source=Source(tree.root),
+        interval=10,
+        adopt_grace=0,
+        clock=clock,
+        on_finished=lambda a: finished.append(f"{a.name}:{a.phase.value}"),
+    )
+    yield watcher, provider, driver, finished
+    ledger.close()
+
+
+def test_a_bad_spec_is_reported_and_the_others_still_reconcile_without_removals(
+    setup, tree: SpecTree, clock: Clock
+) -> None:  # type: ignore[no-untyped-def]
+    watcher, provider, driver, _ = setup
+    tree.spec("alpha")
+    tree.spec("beta")
+    watcher.reconcile()
+    assert len(provider.jobs) == 2
+    (tree.root / "beta.yaml").write_text("apiVersion: [broken\n")  # beta's file breaks
+    tree.spec("gamma")
+    clock.advance(11)
+    outcomes = watcher.reconcile()
+    assert [(o.name, o.kind.value) for o in outcomes] == [("gamma", "create")]  # beta not cancelled
+    assert all(j.phase.active for j in provider.jobs.values())
+    assert any("beta.yaml" in p for p in watcher.problems)
+
+
+def test_terminal_jobs_are_not_polled_and_running_ones_less_often(
+    setup, tree: SpecTree, clock: Clock
+) -> None:  # type: ignore[no-untyped-def]
+    watcher, provider, driver, finished = setup
+    tree.spec("alpha")
+    watcher.reconcile()
+    driver.calls.clear()
+    clock.advance(5)
+    watcher.reconcile()  # not due yet (queued: every 10 s)
+    assert "list_jobs" not in driver.calls
+    clock.advance(6)
+    watcher.reconcile()
+    assert driver.calls.count("list_jobs") == 1
+    job_id = next(iter(provider.jobs))
+    provider.set_phase(job_id, Phase.RUNNING)
+    clock.advance(11)
+    watcher.reconcile()  # sees running
+    driver.calls.clear()
+    clock.advance(11)
+    watcher.reconcile()  # running: every 2 × interval
+    assert "list_jobs" not in driver.calls
+    provider.finish_all()
+    clock.advance(11)
+    watcher.reconcile()
+    assert finished == ["alpha:succeeded"]
+    driver.calls.clear()
+    for _ in range(3):
+        clock.advance(60)
+        watcher.reconcile()
+    assert driver.calls == []  # terminal: never polled again
+
+
+def test_a_failing_provider_is_backed_off_and_recovers(setup, tree: SpecTree, clock: Clock) -> None:  # type: ignore[no-untyped-def]
+    watcher, provider, driver, _ = setup
+    tree.spec("alpha")
+    watcher.reconcile()
+    driver.down = True
+    clock.advance(11)
+    watcher.reconcile()
+    health = watcher.health["together"]
+    assert health.failures == 1 and health.next_try > clock.now
+    driver.calls.clear()
+    watcher.reconcile()  # inside the backoff: not asked again
+    assert "list_jobs" not in driver.calls
+    driver.down = False
+    provider.finish_all()
+    clock.now = health.next_try + 1
+    watcher.reconcile()
+    assert watcher.health["together"].failures == 0
+    (record,) = watcher.ledger.records().values()
+    assert record.current is not None and record.current.phase is Phase.SUCCEEDED
+
+
+def test_stop_ends_a_pass_between_actions(setup, tree: SpecTree) -> None:  # type: ignore[no-untyped-def]
+    watcher, provider, _, _ = setup
+    for name in ("a", "b", "c"):
+        tree.spec(name)
+    watcher.stop.set()
+    assert watcher.reconcile() == []
+    assert not provider.jobs
