@@ -469,6 +469,8 @@ def _status_rows(ws: Workspace, offline: bool) -> list[dict[str, Any]]:
                 "progress": cur.progress if cur else None,
                 "fine_tuned_model": cur.fine_tuned_model if cur else None,
                 "error": cur.error if cur else None,
+                "git_commit": cur.git_commit if cur else None,
+                "spec_path": cur.spec_path if cur else None,
                 "sync": "Synced" if not action.is_change else "OutOfSync",
                 "next_action": action.kind.value,
                 "reason": action.reason,
@@ -491,8 +493,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     colours = {"succeeded": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("NAME", "PROVIDER", "PHASE", "JOB", "PROGRESS", "MODEL / ERROR", "SYNC"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("NAME", "JOB"))
+    for col in ("NAME", "PROVIDER", "PHASE", "JOB", "PROGRESS", "MODEL / ERROR", "COMMIT", "SYNC"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("NAME", "JOB", "COMMIT"))
     for r in rows:
         colour = colours.get(r["phase"], "")
         phase = f"[{colour}]{r['phase']}[/]" if colour else r["phase"]

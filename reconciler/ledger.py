@@ -589,4 +589,6 @@ def attempt_view(row: dict[str, Any]) -> AttemptView:
         finished_at=row["finished_at"],
         fine_tuned_model=row["fine_tuned_model"],
         progress=row["progress"],
+        git_commit=row["git_commit"],
+        spec_path=row["spec_path"],
     )

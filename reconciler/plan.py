@@ -92,6 +92,8 @@ class AttemptView:
     finished_at: float | None = None
     fine_tuned_model: str | None = None
     progress: str | None = None
+    git_commit: str | None = None  # the commit the spec came from (provenance)
+    spec_path: str | None = None
 
 
 @dataclass(frozen=True)
