@@ -74,10 +74,10 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
-def display_path(path: Path) -> Path:
+def display_path(path: Path, cwd: Path | None = None) -> Path:
     """A path as a user wants to read it: relative to the working directory when inside it."""
     try:
-        return path.resolve().relative_to(Path.cwd().resolve())
+        return path.resolve().relative_to(cwd or Path.cwd().resolve())
     except ValueError:
         return path
 
@@ -264,9 +264,9 @@ def _pydantic_errors(exc: ValidationError, node: yaml.MappingNode, file: Path) -
     return errors
 
 
-def load_file(path: Path) -> tuple[list[LoadedSpec], list[SpecError]]:
+def load_file(path: Path, shown: Path | None = None) -> tuple[list[LoadedSpec], list[SpecError]]:
     """Every spec document in one file, and every problem found in it."""
-    shown = display_path(path)
+    shown = shown or display_path(path)
     try:
         size = path.stat().st_size
         if size > MAX_SPEC_BYTES:
@@ -344,13 +344,18 @@ class SpecSet:
 def load_tree(paths: Iterable[Path]) -> SpecSet:
     """Load every spec file under ``paths``; names must be unique across all of them."""
     result = SpecSet()
+    cwd = Path.cwd().resolve()
     for root in paths:
         if not root.exists():
-            result.errors.append(SpecError("no such file or directory", display_path(root)))
+            result.errors.append(SpecError("no such file or directory", display_path(root, cwd)))
             continue
+        # resolve the root once; files under it are shown relative to it (a resolve per
+        # file is a dozen syscalls, and a tree may hold ten thousand specs)
+        shown_root = display_path(root, cwd)
         for path in discover(root):
             result.files.append(path)
-            specs, errors = load_file(path)
+            shown = shown_root / path.relative_to(root) if root.is_dir() else shown_root
+            specs, errors = load_file(path, shown)
             result.errors.extend(errors)
             for spec in specs:
                 first = result.specs.get(spec.name)

@@ -78,22 +78,48 @@ def _current(action: Action) -> str:
     return f"{job}, attempt {cur.attempt}"
 
 
-def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = True) -> None:
-    from rich.markup import escape
+_ANSI = {
+    "green": "32",
+    "yellow": "33",
+    "red": "31",
+    "cyan": "36",
+    "magenta": "35",
+    "blue": "34",
+    "dim": "2",
+    "bold": "1",
+}
 
+
+class _Style:
+    """ANSI styling when the console has colour (a TTY without NO_COLOR), else plain.
+
+    The plan is written straight to the stream: rich's markup pass costs seconds over
+    ten thousand actions, and a plan is plain lines anyway.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, text: str, style: str) -> str:
+        if not self.enabled or not text:
+            return text
+        return f"\x1b[{_ANSI[style]}m{text}\x1b[0m"
+
+
+def plan_lines(plan: Plan, style: _Style, *, show_unchanged: bool = True) -> list[str]:
+    """The human plan, one string per line."""
     changes = plan.changes
     others = [a for a in plan.actions if not a.is_change]
     if not plan.actions:
-        out.print("No specs and no jobs in the ledger: nothing to do.")
-        return
+        return ["No specs and no jobs in the ledger: nothing to do."]
+    lines: list[str] = []
     if changes:
-        out.print("reconciler will perform the following actions:\n")
+        lines += ["reconciler will perform the following actions:", ""]
     for action in changes:
         symbol, colour = SYMBOLS[action.kind]
         label = action.kind.value
         if action.kind is Kind.ADOPT and action.then:
             label = f"adopt, then {action.then.value}"
-        head = f"[{colour}]{symbol:>3} {label:<9}[/] [bold]{escape(action.name)}[/]"
         detail = [action.provider]
         if cur := _current(action):
             detail.append(cur)
@@ -101,28 +127,37 @@ def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = True) -> None
             detail.append(f"new attempt {action.attempt}")
         if money := _money(action.estimated_cost_usd):
             detail.append(money)
-        out.print(f"{head}  [dim]({escape(', '.join(detail))})[/]")
-        out.print(f"      [dim]{escape(action.reason)}[/]")
+        lines.append(
+            f"{style(f'{symbol:>3} {label:<9}', colour)} {style(action.name, 'bold')}  "
+            f"{style('(' + ', '.join(detail) + ')', 'dim')}"
+        )
+        lines.append("      " + style(action.reason, "dim"))
         if action.refused:
-            out.print(f"      [red]refused by budget:[/] {escape(action.refused)}")
+            lines.append(f"      {style('refused by budget:', 'red')} {action.refused}")
         for change in action.changes:
-            out.print(f"      [yellow]~[/] {escape(change.render())}  [dim]# forces replacement[/]")
+            note = style("# forces replacement", "dim")
+            lines.append(f"      {style('~', 'yellow')} {change.render()}  {note}")
     if show_unchanged and others:
         # one line each: what is left alone, and why (Terraform hides these; a fine-tune
         # user wants to see the jobs still running and the ones that need attention)
         if changes:
-            out.print()
+            lines.append("")
         width = max(len(a.name) for a in others)
         for action in others:
             symbol, colour = SYMBOLS[action.kind]
-            out.print(
-                f"[{colour}]{symbol:>3} {action.kind.value:<9}[/] {escape(action.name):<{width}}  "
-                f"[dim]{escape(action.reason)}[/]"
+            lines.append(
+                f"{style(f'{symbol:>3} {action.kind.value:<9}', colour)} {action.name:<{width}}  "
+                f"{style(action.reason, 'dim')}"
             )
-    counts = plan.counts()
-    out.print()
+    lines.append("")
     if not changes:
-        out.print("[green]No changes.[/] Reality matches the specs.")
+        lines.append(f"{style('No changes.', 'green')} Reality matches the specs.")
+    lines.append(style(summary_line(plan), "bold"))
+    return lines
+
+
+def summary_line(plan: Plan) -> str:
+    counts = plan.counts()
     summary = (
         f"Plan: {counts.get(Kind.CREATE, 0) + counts.get(Kind.RETRY, 0)} to create, "
         f"{counts.get(Kind.REPLACE, 0)} to replace, {counts.get(Kind.CANCEL, 0)} to cancel, "
@@ -145,7 +180,13 @@ def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = True) -> None
     refused = [a for a in plan.actions if a.refused]
     if refused:
         summary += f" {len(refused)} refused by budget."
-    out.print(f"[bold]{escape(summary)}[/]")
+    return summary
+
+
+def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = True) -> None:
+    style = _Style(out.color_system is not None)
+    out.file.write("\n".join(plan_lines(plan, style, show_unchanged=show_unchanged)) + "\n")
+    out.file.flush()
 
 
 def new_spend(plan: Plan) -> float | None:
@@ -216,3 +257,151 @@ def plan_json(
 
 def dumps(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=False, default=str)
+
+
+# -- markdown, for a pull-request comment ---------------------------------------------
+
+MARKDOWN_MARKER = "<!-- reconciler-plan -->"  # lets CI find and update its own comment
+_MD_SPECIAL = frozenset("\\`*_[]<>|~&@!#$")
+
+
+def plan_summary(plan: Plan) -> str:
+    """``Plan: N to create, …`` with the unchanged counts, new spend and refusals."""
+    counts = plan.counts()
+    summary = (
+        f"Plan: {counts.get(Kind.CREATE, 0) + counts.get(Kind.RETRY, 0)} to create, "
+        f"{counts.get(Kind.REPLACE, 0)} to replace, {counts.get(Kind.CANCEL, 0)} to cancel, "
+        f"{counts.get(Kind.ADOPT, 0)} to adopt, {counts.get(Kind.FORGET, 0)} to forget."
+    )
+    if counts.get(Kind.PAUSE) or counts.get(Kind.RESUME):
+        summary = summary[:-1] + (
+            f", {counts.get(Kind.PAUSE, 0)} to pause, {counts.get(Kind.RESUME, 0)} to resume."
+        )
+    waiting = [
+        f"{counts[k]} {k.value}"
+        for k in (Kind.WAIT, Kind.NOOP, Kind.BLOCKED, Kind.SUSPENDED, Kind.DEGRADED, Kind.DRIFT)
+        if counts.get(k)
+    ]
+    if waiting:
+        summary += f" Unchanged: {', '.join(waiting)}."
+    spend = new_spend(plan)
+    if spend is not None:
+        summary += f" Estimated new spend: ~${spend:,.2f} (offline estimate)."
+    refused = [a for a in plan.actions if a.refused]
+    if refused:
+        summary += f" {len(refused)} refused by budget."
+    return summary
+
+
+def md_text(value: object) -> str:
+    """User text as inline markdown: one line, constructs and @mentions escaped."""
+    text = " ".join(str(value).split())
+    return "".join(f"\\{c}" if c in _MD_SPECIAL else c for c in text)
+
+
+def md_code(value: object, *, in_table: bool = False) -> str:
+    """A code span holding ``value`` literally, whatever backticks it contains."""
+    text = " ".join(str(value).split()) or " "  # `` would be a bare backtick run, not a span
+    fence = "`"
+    while fence in text:
+        fence += "`"
+    if text.startswith("`") or text.endswith("`"):
+        text = f" {text} "
+    if in_table:  # GFM splits table cells on '|' before it sees code spans
+        text = text.replace("|", "\\|")
+    return f"{fence}{text}{fence}"
+
+
+def _md_value(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, str):
+        if len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+            return value[:12] + "…"  # a content hash: the prefix tells them apart
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _md_label(action: Action) -> str:
+    if action.kind is Kind.ADOPT and action.then:
+        return f"adopt, then {action.then.value}"
+    return action.kind.value
+
+
+def plan_markdown(
+    plan: Plan, *, title: str = "reconciler plan", offline: bool = False, commit: str | None = None
+) -> str:
+    """The plan as GitHub-flavoured markdown for a pull-request comment; stable output."""
+    changes = plan.changes
+    others = [a for a in plan.actions if not a.is_change]
+    lines = [MARKDOWN_MARKER, f"### {md_text(title)}", ""]
+    where = []
+    if commit:
+        where.append(f"Specs at commit {md_code(commit[:12] if len(commit) == 40 else commit)}.")
+    if offline:
+        where.append("Offline: planned from the ledger alone, without asking the providers.")
+    if where:
+        lines += [" ".join(where), ""]
+    if not plan.actions:
+        lines += ["**No changes.** No specs and no jobs in the ledger: nothing to do.", ""]
+    elif not changes:
+        lines += ["**No changes.** Reality matches the specs.", ""]
+    lines += [f"**{md_text(plan_summary(plan))}**", ""]
+    if changes:
+        lines += [
+            "| | action | name | provider | reason | estimate | budget |",
+            "|:-:|---|---|---|---|--:|---|",
+        ]
+        for a in changes:
+            refused = f"**refused:** {md_text(a.refused)}" if a.refused else ""
+            cells = [
+                md_code(SYMBOLS[a.kind][0], in_table=True),
+                md_text(_md_label(a)),
+                f"**{md_text(a.name)}**",
+                md_text(a.provider),
+                md_text(a.reason),
+                md_text(_money(a.estimated_cost_usd)),
+                refused,
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    for a in changes:
+        if not a.changes:
+            continue
+        n = len(a.changes)
+        fields = "field forces" if n == 1 else "fields force"
+        lines += [
+            f"<details open><summary><b>{html_text(a.name)}</b>: {n} {fields} a new job</summary>",
+            "",
+        ]
+        lines += [
+            f"- {md_code(c.path)}: {md_code(_md_value(c.old))} → {md_code(_md_value(c.new))}"
+            for c in a.changes
+        ]
+        lines += ["", "</details>", ""]
+    if others:
+        lines += [
+            f"<details><summary>Unchanged: {len(others)} "
+            f"{'job' if len(others) == 1 else 'jobs'}</summary>",
+            "",
+            "| | state | name | provider | reason |",
+            "|:-:|---|---|---|---|",
+        ]
+        for a in others:
+            cells = [
+                md_code(SYMBOLS[a.kind][0], in_table=True),
+                md_text(a.kind.value),
+                md_text(a.name),
+                md_text(a.provider),
+                md_text(a.reason),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", "</details>", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def html_text(value: object) -> str:
+    """Text inside an HTML element (a ``<summary>``): one line, entities escaped."""
+    from html import escape
+
+    return escape(" ".join(str(value).split()), quote=False).replace("@", "&#64;")
