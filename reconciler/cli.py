@@ -158,6 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="json",
         help="log lines on stderr (default json)",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve /metrics (Prometheus) and /healthz on this port (0: any free port)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for --metrics-port (default 127.0.0.1)",
+    )
 
     p = sub.add_parser(
         "emulator",

@@ -517,6 +517,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    from .notify import notifier_from_env
     from .watch import Source, Watcher, run
 
     ws = Workspace.from_args(args)
@@ -526,10 +527,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"specs folder {ws.specs} does not exist (set --specs or RECONCILER_SPECS)"
         )
+    notifier = notifier_from_env(ws.env)
     with WriterLock(ws.ledger) as lock:
         lock.acquire("watch")
         ledger = Ledger.open(ws.ledger)
         drivers = DriverPool(ws.env)
+        server = None
         try:
             watcher = Watcher(
                 ledger=ledger,
@@ -540,10 +543,68 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 max_cost=args.max_cost,
                 git_commit=git_commit,
             )
+            if args.metrics_port is not None:
+                server = _observe(watcher, args)
+            if notifier is not None:
+                watcher.on_finished = _notify_once(ledger, notifier)
             return run(watcher)
         finally:
+            if server is not None:
+                server.close()
+            if notifier is not None:
+                notifier.close()
             drivers.close()
             ledger.close()
+
+
+def _observe(watcher: Any, args: argparse.Namespace) -> Any:
+    """Metrics updated after every pass, served on --metrics-port."""
+    from .metrics import Metrics, serve_metrics
+
+    metrics = Metrics()
+
+    def on_pass(seconds: float, ok: bool) -> None:
+        metrics.pass_finished(seconds, ok)
+        counts: dict[tuple[str, str], int] = {}
+        for record in watcher.ledger.records().values():
+            if record.current is not None:
+                key = (record.current.provider, record.current.phase.value)
+                counts[key] = counts.get(key, 0) + 1
+        metrics.set_jobs(counts)
+        metrics.set_provider_calls(watcher.drivers.call_totals())
+
+    watcher.on_pass = on_pass
+    try:
+        server = serve_metrics(
+            metrics, args.metrics_host, args.metrics_port, max_age=max(60.0, 3 * args.interval)
+        )
+    except OSError as exc:
+        raise ConfigError(f"--metrics-port {args.metrics_port}: {exc.strerror or exc}") from exc
+    log.info("metrics", url=f"http://{args.metrics_host}:{server.port}/metrics")
+    return server
+
+
+def _notify_once(ledger: Ledger, notifier: Any) -> Any:
+    """A webhook message per attempt reaching a terminal phase, never twice (ledger-backed)."""
+    from .notify import JobFinished
+
+    def on_finished(attempt: Any) -> None:
+        if ledger.has_event(attempt.id, "notified"):
+            return
+        event = JobFinished(
+            name=attempt.name,
+            provider=attempt.provider,
+            phase=attempt.phase.value,
+            remote_id=attempt.remote_id or "",
+            fine_tuned_model=attempt.fine_tuned_model,
+            error=attempt.error,
+            git_commit=attempt.git_commit,
+            spec_path=attempt.spec_path,
+        )
+        if notifier.send(event):
+            ledger.record_attempt_event(attempt.id, "notified", f"webhook: {attempt.phase.value}")
+
+    return on_finished
 
 
 # -- logs ----------------------------------------------------------------------------

@@ -322,6 +322,17 @@ class Ledger:
         sql = f"SELECT * FROM events {where} ORDER BY id DESC LIMIT ?"
         return list(reversed(list(self.db.query(sql, [*args, limit]))))
 
+    def has_event(self, attempt_id: int, kind: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM events WHERE attempt_id = ? AND kind = ? LIMIT 1", [attempt_id, kind]
+        ).fetchone()
+        return row is not None
+
+    def record_attempt_event(self, attempt_id: int, kind: str, message: str) -> None:
+        row = self.attempt(attempt_id)
+        with self.write():
+            self._event(kind, message, row["spec_name"], attempt_id)
+
     def file_row(self, provider: str, sha256: str) -> dict[str, Any] | None:
         rows = list(
             self.db.query(

@@ -265,34 +265,6 @@ MARKDOWN_MARKER = "<!-- reconciler-plan -->"  # lets CI find and update its own 
 _MD_SPECIAL = frozenset("\\`*_[]<>|~&@!#$")
 
 
-def plan_summary(plan: Plan) -> str:
-    """``Plan: N to create, …`` with the unchanged counts, new spend and refusals."""
-    counts = plan.counts()
-    summary = (
-        f"Plan: {counts.get(Kind.CREATE, 0) + counts.get(Kind.RETRY, 0)} to create, "
-        f"{counts.get(Kind.REPLACE, 0)} to replace, {counts.get(Kind.CANCEL, 0)} to cancel, "
-        f"{counts.get(Kind.ADOPT, 0)} to adopt, {counts.get(Kind.FORGET, 0)} to forget."
-    )
-    if counts.get(Kind.PAUSE) or counts.get(Kind.RESUME):
-        summary = summary[:-1] + (
-            f", {counts.get(Kind.PAUSE, 0)} to pause, {counts.get(Kind.RESUME, 0)} to resume."
-        )
-    waiting = [
-        f"{counts[k]} {k.value}"
-        for k in (Kind.WAIT, Kind.NOOP, Kind.BLOCKED, Kind.SUSPENDED, Kind.DEGRADED, Kind.DRIFT)
-        if counts.get(k)
-    ]
-    if waiting:
-        summary += f" Unchanged: {', '.join(waiting)}."
-    spend = new_spend(plan)
-    if spend is not None:
-        summary += f" Estimated new spend: ~${spend:,.2f} (offline estimate)."
-    refused = [a for a in plan.actions if a.refused]
-    if refused:
-        summary += f" {len(refused)} refused by budget."
-    return summary
-
-
 def md_text(value: object) -> str:
     """User text as inline markdown: one line, constructs and @mentions escaped."""
     text = " ".join(str(value).split())
@@ -346,7 +318,7 @@ def plan_markdown(
         lines += ["**No changes.** No specs and no jobs in the ledger: nothing to do.", ""]
     elif not changes:
         lines += ["**No changes.** Reality matches the specs.", ""]
-    lines += [f"**{md_text(plan_summary(plan))}**", ""]
+    lines += [f"**{md_text(summary_line(plan))}**", ""]
     if changes:
         lines += [
             "| | action | name | provider | reason | estimate | budget |",

@@ -39,6 +39,8 @@ class Backoff:
 HTTP_RETRY = Backoff()
 # A create is posted once; only a 429 (a refusal) is waited out and re-posted
 CREATE_RATE_LIMIT_RETRY = Backoff(attempts=8, base=1.0, cap=60.0)
+# Webhook notifications: a few quick tries, never long enough to stall the daemon
+WEBHOOK_RETRY = Backoff(attempts=3, base=1.0, cap=10.0, max_retry_after=30.0)
 # Re-creating a failed job whose cause is retryable (DESIGN §3 "retry, with backoff")
 ATTEMPT_RETRY = Backoff(attempts=1_000_000, base=30.0, factor=2.0, cap=3600.0)
 

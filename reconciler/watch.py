@@ -126,7 +126,10 @@ class Watcher:
         finally:
             self.passes += 1
             if self.on_pass:
-                self.on_pass(time.monotonic() - started, ok)
+                try:
+                    self.on_pass(time.monotonic() - started, ok)
+                except Exception as exc:  # metrics are never worth stopping the daemon for
+                    log.error("metrics update failed", error=repr(exc))
 
     def _pass(self) -> list[Outcome]:
         state, _ = self.source.load()
@@ -219,7 +222,10 @@ class Watcher:
                         error=a.error,
                     )
                     if self.on_finished:
-                        self.on_finished(a)
+                        try:
+                            self.on_finished(a)
+                        except Exception as exc:  # a notification never stops the daemon
+                            log.error("notification failed", name=a.name, error=repr(exc))
 
 
 def _hold_removals(plan: Plan, valid: set[str]) -> Plan:

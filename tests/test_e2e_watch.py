@@ -38,9 +38,8 @@ def start_watch(cli: Cli, *extra: str) -> subprocess.Popen[str]:
 
 
 def remote_ids(cli: Cli) -> dict[str, str | None]:
-    from reconciler.ledger import Ledger
-
     from reconciler.errors import EmptyLedgerError
+    from reconciler.ledger import Ledger
 
     if not cli.ledger.exists():
         return {}
@@ -171,4 +170,83 @@ def test_a_second_writer_is_refused_with_the_holder_named(tree: SpecTree, tmp_pa
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(10) == 0
+        stop(emu)
+
+
+def test_watch_serves_metrics_and_notifies_a_webhook_once_per_finished_job(
+    tree: SpecTree, tmp_path: Path
+) -> None:
+    import http.server
+    import threading
+
+
+    received: list[dict[str, object]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    emu = start_emulator(tmp_path / "e.db", "--speed", "50")
+    cli = Cli(tree, emu)
+    cli.env["RECONCILER_WEBHOOK_URL"] = f"http://127.0.0.1:{hook.server_port}/services/T000/SECRET"
+    tree.spec("w-notify")
+    daemon = start_watch(cli, "--metrics-port", "0")
+    try:
+        assert wait_for(lambda: len(received) >= 1, timeout=40), "no webhook message"
+        time.sleep(1.5)  # a few more passes: still one message
+        assert len(received) == 1
+        message = received[0]
+        assert "w-notify" in str(message["text"]) and "blocks" in message
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(10)
+        hook.shutdown()
+        stop(emu)
+    logs = [json.loads(line) for line in daemon.stderr.read().splitlines() if line.startswith("{")]  # type: ignore[union-attr]
+    assert "SECRET" not in json.dumps(logs)
+    (url,) = [e["url"] for e in logs if e["event"] == "metrics"]
+    assert url.endswith("/metrics")
+
+
+def test_metrics_endpoint_answers_while_watching(tree: SpecTree, tmp_path: Path) -> None:
+    import httpx
+
+    emu = start_emulator(tmp_path / "e.db")
+    cli = Cli(tree, emu)
+    tree.spec("w-metrics")
+    daemon = start_watch(cli, "--metrics-port", "0")
+    try:
+        url = None
+
+        def metrics_url() -> bool:
+            nonlocal url
+            line = daemon.stderr.readline()  # type: ignore[union-attr]
+            if line.startswith("{") and json.loads(line).get("event") == "metrics":
+                url = json.loads(line)["url"]
+            return url is not None
+
+        assert wait_for(metrics_url, timeout=20)
+        assert wait_for(lambda: remote_ids(cli).get("w-metrics"))
+        time.sleep(1.2)
+        with httpx.Client(trust_env=False) as client:
+            body = client.get(url).text  # type: ignore[arg-type]
+            health = client.get(url.replace("/metrics", "/healthz"))  # type: ignore[union-attr]
+        assert 'reconciler_passes_total{result="ok"}' in body
+        assert (
+            'reconciler_jobs{phase="queued",provider="together"}' in body
+            or "reconciler_jobs{" in body
+        )
+        assert "reconciler_provider_calls_total" in body
+        assert health.status_code == 200
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(10)
         stop(emu)

@@ -68,7 +68,13 @@ class DriverPool:
 
     def calls(self) -> dict[str, int]:
         """Provider calls made so far, by provider (for metrics and benchmarks)."""
-        return {p: d.api.calls for p, d in self._drivers.items() if hasattr(d, "api")}
+        return {p: c for p, (c, _) in self.call_totals().items()}
+
+    def call_totals(self) -> dict[str, tuple[int, int]]:
+        """(calls, errors) so far, by provider."""
+        return {
+            p: (d.api.calls, d.api.errors) for p, d in self._drivers.items() if hasattr(d, "api")
+        }
 
     def close(self) -> None:
         for driver in self._drivers.values():

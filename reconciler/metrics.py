@@ -1,0 +1,199 @@
+"""Prometheus metrics for the watch daemon, and the small HTTP server that exposes them.
+
+``Metrics`` owns its own registry (never the process-global one), so tests and
+several daemons in one process do not collide. The daemon loop feeds it values it
+already has (pass outcome, jobs by phase, the drivers' call counters); the server
+thread only reads. ``serve_metrics`` answers ``/metrics`` and ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# the text format generate_latest writes (prometheus_client < 0.22 has no constant for it)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# a pass is a few GETs when nothing changes, minutes when it uploads data files
+PASS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+
+class Metrics:
+    """What the daemon reports: passes, their duration, jobs by phase, provider calls."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.started_at = clock()
+        self.last_pass_at: float | None = None
+        self.last_ok_at: float | None = None
+        self._jobs: set[tuple[str, str]] = set()
+        self._seen_calls: dict[str, tuple[int, int]] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.passes = Counter(
+            "reconciler_passes", "Reconcile passes, by result.", ["result"], registry=r
+        )
+        self.pass_duration = Histogram(
+            "reconciler_pass_duration_seconds",
+            "Wall time of one reconcile pass.",
+            buckets=PASS_BUCKETS,
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "reconciler_last_successful_pass_timestamp_seconds",
+            "Unix time the last successful reconcile pass finished.",
+            registry=r,
+        )
+        self.jobs = Gauge(
+            "reconciler_jobs",
+            "Current attempts of managed jobs, by provider and phase.",
+            ["provider", "phase"],
+            registry=r,
+        )
+        self.provider_calls = Counter(
+            "reconciler_provider_calls",
+            "HTTP requests sent to a provider API, retries included.",
+            ["provider"],
+            registry=r,
+        )
+        self.provider_errors = Counter(
+            "reconciler_provider_errors",
+            "Provider API requests that failed (error status, timeout, connection).",
+            ["provider"],
+            registry=r,
+        )
+        # both results exist from the start, so rate() over them is never "no data"
+        for result in ("ok", "error"):
+            self.passes.labels(result=result)
+
+    def pass_finished(self, seconds: float, ok: bool) -> None:
+        """Record one reconcile pass that took ``seconds`` and succeeded or not."""
+        now = self.clock()
+        self.last_pass_at = now
+        self.passes.labels(result="ok" if ok else "error").inc()
+        self.pass_duration.observe(max(0.0, seconds))
+        if ok:
+            self.last_ok_at = now
+            self.last_success.set(now)
+
+    def set_jobs(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Replace the jobs gauge with ``{(provider, phase): count}``; gone pairs drop to 0."""
+        current = {(str(provider), str(phase)): n for (provider, phase), n in counts.items()}
+        for provider, phase in self._jobs - set(current):
+            self.jobs.labels(provider=provider, phase=phase).set(0)
+        for (provider, phase), count in current.items():
+            self.jobs.labels(provider=provider, phase=phase).set(count)
+        self._jobs |= set(current)
+
+    def set_provider_calls(self, calls: Mapping[str, tuple[int, int]]) -> None:
+        """Advance the call and error counters from the drivers' running totals.
+
+        ``calls`` is every live driver's ``(api.calls, api.errors)``. Counters grow by
+        the difference since the last call; a total that went down belongs to a rebuilt
+        driver that counts from 0 again, so all of it is new. A provider missing from
+        ``calls`` is forgotten: its next driver starts from 0.
+        """
+        for provider, (total, errors) in calls.items():
+            seen_total, seen_errors = self._seen_calls.get(provider, (0, 0))
+            self.provider_calls.labels(provider=provider).inc(_delta(total, seen_total))
+            self.provider_errors.labels(provider=provider).inc(_delta(errors, seen_errors))
+        self._seen_calls = {p: (max(0, c), max(0, e)) for p, (c, e) in calls.items()}
+
+    def unhealthy_reason(self, max_age: float) -> str | None:
+        """Why the daemon is not healthy, in one line; None when it is."""
+        now = self.clock()
+        if self.last_ok_at is not None:
+            age = now - self.last_ok_at
+            if age <= max_age:
+                return None
+            return f"last successful pass {age:.0f}s ago (limit {max_age:.0f}s)"
+        if self.last_pass_at is None:
+            if now - self.started_at < max_age:
+                return None
+            return f"no pass finished in {now - self.started_at:.0f}s since start"
+        return "no successful pass since start"
+
+    def healthy(self, max_age: float) -> bool:
+        """A successful pass within ``max_age`` seconds, or still starting up."""
+        return self.unhealthy_reason(max_age) is None
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text exposition format (version 0.0.4)."""
+        return generate_latest(self.registry)
+
+
+def _delta(total: int, seen: int) -> int:
+    return total - seen if total >= seen else max(0, total)
+
+
+class MetricsServer:
+    """A running ``/metrics`` and ``/healthz`` server on a daemon thread."""
+
+    def __init__(self, server: ThreadingHTTPServer) -> None:
+        self._server = server
+        # a short poll keeps close() quick; the loop is idle otherwise
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="reconciler-metrics",
+            daemon=True,
+        )
+        self._thread.start()
+
+    @property
+    def host(self) -> str:
+        return str(self._server.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def serve_metrics(metrics: Metrics, host: str, port: int, *, max_age: float) -> MetricsServer:
+    """Serve ``metrics`` on ``host:port`` (0 picks a free port) until ``close()``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "reconciler"
+        sys_version = ""
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._answer(200, metrics.render(), CONTENT_TYPE)
+            elif path == "/healthz":
+                reason = metrics.unhealthy_reason(max_age)
+                if reason is None:
+                    self._answer(200, b"ok\n")
+                else:
+                    self._answer(503, reason.encode() + b"\n")
+            else:
+                self._answer(404, b"not found\n")
+
+        def _answer(
+            self, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8"
+        ) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # a scrape every few seconds is not worth a line on stderr
+
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
+    server = Server((host, port), Handler)
+    return MetricsServer(server)
