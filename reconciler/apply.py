@@ -147,6 +147,7 @@ class Executor:
         desired: Iterable[DesiredJob],
         *,
         git_commit: Callable[[str], str | None] = lambda path: None,
+        spec_path: Callable[[str], str] = lambda path: path,
         clock: Callable[[], float] = time.time,
         adopt_grace: float = DEFAULT_ADOPT_GRACE,
         on_outcome: Callable[[Outcome], None] | None = None,
@@ -156,6 +157,7 @@ class Executor:
         self.drivers = drivers
         self.desired = {d.name: d for d in desired}
         self.git_commit = git_commit
+        self.spec_path = spec_path
         self.clock = clock
         self.adopt_grace = adopt_grace
         self.on_outcome = on_outcome
@@ -308,7 +310,7 @@ class Executor:
             provider=want.spec.provider,
             inputs=_inputs_of(want, action),
             on_delete=want.spec.policy.on_delete,
-            spec_path=want.file,
+            spec_path=self.spec_path(want.file),
             git_commit=self.git_commit(want.file),
             cost_estimate_usd=cost,
         )

@@ -70,13 +70,28 @@ def build_parser() -> argparse.ArgumentParser:
         _globals(p, suppress=True)
         return p
 
+    def git_ref(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--git-ref",
+            metavar="REF",
+            help="read the specs tree from this commit, not the working tree",
+        )
+
     p = command("validate", "check specs and their data files; print every problem as file:line")
+    git_ref(p)
     p.add_argument(
         "paths", nargs="*", metavar="PATH", help="spec files or folders (default: specs root)"
     )
 
     p = command("plan", "show what apply would create, replace, cancel or adopt, and why")
+    git_ref(p)
     p.add_argument("--json", action="store_true", help="machine-readable plan on stdout")
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "markdown"),
+        default="text",
+        help="text (default), json (same as --json) or markdown (for a pull-request comment)",
+    )
     p.add_argument("--out", metavar="FILE", help="save the plan for `apply --plan FILE`")
     p.add_argument(
         "--offline", action="store_true", help="no provider calls: plan from the ledger alone"
@@ -94,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = command("apply", "make the providers' jobs match the specs")
+    git_ref(p)
     p.add_argument(
         "--plan", metavar="FILE", help="apply exactly this saved plan (refused if stale)"
     )
@@ -132,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", help="the ledger only, no provider calls")
 
     p = command("watch", "daemon: reconcile on spec changes and on a timer until SIGTERM")
+    git_ref(p)
     p.add_argument(
         "--interval",
         type=float,

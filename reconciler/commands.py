@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from .apply import Executor, Outcome, persist_observations, refresh, with_observations
-from .errors import ConfigError, EmptyLedgerError, ReconcilerError, SpecErrors, StalePlanError
+from .errors import (
+    ConfigError,
+    EmptyLedgerError,
+    ReconcilerError,
+    SpecError,
+    SpecErrors,
+    StalePlanError,
+)
 from .ledger import Ledger, WriterLock
 from .loader import SpecSet, display_path, load_tree
 from .log import get as get_logger
@@ -36,11 +43,39 @@ class Workspace:
     specs: Path
     ledger: Path
     no_color: bool
+    git_ref: str | None = None
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    _snapshot: Any = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Workspace:
-        return cls(Path(args.specs), Path(args.ledger), bool(args.no_color))
+        return cls(
+            Path(args.specs), Path(args.ledger), bool(args.no_color), getattr(args, "git_ref", None)
+        )
+
+    def snapshot(self) -> Any:
+        """The specs tree as committed at ``--git-ref`` (exported once per invocation)."""
+        if self._snapshot is None and self.git_ref is not None:
+            import atexit
+
+            from .gitref import export
+
+            self._snapshot = export(self.specs, self.git_ref)
+            atexit.register(self._snapshot.close)
+        return self._snapshot
+
+    def commit_of(self, spec_file: str) -> str | None:
+        """Provenance: the commit a spec comes from (``-dirty`` when edited since)."""
+        snap = self.snapshot()
+        return snap.commit if snap is not None else git_commit(spec_file)
+
+    def spec_path_of(self, spec_file: str) -> str:
+        snap = self.snapshot()
+        if snap is None:
+            return spec_file
+        from .gitref import commit_of
+
+        return commit_of(Path(spec_file), snap)[1]
 
     def out(self) -> Any:
         return console(sys.stdout, no_color=self.no_color)
@@ -50,6 +85,14 @@ class Workspace:
 
 
 def _load(ws: Workspace, paths: list[Path] | None = None) -> tuple[SpecSet, DesiredState]:
+    snap = ws.snapshot()
+    if snap is not None:
+        if paths:
+            raise ConfigError("--git-ref reads the whole specs tree of a commit: give no PATH")
+        specs = load_tree([snap.specs_dir])
+        state = desired_state(specs, snap.specs_dir)
+        state.errors = [_at_ref(err, ws, snap) for err in state.errors]
+        return specs, state
     if paths is None and not ws.specs.is_dir():
         raise ConfigError(
             f"specs folder {ws.specs} does not exist (set --specs or RECONCILER_SPECS)"
@@ -57,6 +100,15 @@ def _load(ws: Workspace, paths: list[Path] | None = None) -> tuple[SpecSet, Desi
     specs = load_tree(paths or [ws.specs])
     root = ws.specs if ws.specs.is_dir() else (paths[0] if paths else ws.specs)
     return specs, desired_state(specs, root)
+
+
+def _at_ref(err: SpecError, ws: Workspace, snap: Any) -> SpecError:
+    """A problem in an exported snapshot, named as ``REF:path`` rather than a temp path."""
+    try:
+        rel = Path(err.file).resolve().relative_to(Path(snap.root).resolve())
+    except ValueError:
+        return err
+    return SpecError(err.message, f"{ws.git_ref}:{rel}", err.line, err.field)
 
 
 def _desired(ws: Workspace) -> DesiredState:
@@ -163,8 +215,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
             Path(args.out).write_text(dumps(document) + "\n")
         except OSError as exc:
             raise ConfigError(f"cannot write plan to {args.out}: {exc.strerror or exc}") from exc
-    if args.json:
+    if args.json or args.format == "json":
         print(dumps(document))
+    elif args.format == "markdown":
+        from .render import plan_markdown
+
+        snap = ws.snapshot()
+        print(
+            plan_markdown(plan, offline=args.offline, commit=snap.commit if snap else None), end=""
+        )
     else:
         out = ws.out()
         print_plan(plan, out)
@@ -255,13 +314,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
         ledger = Ledger.open(ws.ledger)
         drivers = DriverPool(ws.env)
         try:
-            return _apply(args, state, saved, ledger, drivers, out)
+            return _apply(ws, args, state, saved, ledger, drivers, out)
         finally:
             drivers.close()
             ledger.close()
 
 
 def _apply(
+    ws: Workspace,
     args: argparse.Namespace,
     state: DesiredState,
     saved: dict[str, Any] | None,
@@ -293,7 +353,8 @@ def _apply(
         ledger,
         drivers,
         state.jobs,
-        git_commit=git_commit,
+        git_commit=ws.commit_of,
+        spec_path=ws.spec_path_of,
         adopt_grace=args.adopt_grace,
         on_outcome=lambda o: _outcome_line(out, o),
         broken=fresh.errors,
@@ -534,14 +595,16 @@ def cmd_watch(args: argparse.Namespace) -> int:
         drivers = DriverPool(ws.env)
         server = None
         try:
+            source = Source(ws.specs, git_ref=args.git_ref)
             watcher = Watcher(
                 ledger=ledger,
                 drivers=drivers,
-                source=Source(ws.specs),
+                source=source,
                 interval=args.interval,
                 adopt_grace=args.adopt_grace,
                 max_cost=args.max_cost,
-                git_commit=git_commit,
+                git_commit=source.commit_of,
+                spec_path=source.spec_path_of,
             )
             if args.metrics_port is not None:
                 server = _observe(watcher, args)

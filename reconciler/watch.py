@@ -72,6 +72,21 @@ class Source:
             root = self._snapshot.specs_dir
         return desired_state(load_tree([root]), root), root
 
+    def commit_of(self, spec_file: str) -> str | None:
+        """Provenance: the commit being reconciled, or the working tree's (``-dirty``)."""
+        if self._snapshot is not None:
+            return str(self._snapshot.commit)
+        from .commands import git_commit
+
+        return git_commit(spec_file)
+
+    def spec_path_of(self, spec_file: str) -> str:
+        if self._snapshot is None:
+            return spec_file
+        from .gitref import commit_of
+
+        return commit_of(Path(spec_file), self._snapshot)[1]
+
     def close(self) -> None:
         if self._snapshot is not None:
             self._snapshot.close()
@@ -89,6 +104,7 @@ class Watcher:
     adopt_grace: float
     max_cost: float | None = None
     git_commit: Callable[[str], str | None] = lambda path: None
+    spec_path: Callable[[str], str] = lambda path: path
     clock: Callable[[], float] = time.time
     on_pass: Callable[[float, bool], None] | None = None
     on_finished: Callable[[AttemptView], None] | None = None
@@ -159,6 +175,7 @@ class Watcher:
             self.drivers,
             state.jobs,
             git_commit=self.git_commit,
+            spec_path=self.spec_path,
             clock=self.clock,
             adopt_grace=self.adopt_grace,
             broken=broken,
