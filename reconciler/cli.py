@@ -200,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ledger-events", action="store_true", help="reconciler's own audit log instead"
     )
+    p.add_argument(
+        "--follow", "-f", action="store_true", help="keep printing new events until the job ends"
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="with --follow: poll every S seconds (default 5)",
+    )
     return parser
 
 

@@ -703,13 +703,11 @@ def cmd_logs(args: argparse.Namespace) -> int:
     try:
         driver = drivers.get(cur.provider)
         seen: set[tuple[float | None, str]] = set()
-        while True:
-            fresh_events = [
-                ev
-                for ev in driver.job_events(cur.remote_id)
-                if (ev.created_at, ev.message) not in seen
-            ]
-            for ev in fresh_events:
+
+        def show_new() -> None:
+            for ev in driver.job_events(cur.remote_id):  # type: ignore[arg-type]
+                if (ev.created_at, ev.message) in seen:
+                    continue
                 seen.add((ev.created_at, ev.message))
                 ts = (
                     datetime.fromtimestamp(ev.created_at, UTC).isoformat(timespec="seconds")
@@ -717,14 +715,19 @@ def cmd_logs(args: argparse.Namespace) -> int:
                     else "-"
                 )
                 out.print(f"{ts}  {ev.level:<7} {ev.message}", markup=False)
-            if not args.follow:
-                if not seen:
-                    out.print(f"{cur.remote_id}: no events yet", markup=False)
-                return 0
+
+        show_new()
+        if not args.follow:
+            if not seen:
+                out.print(f"{cur.remote_id}: no events yet", markup=False)
+            return 0
+        while True:
             job = driver.get_job(cur.remote_id)
             if job.phase.terminal:
+                show_new()  # the last lines, written as the job ended
                 out.print(f"{cur.remote_id}: {job.status}", markup=False)
                 return 0
             time.sleep(args.interval)
+            show_new()
     finally:
         drivers.close()

@@ -303,3 +303,26 @@ def test_suspend_pauses_an_openai_job_and_resumes_it(tree: SpecTree, emulator: E
         assert "resum" in cli("logs", "e2e-pause").stdout.lower()
     finally:
         emulator.admin("/_emulator/faults", {"stuck": []})
+
+
+def test_logs_follow_streams_until_the_job_ends(
+    cli: Cli, tree: SpecTree, emulator: Emulator
+) -> None:
+    tree.spec("e2e-follow")
+    cli("apply", "--yes")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "logs", "e2e-follow", "--follow", "--interval", "0.2"],
+        env=cli.env,
+        cwd=tree.root.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)
+    assert follower.poll() is None  # still following a running job
+    emulator.advance(100_000)
+    out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) >= 3 and lines[-1].endswith(": completed")
+    assert SENTINEL_KEY not in out + err
