@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -38,8 +37,130 @@ class DataFormat(StrEnum):
 
     CONVERSATIONAL = "conversational"  # {"messages": [...], "tools"?: [...]}
     INSTRUCTION = "instruction"  # {"prompt": str, "completion": str}
-    TEXT = "text"  # {"text": str}
+    TEXT = "text"  # {"text": str}  (Mistral: a classifier record, with "labels")
     PREFERENCE = "preference"  # {"input": {messages}, "preferred_output": [..], ...}
+
+
+Role = Literal["training", "validation"]
+
+# Which role may come next: a state machine keeps the alternation check O(1) a message.
+# Each provider keeps the transitions into the roles it knows (ProviderRules.next_roles).
+_CALLS = "an assistant message with tool_calls"
+_FUNCTION_CALL = "an assistant message with function_call"
+_NEXT: dict[str, tuple[str, ...]] = {
+    "": ("system", "user"),
+    "system": ("user",),
+    "user": ("assistant",),
+    "assistant": ("user",),
+    _CALLS: ("tool", "user"),  # a final tool call with no result is a valid target
+    _FUNCTION_CALL: ("function", "user"),  # OpenAI's legacy function calling
+    "tool": ("tool", "assistant"),
+    "function": ("assistant",),
+}
+
+
+@dataclass(frozen=True)
+class ProviderRules:
+    """What one provider accepts in a fine-tuning data file (providers.md §2–§4)."""
+
+    name: str
+    formats: dict[str, frozenset[DataFormat]]  # method → the formats its data may have
+    refused: dict[DataFormat, str]  # a format the provider never takes → what to say
+    min_training: int  # examples a training file needs at least
+    min_validation: int
+    max_bytes: int  # per file
+    advised_validation_bytes: int | None  # over this: a note on the report, not an error
+    roles: tuple[str, ...]  # message roles, in the order messages list them
+    weights: bool  # an assistant message may carry "weight": 0 | 1
+    tools: bool  # "tools" list, assistant "tool_calls", "tool" messages
+    functions: bool  # legacy "functions" list, assistant "function_call", "function" role
+    images: bool  # image_url content parts in chat (sft) data
+    preference_images: bool  # image_url content parts in a DPO input
+    bare_image_urls: bool  # "image_url": "<url>" besides {"url": "<url>"}
+    max_images: int | None  # image parts in one example
+    labels: bool  # classifier records: a text record needs "labels"; messages may have them
+    next_roles: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        known = {state: tuple(r for r in nxt if r in self.roles) for state, nxt in _NEXT.items()}
+        object.__setattr__(self, "next_roles", known)
+
+
+_CHAT = DataFormat.CONVERSATIONAL
+_SFT_ALL = frozenset({_CHAT, DataFormat.INSTRUCTION, DataFormat.TEXT})
+_DPO = frozenset({DataFormat.PREFERENCE})
+
+RULES: dict[str, ProviderRules] = {
+    # §3.2–3.3: all four formats; the SDK's client-side minimum is 1 sample and its size
+    # limit 50.1 GB (the guide's 100 GB conflicts: the lower figure wins)
+    "together": ProviderRules(
+        name="together",
+        formats={"sft": _SFT_ALL, "dpo": _DPO},
+        refused={},
+        min_training=1,
+        min_validation=1,
+        max_bytes=50_100_000_000,
+        advised_validation_bytes=None,
+        roles=("system", "user", "assistant", "tool"),
+        weights=True,  # its file report counts dataset_has_message_weights
+        tools=True,
+        functions=False,
+        images=True,
+        preference_images=True,
+        bare_image_urls=True,
+        max_images=10,
+        labels=False,
+    ),
+    # §2.2–2.3: chat (and legacy prompt/completion, which only babbage-002/davinci-002
+    # train on: the model check lives with the provider rules), preference for DPO;
+    # at least 10 examples; 512 MB a file; DPO is text-only
+    "openai": ProviderRules(
+        name="openai",
+        formats={"sft": frozenset({_CHAT, DataFormat.INSTRUCTION}), "dpo": _DPO},
+        refused={
+            DataFormat.TEXT: "openai does not accept text data: use messages"
+            " (or prompt+completion for babbage-002 and davinci-002)",
+        },
+        min_training=10,
+        min_validation=1,
+        max_bytes=8 * 1024 * _MB,  # the Uploads API takes up to 8 GB (files API: 512 MB)
+        advised_validation_bytes=None,
+        roles=("system", "user", "assistant", "tool", "function"),
+        weights=True,
+        tools=True,
+        functions=True,
+        images=True,
+        preference_images=False,
+        bare_image_urls=False,
+        max_images=None,
+        labels=False,
+    ),
+    # §4.2–4.3: messages (OpenAI format accepted), or classifier records with labels;
+    # no documented minimum; 512 MB a file; a validation file should stay within 1 MB
+    "mistral": ProviderRules(
+        name="mistral",
+        formats={"sft": frozenset({_CHAT, DataFormat.TEXT})},
+        refused={
+            DataFormat.INSTRUCTION: "mistral does not accept instruction (prompt/completion)"
+            " data: use messages",
+            DataFormat.PREFERENCE: "mistral does not accept preference data (it has no DPO):"
+            " use messages with method sft",
+        },
+        min_training=1,
+        min_validation=1,
+        max_bytes=512 * _MB,
+        advised_validation_bytes=1 * _MB,
+        roles=("system", "user", "assistant", "tool"),
+        weights=True,  # OpenAI-format data is accepted, weights included
+        tools=True,
+        functions=False,
+        images=True,  # pixtral
+        preference_images=False,
+        bare_image_urls=True,  # its documented shape: "image_url": "data:image/…"
+        max_images=None,
+        labels=True,
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +169,7 @@ class DataFileReport:
 
     ``approx_tokens`` is an offline approximation (4 characters a token, rounded up
     per record over its text content), good for budget estimates, not for billing.
+    ``notes`` are a provider's advice the file does not follow: worth a warning only.
     """
 
     path: Path
@@ -57,6 +179,7 @@ class DataFileReport:
     format: DataFormat
     approx_tokens: int
     has_tools: bool  # some record declares tools, calls one, or holds a tool message
+    notes: tuple[str, ...] = ()
 
 
 class _Bad(Exception):
@@ -85,17 +208,6 @@ _MARKERS: tuple[tuple[DataFormat, tuple[str, ...]], ...] = (
 )
 _FORMAT_OF_KEY = {key: fmt for fmt, keys in _MARKERS for key in keys}
 _KEYS_OF = dict(_MARKERS)
-_ROLES = ("system", "user", "assistant", "tool")
-# Which role may come next: a state machine keeps the alternation check O(1) a message.
-_CALLS = "an assistant message with tool_calls"
-_NEXT: dict[str, tuple[str, ...]] = {
-    "": ("system", "user"),
-    "system": ("user",),
-    "user": ("assistant",),
-    "assistant": ("user",),
-    _CALLS: ("tool", "user"),  # a final tool call with no result is a valid target
-    "tool": ("tool", "assistant"),
-}
 _JSON_KINDS = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
 
 
@@ -108,6 +220,15 @@ def _show(value: object) -> str:
     if isinstance(value, str):
         return json.dumps(value if len(value) <= 30 else value[:30] + "…")
     return _kind(value)
+
+
+def _size(n: int) -> str:
+    """A byte count as the providers' documents write it: 512 MB, 50.1 GB."""
+    if n >= 1_000_000_000 and n % 100_000_000 == 0:
+        return f"{n / 1_000_000_000:g} GB"
+    if n >= _MB and n % _MB == 0:
+        return f"{n // _MB} MB"
+    return f"{n} bytes"
 
 
 def sha256_file(path: Path) -> str:
@@ -123,12 +244,31 @@ def check_data_file(
     spec_file: Path,
     spec_line: int | None,
     method: str = "sft",
-    max_bytes: int = 50_100_000_000,
-    min_records: int = 1,
+    provider: str = "together",
+    role: Role = "training",
+    max_bytes: int | None = None,
+    min_records: int | None = None,
 ) -> DataFileReport:
-    """Validate the JSONL data file ``path`` that ``field`` of ``spec_file`` names."""
+    """Validate the JSONL data file ``path`` that ``field`` of ``spec_file`` names.
+
+    ``provider`` picks the rules in ``RULES``; ``role`` says whether the file trains or
+    validates (minimum counts differ); ``max_bytes`` and ``min_records`` override the
+    provider's figures.
+    """
     if method not in ("sft", "dpo"):
         raise ValueError(f"unknown training method {method!r}")
+    if role not in ("training", "validation"):
+        raise ValueError(f"unknown data file role {role!r}")
+    rules = RULES.get(provider)
+    if rules is None:
+        raise ValueError(f"unknown provider {provider!r}")
+    p = rules.name
+    limit = rules.max_bytes if max_bytes is None else max_bytes
+    if min_records is None:
+        min_records = rules.min_training if role == "training" else rules.min_validation
+    # a method the provider lacks is reported at spec.method by its request rules;
+    # here the data is then only held to the formats the provider takes at all
+    wanted = rules.formats.get(method)
     refer = f"({field} of {spec_file})"
 
     def at_spec(message: str) -> SpecError:
@@ -147,8 +287,11 @@ def check_data_file(
         raise at_spec(f"data file is a directory: {path}")
     if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
         raise at_spec(f"data file is not a regular file: {path}")
-    if st.st_size > max_bytes:
-        raise at_spec(f"data file is {st.st_size} bytes, over the {max_bytes} limit: {path}")
+    if st.st_size > limit:
+        over = f"data file is {st.st_size} bytes, over the {limit} limit"
+        if not _size(limit).endswith(" bytes"):
+            over += f" ({_size(limit)})"
+        raise at_spec(f"{p}: {over}: {path}")
 
     digest = hashlib.sha256()
     size = records = tokens = lineno = first_line = 0
@@ -159,8 +302,8 @@ def check_data_file(
             lineno += 1
             digest.update(line)
             size += len(line)
-            if size > max_bytes:  # the file grew after stat()
-                raise at_spec(f"data file is over {max_bytes} bytes, the limit: {path}")
+            if size > limit:  # the file grew after stat()
+                raise at_spec(f"{p}: data file is over {limit} bytes, the limit: {path}")
             if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
                 raise at_line(lineno, None, f"line is over the {MAX_LINE_BYTES} byte limit")
             if line.isspace():
@@ -182,15 +325,17 @@ def check_data_file(
             if not isinstance(record, dict):
                 raise at_line(lineno, None, f"must be a JSON object, got {_kind(record)}")
             try:
-                kind, chars, calls_tools = _check_record(record)
+                kind, chars, calls_tools = _check_record(record, rules)
             except _Bad as e:
                 raise at_line(lineno, e.field, e.message) from None
-            if fmt is None:
+            if fmt is None:  # the first record decides the format of the file
                 fmt, first_line = kind, lineno
-                if method == "dpo" and kind is not DataFormat.PREFERENCE:
-                    raise at_line(lineno, None, f"method dpo needs preference data, this is {kind}")
-                if method == "sft" and kind is DataFormat.PREFERENCE:
-                    raise at_line(lineno, None, "preference data trains with method: dpo, not sft")
+                if wanted is not None and kind not in wanted:
+                    if kind is DataFormat.PREFERENCE:
+                        why = f"preference data trains with method: dpo, not {method}"
+                    else:
+                        why = f"method {method} needs preference data, this is {kind}"
+                    raise at_line(lineno, None, why)
             elif kind is not fmt:
                 mixed = f"line {lineno} is {kind} data but line {first_line} was {fmt}"
                 raise at_line(lineno, None, f"{mixed}: a file must hold one format")
@@ -199,12 +344,17 @@ def check_data_file(
     if fmt is None:
         raise at_spec(f"data file has no records: {path}")
     if records < min_records:
-        few = f"data file has {records} records, fewer than the {min_records} needed"
-        raise at_spec(f"{few}: {path}")
-    return DataFileReport(path, digest.hexdigest(), size, records, fmt, tokens, tools)
+        raise at_spec(f"{p} needs at least {min_records} {role} examples, {path} has {records}")
+    notes: tuple[str, ...] = ()
+    advised = rules.advised_validation_bytes
+    if role == "validation" and advised is not None and size > advised:
+        notes = (
+            f"{p} advises a validation file of at most {_size(advised)}: {path} is {size} bytes",
+        )
+    return DataFileReport(path, digest.hexdigest(), size, records, fmt, tokens, tools, notes)
 
 
-def _check_record(record: dict[str, Any]) -> tuple[DataFormat, int, bool]:
+def _check_record(record: dict[str, Any], rules: ProviderRules) -> tuple[DataFormat, int, bool]:
     """Detect and validate one record: (format, characters of text, uses tools)."""
     hits = record.keys() & _FORMAT_OF_KEY.keys()  # set algebra in C: the hot path
     kinds = {_FORMAT_OF_KEY[k] for k in hits}
@@ -221,17 +371,32 @@ def _check_record(record: dict[str, Any]) -> tuple[DataFormat, int, bool]:
         )
         raise _Bad(None, f"record has keys of two formats, {which}: a record must be one format")
     (fmt,) = kinds
+    if fmt in rules.refused:  # before its content: the format is what is wrong
+        raise _Bad(None, rules.refused[fmt])
     for key in _KEYS_OF[fmt]:
         if key not in record:
             raise _Bad(key, f"missing: {fmt} records need {'+'.join(_KEYS_OF[fmt])}")
     if fmt is DataFormat.CONVERSATIONAL:
-        chars, tools = _check_messages(record["messages"], "messages", prompt=False)
-        return fmt, chars, _check_tools(record, "tools") or tools
+        labelled = rules.labels and "labels" in record
+        if labelled:
+            _check_labels(record["labels"], rules.name)
+        chars, tools = _check_messages(
+            record["messages"], "messages", rules, prompt=False, answer=not labelled
+        )
+        return fmt, chars, _check_tools(record, "", rules) or tools
     if fmt is DataFormat.INSTRUCTION:
         return fmt, _string(record, "prompt") + _string(record, "completion"), False
     if fmt is DataFormat.TEXT:
+        if rules.labels:  # a classifier record: the labels are what it trains on
+            if "labels" not in record:
+                raise _Bad(
+                    None,
+                    f"{rules.name} does not accept text data without labels (classifier"
+                    " records): use messages",
+                )
+            _check_labels(record["labels"], rules.name)
         return fmt, _string(record, "text"), False
-    return (fmt, *_check_preference(record))
+    return (fmt, *_check_preference(record, rules))
 
 
 def _string(record: dict[str, Any], key: str) -> int:
@@ -241,20 +406,50 @@ def _string(record: dict[str, Any], key: str) -> int:
     return len(value)
 
 
-def _check_tools(holder: dict[str, Any], where: str) -> bool:
-    if "tools" not in holder:
-        return False
-    tools = holder["tools"]
-    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
-        raise _Bad(where, "must be a list of tool definitions (objects)")
-    return bool(tools)
+def _check_labels(labels: Any, p: str) -> None:
+    """Classifier labels: {target: label or [labels]}, every label a string."""
+    if not isinstance(labels, dict) or not labels:
+        raise _Bad("labels", f"{p}: must be an object of target: label, got {_show(labels)}")
+    for target, value in labels.items():
+        if isinstance(value, str):
+            continue
+        if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            raise _Bad(f"labels.{target}", f"{p}: must be a label or a non-empty list of labels")
 
 
-def _check_messages(messages: Any, where: str, *, prompt: bool) -> tuple[int, bool]:
-    """Validate a chat; ``prompt`` means a DPO input, which must end on the user's turn."""
+def _check_tools(holder: dict[str, Any], prefix: str, rules: ProviderRules) -> bool:
+    """The tool declarations beside a chat: ``tools``, ``parallel_tool_calls``, ``functions``."""
+    declared = False
+    if "tools" in holder:
+        if not rules.tools:
+            raise _Bad(f"{prefix}tools", f"{rules.name}: tools are not supported")
+        tools = holder["tools"]
+        if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+            raise _Bad(f"{prefix}tools", "must be a list of tool definitions (objects)")
+        declared = bool(tools)
+    if "parallel_tool_calls" in holder and type(holder["parallel_tool_calls"]) is not bool:
+        shown = _show(holder["parallel_tool_calls"])
+        raise _Bad(f"{prefix}parallel_tool_calls", f"must be true or false, got {shown}")
+    if "functions" in holder:
+        if not rules.functions:
+            raise _Bad(f"{prefix}functions", f"{rules.name}: functions is not supported: use tools")
+        functions = holder["functions"]
+        if not isinstance(functions, list) or not all(isinstance(t, dict) for t in functions):
+            raise _Bad(f"{prefix}functions", "must be a list of function definitions (objects)")
+        declared = declared or bool(functions)
+    return declared
+
+
+def _check_messages(
+    messages: Any, where: str, rules: ProviderRules, *, prompt: bool, answer: bool = True
+) -> tuple[int, bool]:
+    """Validate a chat; ``prompt`` means a DPO input, which must end on the user's turn,
+    and ``answer`` that it must hold an assistant message (all but classifier chats)."""
     if not isinstance(messages, list) or not messages:
         raise _Bad(where, f"must be a non-empty list of messages, got {_show(messages)}")
-    chars = 0
+    p = rules.name
+    next_roles, weighs, functions = rules.next_roles, rules.weights, rules.functions
+    chars = images = 0
     tools = False
     state = ""
     assistants = 0
@@ -262,53 +457,77 @@ def _check_messages(messages: Any, where: str, *, prompt: bool) -> tuple[int, bo
         if not isinstance(m, dict):
             raise _Bad(f"{where}[{i}]", f"must be a message object, got {_kind(m)}")
         role = m.get("role")
-        if role not in _NEXT[state]:  # a tuple compares, never hashes: a list role is safe
-            if not isinstance(role, str) or role not in _ROLES:
-                wanted = ", ".join(_ROLES)
-                raise _Bad(f"{where}[{i}].role", f"must be one of {wanted}, got {_show(role)}")
-            raise _Bad(f"{where}[{i}].role", _order_problem(state, role))
+        if role not in next_roles[state]:  # a tuple compares, never hashes: a list role is safe
+            raise _Bad(f"{where}[{i}].role", _role_problem(state, role, rules))
         calls = m.get("tool_calls")
         if calls is not None:
             if role != "assistant":
                 raise _Bad(f"{where}[{i}].tool_calls", "only assistant messages may call tools")
+            if not rules.tools:
+                raise _Bad(f"{where}[{i}].tool_calls", f"{p}: tool calls are not supported")
             chars += _check_calls(calls, f"{where}[{i}].tool_calls")
+            tools = True
+        # only OpenAI knows function_call: elsewhere it rides along unless the message
+        # leans on it for want of content (below), and the common case pays no lookup
+        called = m.get("function_call") if functions else None
+        if called is not None:
+            chars += _check_function_call(called, role, f"{where}[{i}].function_call")
             tools = True
         content = m.get("content")
         if isinstance(content, str):
             chars += len(content)
         elif isinstance(content, list):
-            chars += _check_parts(content, f"{where}[{i}].content")
+            text, pictures = _check_parts(content, f"{where}[{i}].content", rules, prompt)
+            chars += text
+            images += pictures
         elif content is not None:
             raise _Bad(f"{where}[{i}].content", f"must be a string or a list, got {_kind(content)}")
-        elif not calls:  # a tool call may stand in for the text, nothing else may
+        elif not calls and not called:  # a tool call may stand in for the text, nothing else may
+            if "function_call" in m:
+                where_call = f"{where}[{i}].function_call"
+                raise _Bad(where_call, f"{p}: function_call is not supported: use tool_calls")
             raise _Bad(
                 f"{where}[{i}].content", "missing: only a message with tool_calls may omit it"
             )
         if "weight" in m:
-            weight = m["weight"]
-            if role != "assistant":
-                raise _Bad(f"{where}[{i}].weight", "only assistant messages may carry a weight")
-            if type(weight) is not int or weight not in (0, 1):  # bool is an int in Python
-                raise _Bad(f"{where}[{i}].weight", f"must be 0 or 1, got {_show(weight)}")
+            weight = m["weight"]  # bool is an int in Python: compare the type itself
+            if role != "assistant" or not weighs or type(weight) is not int or weight not in (0, 1):
+                raise _Bad(f"{where}[{i}].weight", _weight_problem(weight, role, rules))
         if role == "assistant":
             assistants += 1
-            state = _CALLS if calls else role
+            state = _CALLS if calls else _FUNCTION_CALL if called else role
         else:
             state = role
-            tools = tools or role == "tool"
+            tools = tools or role == "tool" or role == "function"
     if prompt and state != "user":
         raise _Bad(f"{where}[{len(messages) - 1}].role", "the input must end with a user message")
-    if not prompt and not assistants:
+    if not prompt and answer and not assistants:
         raise _Bad(where, "needs at least one assistant message")
+    if images and rules.max_images is not None and images > rules.max_images:
+        raise _Bad(where, f"{p}: at most {rules.max_images} images an example, this has {images}")
     return chars, tools
 
 
-def _order_problem(state: str, role: str) -> str:
+def _role_problem(state: str, role: Any, rules: ProviderRules) -> str:
+    wanted = ", ".join(rules.roles)
+    if not isinstance(role, str):
+        return f"{rules.name}: role must be one of {wanted}, got {_show(role)}"
+    if role not in rules.roles:
+        shown = repr(role) if len(role) <= 30 else repr(role[:30]) + "…"
+        return f"{rules.name}: role {shown} is not one of {wanted}"
     if role == "system":
         return "a system message may only be the first message"
     if not state:
         return f"the first message must be system or user, got {role}"
-    return f"{state} must be followed by {' or '.join(_NEXT[state])}, got {role}"
+    return f"{state} must be followed by {' or '.join(rules.next_roles[state])}, got {role}"
+
+
+def _weight_problem(weight: Any, role: Any, rules: ProviderRules) -> str:
+    if not rules.weights:
+        return f"{rules.name}: message weights are not supported"
+    if role != "assistant":
+        return "only assistant messages may carry a weight"
+    return f"must be 0 or 1, got {_show(weight)}"
 
 
 def _check_calls(calls: Any, where: str) -> int:
@@ -317,19 +536,31 @@ def _check_calls(calls: Any, where: str) -> int:
     chars = 0
     for k, call in enumerate(calls):
         fn = call.get("function") if isinstance(call, dict) else None
-        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise _Bad(f"{where}[{k}].function", "must be an object with a string name")
-        arguments = fn.get("arguments")
-        if isinstance(arguments, str):  # the arguments are trained on, so they count
-            chars += len(arguments)
+        chars += _check_function(fn, f"{where}[{k}].function")
     return chars
 
 
-def _check_parts(parts: list[Any], where: str) -> int:
-    """Multimodal content: text parts and image parts (OpenAI/Together or Mistral shape)."""
+def _check_function_call(called: Any, role: Any, where: str) -> int:
+    if role != "assistant":
+        raise _Bad(where, "only assistant messages may call functions")
+    return _check_function(called, where)
+
+
+def _check_function(fn: Any, where: str) -> int:
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise _Bad(where, "must be an object with a string name")
+    arguments = fn.get("arguments")
+    return len(arguments) if isinstance(arguments, str) else 0  # arguments are trained on
+
+
+def _check_parts(
+    parts: list[Any], where: str, rules: ProviderRules, prompt: bool
+) -> tuple[int, int]:
+    """Multimodal content: text and image parts; (characters, images). ``prompt`` means a
+    DPO input, where a provider may refuse images it takes in sft data."""
     if not parts:
         raise _Bad(where, "must not be an empty list")
-    chars = 0
+    chars = images = 0
     for j, part in enumerate(parts):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text":
@@ -338,21 +569,30 @@ def _check_parts(parts: list[Any], where: str) -> int:
                 raise _Bad(f"{where}[{j}].text", f"must be a string, got {_kind(text)}")
             chars += len(text)
         elif kind == "image_url":
+            if not (rules.preference_images if prompt else rules.images):
+                why = "DPO data is text-only" if prompt else "images are not supported"
+                raise _Bad(f"{where}[{j}].type", f"{rules.name}: {why}")
             image = part.get("image_url")
-            url = image.get("url") if isinstance(image, dict) else image  # Mistral: a string
+            if isinstance(image, dict):
+                url = image.get("url")
+            elif rules.bare_image_urls:  # Mistral's documented shape: a string
+                url = image
+            else:
+                raise _Bad(f"{where}[{j}].image_url", f"{rules.name}: must be {{url: string}}")
             if not isinstance(url, str) or not url:
                 raise _Bad(f"{where}[{j}].image_url", "must be {url: string} or a URL string")
+            images += 1
         else:
             raise _Bad(f"{where}[{j}].type", f"must be text or image_url, got {_show(kind)}")
-    return chars
+    return chars, images
 
 
-def _check_preference(record: dict[str, Any]) -> tuple[int, bool]:
+def _check_preference(record: dict[str, Any], rules: ProviderRules) -> tuple[int, bool]:
     given = record["input"]
     if not isinstance(given, dict):
         raise _Bad("input", f"must be an object with messages, got {_kind(given)}")
-    chars, tools = _check_messages(given.get("messages"), "input.messages", prompt=True)
-    tools = _check_tools(given, "input.tools") or tools
+    chars, tools = _check_messages(given.get("messages"), "input.messages", rules, prompt=True)
+    tools = _check_tools(given, "input.", rules) or tools
     for key in ("preferred_output", "non_preferred_output"):
         out = record[key]
         if not isinstance(out, list) or len(out) != 1:

@@ -111,6 +111,8 @@ def desired_state(specs: SpecSet, root: Path, names: Iterable[str] | None = None
                         spec_file=spec.file,
                         spec_line=spec.line_of("spec", key),
                         method=s.method,
+                        provider=s.provider,
+                        role="training" if key == "training_file" else "validation",
                     )
                 )
             except SpecError as exc:

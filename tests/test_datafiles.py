@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ FIELD = "spec.training_file"
 CHAT = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
 INSTRUCTION = {"prompt": "2+2=", "completion": "4"}
 TEXT = {"text": "The quick brown fox."}
-PREFERENCE = {
+PREFERENCE: dict[str, Any] = {
     "input": {"messages": [{"role": "user", "content": "Say hi"}]},
     "preferred_output": [{"role": "assistant", "content": "Hi!"}],
     "non_preferred_output": [{"role": "assistant", "content": "No."}],
@@ -159,7 +160,7 @@ VIOLATIONS = [
     ({"messages": []}, "messages", "non-empty list"),
     ({"messages": "hi"}, "messages", "non-empty list"),
     ({"messages": ["hi", "there"]}, "messages[0]", "message object"),
-    (msgs(("bot", "x"), A), "messages[0].role", "must be one of"),
+    (msgs(("bot", "x"), A), "messages[0].role", "together: role 'bot' is not one of"),
     ({"messages": [{"content": "x"}]}, "messages[0].role", "got null"),
     (msgs(A, U), "messages[0].role", "first message must be system or user"),
     (msgs(("system", "s"), A), "messages[1].role", "system must be followed by user"),
@@ -467,7 +468,7 @@ def test_too_few_records_is_an_error_at_the_spec(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         check(path, min_records=10)
     assert (info.value.file, info.value.line, info.value.field) == (SPEC, 12, FIELD)
-    assert "9 records, fewer than the 10" in info.value.message
+    assert info.value.message == f"together needs at least 10 training examples, {path} has 9"
     assert check(write(tmp_path, [TEXT] * 10), min_records=10).records == 10
 
 
@@ -504,6 +505,460 @@ def test_module_stays_pure() -> None:
         "typing",
         "reconciler",
     }
+
+
+# -- provider rules -----------------------------------------------------------------
+
+LABELLED_TEXT = {"text": "Great product!", "labels": {"sentiment": "positive"}}
+LABELLED_CHAT = {
+    "messages": [{"role": "user", "content": "Refund please"}],
+    "labels": {"intent": ["refund", "billing"]},
+}
+ENOUGH = 10  # OpenAI's minimum, so one file of the same record fits every provider
+
+
+@pytest.mark.parametrize(
+    ("provider", "record", "fmt", "method"),
+    [
+        ("together", CHAT, DataFormat.CONVERSATIONAL, "sft"),
+        ("together", INSTRUCTION, DataFormat.INSTRUCTION, "sft"),
+        ("together", TEXT, DataFormat.TEXT, "sft"),
+        ("together", PREFERENCE, DataFormat.PREFERENCE, "dpo"),
+        ("openai", CHAT, DataFormat.CONVERSATIONAL, "sft"),
+        ("openai", INSTRUCTION, DataFormat.INSTRUCTION, "sft"),  # babbage-002, davinci-002
+        ("openai", PREFERENCE, DataFormat.PREFERENCE, "dpo"),
+        ("mistral", CHAT, DataFormat.CONVERSATIONAL, "sft"),
+        ("mistral", LABELLED_TEXT, DataFormat.TEXT, "sft"),  # classifier
+        ("mistral", LABELLED_CHAT, DataFormat.CONVERSATIONAL, "sft"),  # classifier, no answer
+        ("mistral", CHAT, DataFormat.CONVERSATIONAL, "dpo"),  # the method is refused elsewhere
+    ],
+)
+def test_each_provider_accepts_its_formats(
+    tmp_path: Path, provider: str, record: Any, fmt: DataFormat, method: str
+) -> None:
+    report = check(write(tmp_path, [record] * ENOUGH), provider=provider, method=method)
+    assert (report.format, report.records) == (fmt, ENOUGH)
+
+
+@pytest.mark.parametrize(
+    ("provider", "record", "method", "message"),
+    [
+        (
+            "openai",
+            TEXT,
+            "sft",
+            "openai does not accept text data: use messages"
+            " (or prompt+completion for babbage-002 and davinci-002)",
+        ),
+        ("openai", LABELLED_TEXT, "sft", "openai does not accept text data"),
+        (
+            "mistral",
+            INSTRUCTION,
+            "sft",
+            "mistral does not accept instruction (prompt/completion) data: use messages",
+        ),
+        (
+            "mistral",
+            TEXT,
+            "sft",
+            "mistral does not accept text data without labels (classifier records): use messages",
+        ),
+        ("mistral", PREFERENCE, "sft", "mistral does not accept preference data"),
+        ("mistral", PREFERENCE, "dpo", "mistral does not accept preference data"),
+        # the format is what is wrong, so it is said before the record's content
+        ("openai", {"text": 5}, "sft", "openai does not accept text data"),
+        ("mistral", {"prompt": "p"}, "sft", "mistral does not accept instruction"),
+    ],
+)
+def test_a_format_a_provider_refuses_is_named_at_its_line(
+    tmp_path: Path, provider: str, record: Any, method: str, message: str
+) -> None:
+    path = write(tmp_path, ["", record, record])
+    err = error(path, provider=provider, method=method)
+    assert (err.file, err.line, err.field) == (path, 2, None)
+    assert err.message.startswith(message)
+    assert str(err) == f"{path}:2: {err.message}"
+
+
+def test_a_later_unlabelled_text_record_is_refused_by_mistral(tmp_path: Path) -> None:
+    err = error(write(tmp_path, [LABELLED_TEXT, LABELLED_TEXT, TEXT]), provider="mistral")
+    assert err.line == 3
+    assert "mistral does not accept text data without labels" in err.message
+
+
+@pytest.mark.parametrize(
+    ("labels", "key", "words"),
+    [
+        ("positive", "labels", "mistral: must be an object of target: label"),
+        ({}, "labels", "mistral: must be an object"),
+        ({"sentiment": 1}, "labels.sentiment", "mistral: must be a label or a non-empty list"),
+        ({"sentiment": []}, "labels.sentiment", "non-empty list of labels"),
+        ({"sentiment": ["a", None]}, "labels.sentiment", "non-empty list of labels"),
+    ],
+)
+def test_mistral_classifier_labels_are_checked(
+    tmp_path: Path, labels: Any, key: str, words: str
+) -> None:
+    for record in ({"text": "t", "labels": labels}, {**CHAT, "labels": labels}):
+        path = write(tmp_path, [record])
+        err = error(path, provider="mistral")
+        assert (err.line, err.field) == (1, key)
+        assert words in err.message
+    # elsewhere labels are a key like any other: they ride along
+    assert check(write(tmp_path, [{"text": "t", "labels": labels}])).records == 1
+
+
+def test_the_role_message_names_the_provider_and_its_roles(tmp_path: Path) -> None:
+    robot = {"messages": [{"role": "user", "content": "u"}, {"role": "robot", "content": "r"}]}
+    path = write(tmp_path, [CHAT, CHAT, robot], name="x.jsonl")
+    err = error(path, provider="openai")
+    assert str(err) == (
+        f"{path}:3: messages[1].role: openai: role 'robot' is not one of system, user,"
+        f" assistant, tool, function ({FIELD} of {SPEC})"
+    )
+    for provider in ("together", "mistral"):
+        err = error(path, provider=provider)
+        assert err.message.startswith(
+            f"{provider}: role 'robot' is not one of system, user, assistant, tool ("
+        )
+
+
+FUNCTION_CALL = {"name": "lookup", "arguments": '{"q": "x"}'}
+LEGACY = {
+    "messages": [
+        {"role": "user", "content": "Find x"},
+        {"role": "assistant", "function_call": FUNCTION_CALL},
+        {"role": "function", "name": "lookup", "content": "found"},
+        {"role": "assistant", "content": "Here it is."},
+    ],
+    "functions": [{"name": "lookup", "parameters": {}}],
+}
+
+
+def test_openai_takes_legacy_function_calling(tmp_path: Path) -> None:
+    report = check(write(tmp_path, [LEGACY] * ENOUGH), provider="openai")
+    assert report.has_tools is True
+    # "Find x" + arguments + "found" + "Here it is." = 6 + 10 + 5 + 11 characters
+    assert report.approx_tokens == ENOUGH * 8
+
+
+@pytest.mark.parametrize(
+    ("provider", "record", "key", "message"),
+    [
+        ("together", LEGACY, "messages[1].function_call", "together: function_call is not"),
+        (
+            "mistral",
+            {**CHAT, "functions": []},
+            "functions",
+            "mistral: functions is not supported: use tools",
+        ),
+        (
+            "together",
+            {**CHAT, "functions": [{"name": "f"}]},
+            "functions",
+            "together: functions is not supported",
+        ),
+        ("openai", {**CHAT, "functions": "f"}, "functions", "list of function definitions"),
+        (
+            "openai",
+            {"messages": [{"role": "user", "content": "u"}, {"role": "function", "content": "f"}]},
+            "messages[1].role",
+            "user must be followed by assistant, got function",
+        ),
+        (
+            "openai",
+            {
+                "messages": [
+                    {"role": "user", "content": "u"},
+                    {"role": "assistant", "function_call": FUNCTION_CALL},
+                    {"role": "tool", "content": "t"},
+                ]
+            },
+            "messages[2].role",
+            "function_call must be followed by function or user, got tool",
+        ),
+        (
+            "openai",
+            {
+                "messages": [
+                    {"role": "user", "content": "u", "function_call": FUNCTION_CALL},
+                    {"role": "assistant", "content": "a"},
+                ]
+            },
+            "messages[0].function_call",
+            "only assistant messages may call functions",
+        ),
+        (
+            "openai",
+            {
+                "messages": [
+                    {"role": "user", "content": "u"},
+                    {"role": "assistant", "function_call": {}},
+                ]
+            },
+            "messages[1].function_call",
+            "string name",
+        ),
+        ("openai", {**CHAT, "parallel_tool_calls": "yes"}, "parallel_tool_calls", "true or false"),
+        (
+            "together",
+            {**PREFERENCE, "input": {**PREFERENCE["input"], "parallel_tool_calls": 1}},
+            "input.parallel_tool_calls",
+            "true or false",
+        ),
+    ],
+)
+def test_tool_and_function_rules(
+    tmp_path: Path, provider: str, record: Any, key: str, message: str
+) -> None:
+    method = "dpo" if "input" in record else "sft"
+    err = error(write(tmp_path, [record]), provider=provider, method=method)
+    assert (err.line, err.field) == (1, key)
+    assert message in err.message
+
+
+@pytest.mark.parametrize("provider", ["together", "openai", "mistral"])
+def test_weights_tools_and_parallel_calls_pass_everywhere(tmp_path: Path, provider: str) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    record = {
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "tool_calls": [call], "weight": 0},
+            {"role": "tool", "content": "sunny", "tool_call_id": "c1"},
+            {"role": "assistant", "content": "Sunny.", "weight": 1},
+        ],
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "parallel_tool_calls": False,
+    }
+    assert check(write(tmp_path, [record] * ENOUGH), provider=provider).has_tools is True
+    bad = {"messages": [U, {"role": "assistant", "content": "a", "weight": 0.5}]}
+    err = error(write(tmp_path, [_fix(bad)], name="w.jsonl"), provider=provider)
+    assert err.field == "messages[1].weight"
+    assert err.message.startswith("must be 0 or 1, got number (")
+
+
+@pytest.mark.parametrize(
+    ("change", "record", "key", "message"),
+    [
+        (
+            {"weights": False},
+            {"messages": [_fix(U), {"role": "assistant", "content": "a", "weight": 1}]},
+            "messages[1].weight",
+            "together: message weights are not supported",
+        ),
+        ({"tools": False}, {**CHAT, "tools": []}, "tools", "together: tools are not supported"),
+        (
+            {"tools": False},
+            {"messages": [_fix(U), {"role": "assistant", "tool_calls": [{}]}]},
+            "messages[1].tool_calls",
+            "together: tool calls are not supported",
+        ),
+        (
+            {"images": False},
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "u"}]}]},
+            "messages[0].content[0].type",
+            "together: images are not supported",
+        ),
+    ],
+)
+def test_a_rule_switched_off_in_the_table_refuses_with_the_provider_named(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    change: dict[str, Any],
+    record: Any,
+    key: str,
+    message: str,
+) -> None:
+    monkeypatch.setitem(datafiles.RULES, "together", replace(datafiles.RULES["together"], **change))
+    err = error(write(tmp_path, [record]))
+    assert (err.field, err.message.split(" (")[0]) == (key, message)
+
+
+def _image(url: Any) -> dict[str, Any]:
+    return {"type": "image_url", "image_url": url}
+
+
+def _picture_chat(*images: Any) -> dict[str, Any]:
+    content = [{"type": "text", "text": "What is this?"}, *(_image(i) for i in images)]
+    return {"messages": [{"role": "user", "content": content}, A]}
+
+
+@pytest.mark.parametrize(
+    ("provider", "record", "method", "key", "message"),
+    [
+        (
+            "openai",
+            _picture_chat("https://x/cat.png"),
+            "sft",
+            "messages[0].content[1].image_url",
+            "openai: must be {url: string}",
+        ),
+        (
+            "openai",
+            {
+                **PREFERENCE,
+                "input": {"messages": [{"role": "user", "content": [_image({"url": "u"})]}]},
+            },
+            "dpo",
+            "input.messages[0].content[0].type",
+            "openai: DPO data is text-only",
+        ),
+        (
+            "together",
+            _picture_chat(*[{"url": f"https://x/{n}.png"} for n in range(11)]),
+            "sft",
+            "messages",
+            "together: at most 10 images an example, this has 11",
+        ),
+    ],
+)
+def test_image_rules(
+    tmp_path: Path, provider: str, record: Any, method: str, key: str, message: str
+) -> None:
+    err = error(write(tmp_path, [_fix(record)]), provider=provider, method=method)
+    assert (err.line, err.field) == (1, key)
+    assert err.message.startswith(message)
+
+
+def test_images_each_provider_takes(tmp_path: Path) -> None:
+    url = {"url": "data:image/png;base64,AAAA"}
+    openai = [_fix(_picture_chat(url))] * ENOUGH
+    assert check(write(tmp_path, openai), provider="openai").records == ENOUGH
+    mistral = [_fix(_picture_chat("data:image/png;base64,AAAA", url))]  # both shapes
+    assert check(write(tmp_path, mistral), provider="mistral").records == 1
+    ten = [_fix(_picture_chat(*[url] * 10))]
+    assert check(write(tmp_path, ten)).records == 1
+    preference = {**PREFERENCE, "input": {"messages": [_fix(_picture_chat(url))["messages"][0]]}}
+    assert check(write(tmp_path, [preference]), method="dpo").records == 1  # together
+
+
+def test_openai_needs_ten_training_examples(tmp_path: Path) -> None:
+    path = write(tmp_path, [CHAT] * 9)
+    with pytest.raises(SpecError) as info:
+        check(path, provider="openai")
+    err = info.value
+    assert (err.file, err.line, err.field) == (SPEC, 12, FIELD)
+    assert str(err) == (
+        f"{SPEC}:12: {FIELD}: openai needs at least 10 training examples, {path} has 9"
+    )
+    assert check(write(tmp_path, [CHAT] * 10, name="ten.jsonl"), provider="openai").records == 10
+    # a validation file has no such minimum, and the other providers take one example
+    validation = check(path, provider="openai", role="validation", field="spec.validation_file")
+    assert validation.records == 9
+    for provider in ("together", "mistral"):
+        assert check(write(tmp_path, [CHAT], name="one.jsonl"), provider=provider).records == 1
+
+
+def test_min_records_overrides_the_provider(tmp_path: Path) -> None:
+    path = write(tmp_path, [CHAT] * 3)
+    assert check(path, provider="openai", min_records=3).records == 3
+    with pytest.raises(SpecError) as info:
+        check(path, provider="mistral", role="validation", min_records=4)
+    assert info.value.message == f"mistral needs at least 4 validation examples, {path} has 3"
+
+
+def test_the_table_holds_each_providers_figures() -> None:
+    rules = datafiles.RULES
+    assert (rules["openai"].min_training, rules["openai"].max_bytes) == (
+        10,
+        8 * 1024 * 1024 * 1024,
+    )  # Uploads API
+    assert (rules["mistral"].min_training, rules["mistral"].max_bytes) == (1, 512 * 1024 * 1024)
+    assert (rules["together"].min_training, rules["together"].max_bytes) == (1, 50_100_000_000)
+    assert rules["openai"].next_roles["an assistant message with tool_calls"] == ("tool", "user")
+    assert rules["together"].next_roles["an assistant message with function_call"] == ("user",)
+
+
+@pytest.mark.parametrize(
+    ("provider", "limit", "shown"),
+    [("openai", 1024 * 1024, "1 MB"), ("together", 1_000_000_000, "1 GB"), ("mistral", 20, None)],
+)
+def test_the_size_limit_comes_from_the_provider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider: str, limit: int, shown: str | None
+) -> None:
+    path = tmp_path / "big.jsonl"
+    with path.open("wb") as f:  # sparse: a size over the limit without writing it
+        f.truncate(limit + 1)
+    rules = replace(datafiles.RULES[provider], max_bytes=limit)
+    monkeypatch.setitem(datafiles.RULES, provider, rules)
+    with pytest.raises(SpecError) as info:
+        check(path, provider=provider)
+    assert (info.value.file, info.value.line, info.value.field) == (SPEC, 12, FIELD)
+    over = f"{provider}: data file is {limit + 1} bytes, over the {limit} limit"
+    expected = f"{over} ({shown}): {path}" if shown else f"{over}: {path}"
+    assert info.value.message == expected
+
+
+def test_mistral_advises_a_small_validation_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, [CHAT] * 20)
+    size = path.stat().st_size
+    rules = replace(datafiles.RULES["mistral"], advised_validation_bytes=size - 1)
+    monkeypatch.setitem(datafiles.RULES, "mistral", rules)
+    report = check(path, provider="mistral", role="validation", field="spec.validation_file")
+    assert report.notes == (
+        f"mistral advises a validation file of at most {size - 1} bytes: {path} is {size} bytes",
+    )
+    assert check(path, provider="mistral").notes == ()  # training data: no advice
+    assert check(path, role="validation").notes == ()  # together: none
+
+
+def test_unknown_provider_or_role_is_a_caller_bug(tmp_path: Path) -> None:
+    path = write(tmp_path, [CHAT])
+    with pytest.raises(ValueError, match="cohere"):
+        check(path, provider="cohere")
+    with pytest.raises(ValueError, match="testing"):
+        check(path, role="testing")
+
+
+def test_validate_refuses_a_small_openai_file_and_a_bad_record(tmp_path: Path) -> None:
+    """Through ``desired_state``, as ``validate`` and ``plan`` run it: one line each."""
+    from reconciler.loader import load_tree
+    from reconciler.validation import desired_state
+
+    root = tmp_path / "specs"
+    (root / "data").mkdir(parents=True)
+    write(root / "data", [CHAT] * 3, name="x.jsonl")
+    robot = {"messages": [{"role": "user", "content": "u"}, {"role": "robot", "content": "r"}]}
+    write(root / "data", [CHAT] * 9 + [robot] + [CHAT] * 2, name="y.jsonl")
+    write(root / "data", [CHAT] * 2, name="val.jsonl")  # no minimum for validation
+    for name, data in (("a", "x"), ("b", "y")):
+        (root / f"{name}.yaml").write_text(
+            "apiVersion: reconciler/v1\n"
+            "kind: FineTuneJob\n"
+            "metadata:\n"
+            f"  name: {name}\n"
+            "spec:\n"
+            "  provider: openai\n"
+            "  model: gpt-4.1-mini-2025-04-14\n"
+            f"  training_file: data/{data}.jsonl\n"
+            "  validation_file: data/val.jsonl\n"
+            "  hyperparameters: {epochs: 2, learning_rate_multiplier: 1.5}\n"
+        )
+    state = desired_state(load_tree([root]), root)
+    assert state.jobs == []
+    shown = [e.render().replace(f"{root}/", "") for e in state.errors]
+    assert shown == [
+        "a.yaml:8: spec.training_file: openai needs at least 10 training examples,"
+        " data/x.jsonl has 3",
+        "data/y.jsonl:10: messages[1].role: openai: role 'robot' is not one of system, user,"
+        " assistant, tool, function (spec.training_file of b.yaml)",
+    ]
+    assert all("\n" not in line for line in shown)
+    # three examples are enough at Together: the minimum is the provider's
+    (root / "b.yaml").unlink()
+    spec = root / "a.yaml"
+    spec.write_text(
+        spec.read_text()
+        .replace("openai", "together")
+        .replace("gpt-4.1-mini-2025-04-14", "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference")
+        .replace("learning_rate_multiplier: 1.5", "learning_rate: 1.0e-5")
+    )
+    state = desired_state(load_tree([root]), root)
+    assert state.errors == []
+    assert [j.name for j in state.jobs] == ["a"]
+    assert [r.records for r in state.reports["a"] if r] == [3, 2]
 
 
 # -- properties ---------------------------------------------------------------------
