@@ -138,9 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--adopt-grace",
         type=float,
-        default=60.0,
+        default=120.0,
         metavar="S",
-        help="how long a tag missing from a provider's list may still be list lag (default 60)",
+        help="how long a tag missing from a provider's list may still be list lag (default 120)",
     )
 
     p = command("status", "every spec: phase, provider job, progress, model, last error")

@@ -129,6 +129,11 @@ class WriterLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = self._read_holder(fd)
+            for _ in range(5):  # the holder writes its name just after locking: give it a moment
+                if holder != "another process":
+                    break
+                time.sleep(0.01)
+                holder = self._read_holder(fd)
             os.close(fd)
             raise LockedError(
                 f"ledger {self.path.with_suffix('')} is locked by {holder}; "

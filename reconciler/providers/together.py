@@ -421,7 +421,15 @@ class TogetherDriver:
         )
         if response.status_code == 409:
             file_id = _conflict_file_id(response)
-            return self._wait_ready(self.api.json("GET", f"files/{file_id}"), file_id, name)
+            info = self.api.json("GET", f"files/{file_id}")
+            if (
+                isinstance(info, Mapping)
+                and str(info.get("processing_status", "")).upper() == "PENDING"
+            ):
+                # an earlier upload died between its PUT and preprocess: finish it now
+                body = _json_or_none(self.api.request("POST", f"files/{file_id}/preprocess"))
+                info = body if isinstance(body, Mapping) and body.get("id") else info
+            return self._wait_ready(info, file_id, name)
         if response.status_code != 302:
             body = _json_or_none(response)
             if isinstance(body, Mapping) and body.get("id"):  # a server that took it directly
