@@ -95,6 +95,7 @@ def desired_state(specs: SpecSet, root: Path, names: Iterable[str] | None = None
     """Check every loaded spec and its data; return the valid ones as ``DesiredJob``s."""
     state = DesiredState(errors=list(specs.errors))
     resolved: dict[tuple[Path, str], Path] = {}
+    shown: dict[Path, Path] = {}
     checked: dict[tuple[Path, str, str, str], DataFileReport] = {}
     wanted = set(names) if names is not None else None
     for spec in specs:
@@ -118,7 +119,9 @@ def desired_state(specs: SpecSet, root: Path, names: Iterable[str] | None = None
                 reports.append(None)
                 continue
             try:
-                path = _resolve_data(spec, key, value, root, resolved)
+                # shown (and opened) relative to the working directory, like the spec files
+                real = _resolve_data(spec, key, value, root, resolved)
+                path = shown.get(real) or shown.setdefault(real, display_path(real))
                 role: Literal["training", "validation"] = (
                     "training" if key == "training_file" else "validation"
                 )

@@ -262,3 +262,53 @@ def test_plan_shows_the_estimate_and_marks_what_the_budget_refuses(
     assert refused["cheap"] is None and refused["dear"].startswith("estimate $")
     assert all(a["estimate_basis"].startswith("offline estimate") for a in doc["actions"])
     assert doc["estimated_new_spend_usd"] > 0
+
+
+def test_provider_rules_refuse_before_anything_is_uploaded(
+    tree: SpecTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from support import CONVERSATION
+
+    tree.data("data/twelve.jsonl", [CONVERSATION] * 12)
+    tree.data(
+        "data/prefs.jsonl",
+        [
+            {
+                "input": {"messages": [{"role": "user", "content": "hi"}]},
+                "preferred_output": [{"role": "assistant", "content": "hello"}],
+                "non_preferred_output": [{"role": "assistant", "content": "go away"}],
+            }
+        ],
+    )
+    tree.spec(
+        "mi-dpo",
+        provider="mistral",
+        model="open-mistral-7b",
+        training_file="data/prefs.jsonl",
+        method="dpo",
+        hyperparameters={"epochs": 1},
+    )
+    tree.spec(
+        "oa-epochs",
+        provider="openai",
+        model="gpt-4.1-mini-2025-04-14",
+        training_file="data/twelve.jsonl",
+        hyperparameters={"epochs": 60, "learning_rate_multiplier": 1.5},
+    )
+    tree.spec(
+        "oa-lr",
+        provider="openai",
+        model="gpt-4.1-mini-2025-04-14",
+        training_file="data/twelve.jsonl",
+        hyperparameters={"epochs": 2, "learning_rate": 1e-5},
+    )
+    assert run(tree, "validate") == 1
+    err = capsys.readouterr().err
+    assert "mi-dpo.yaml:" in err
+    assert "spec.method: mistral supports supervised fine-tuning only (no DPO)" in err
+    assert "prefs.jsonl:1: mistral does not accept preference data" in err
+    assert "oa-epochs.yaml" in err and "spec.hyperparameters.epochs" in err and "openai" in err
+    assert "oa-lr.yaml" in err and "learning_rate_multiplier" in err
+    assert "Traceback" not in err
+    assert run(tree, "apply", "--yes") == 1  # refused before any key or call is needed
+    assert not (tree.root.parent / "state").exists()
