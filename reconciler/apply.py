@@ -322,8 +322,8 @@ class Executor:
         """The provider's own price for this create (Together's estimate-price) when it
         has one, checked against the spec's budget; else the offline estimate."""
         estimate = getattr(self.drivers.get(want.spec.provider), "estimate_price", None)
-        if estimate is None:
-            return action.estimated_cost_usd
+        if estimate is None or want.spec.policy.budget_usd is None:
+            return action.estimated_cost_usd  # the provider's price matters only to a budget
         request = create_request(
             want.name,
             want.spec,

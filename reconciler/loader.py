@@ -9,6 +9,7 @@ A pydantic error is mapped back to the line of the offending key.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import gc
 import os
@@ -87,15 +88,35 @@ class LoadedSpec:
     job: FineTuneJob
     file: Path  # as the user named it (relative when under the working directory)
     line: int  # 1-based line of the document start
-    node: yaml.MappingNode = field(repr=False, compare=False)
+    # the line of each key down to three levels (spec.from.job); the node tree itself is
+    # not kept: ten thousand of them cost 150 MB and a slow garbage collector
+    lines: dict[tuple[str, ...], int] = field(repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.job.metadata.name
 
-    def line_of(self, *path: str | int) -> int:
+    def line_of(self, *path: str) -> int:
         """The line of the key at ``path`` (or of its nearest present parent)."""
-        return _locate(self.node, path)[0]
+        for end in range(len(path), 0, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return self.line
+
+
+def _key_lines(
+    node: yaml.Node, prefix: tuple[str, ...] = (), depth: int = 3
+) -> dict[tuple[str, ...], int]:
+    out: dict[tuple[str, ...], int] = {}
+    if not isinstance(node, yaml.MappingNode) or depth == 0:
+        return out
+    for key, value in node.value:
+        if isinstance(key, yaml.ScalarNode):
+            path = (*prefix, str(key.value))
+            out[path] = _line(key)
+            out.update(_key_lines(value, path, depth - 1))
+    return out
 
 
 def _line(node: yaml.Node) -> int:
@@ -357,7 +378,7 @@ def _load_document(node: yaml.Node, file: Path) -> LoadedSpec:
         )
     data = _Builder(file).build(node)
     job = FineTuneJob.model_validate(data)
-    return LoadedSpec(job=job, file=file, line=_line(node), node=node)
+    return LoadedSpec(job=job, file=file, line=_line(node), lines=_key_lines(node))
 
 
 @dataclass
@@ -372,23 +393,51 @@ class SpecSet:
         return iter(self.specs.values())
 
 
-def load_tree(paths: Iterable[Path]) -> SpecSet:
+# path → ((mtime_ns, size), specs, errors): a daemon re-reads only the files that changed
+FileCache = dict[Path, tuple[tuple[int, int], list[LoadedSpec], list[SpecError]]]
+
+
+def load_tree(paths: Iterable[Path], cache: FileCache | None = None) -> SpecSet:
     """Load every spec file under ``paths``; names must be unique across all of them."""
     result = SpecSet()
-    cwd = Path.cwd().resolve()
-    # a bulk load allocates millions of short-lived objects and no cycles worth chasing:
-    # the cyclic collector would triple pydantic's time (DESIGN §10)
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        _load_into(result, paths, cwd)
-    finally:
-        if collecting:
-            gc.enable()
+    with paused_gc():
+        _load_into(result, paths, Path.cwd().resolve(), cache)
     return result
 
 
-def _load_into(result: SpecSet, paths: Iterable[Path], cwd: Path) -> None:
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection during a bulk load: it allocates millions of
+    short-lived objects and no cycles worth chasing, and the collector would triple
+    pydantic's time (DESIGN §10). Reference counting still frees everything."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load_cached(
+    path: Path, shown: Path, cache: FileCache | None
+) -> tuple[list[LoadedSpec], list[SpecError]]:
+    if cache is None:
+        return load_file(path, shown)
+    try:
+        st = path.stat()
+        key = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return load_file(path, shown)
+    hit = cache.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1], hit[2]
+    specs, errors = load_file(path, shown)
+    cache[path] = (key, specs, errors)
+    return specs, errors
+
+
+def _load_into(result: SpecSet, paths: Iterable[Path], cwd: Path, cache: FileCache | None) -> None:
     for root in paths:
         if not root.exists():
             result.errors.append(SpecError("no such file or directory", display_path(root, cwd)))
@@ -400,7 +449,7 @@ def _load_into(result: SpecSet, paths: Iterable[Path], cwd: Path) -> None:
         for path in discover(root):
             result.files.append(path)
             shown = shown_root / path.relative_to(root) if is_dir else shown_root
-            specs, errors = load_file(path, shown)
+            specs, errors = _load_cached(path, shown, cache)
             result.errors.extend(errors)
             for spec in specs:
                 first = result.specs.get(spec.name)

@@ -15,7 +15,7 @@ from typing import Literal
 from .cost import estimate
 from .datafiles import DataFileReport, check_data_file
 from .errors import SpecError
-from .loader import LoadedSpec, SpecSet, display_path
+from .loader import LoadedSpec, SpecSet, display_path, paused_gc
 from .plan import DesiredJob
 from .providers.base import create_request
 
@@ -91,12 +91,29 @@ def _provider_rules(spec: LoadedSpec) -> list[SpecError]:
     return out
 
 
-def desired_state(specs: SpecSet, root: Path, names: Iterable[str] | None = None) -> DesiredState:
+# (path, mtime_ns, size, method, provider, role) → report: a data file is checked once
+# per content and rule set, across the passes of a daemon too
+DataCache = dict[tuple[Path, int, int, str, str, str], DataFileReport]
+
+
+def desired_state(
+    specs: SpecSet,
+    root: Path,
+    names: Iterable[str] | None = None,
+    cache: DataCache | None = None,
+) -> DesiredState:
     """Check every loaded spec and its data; return the valid ones as ``DesiredJob``s."""
+    with paused_gc():
+        return _desired_state(specs, root, names, {} if cache is None else cache)
+
+
+def _desired_state(
+    specs: SpecSet, root: Path, names: Iterable[str] | None, checked: DataCache
+) -> DesiredState:
     state = DesiredState(errors=list(specs.errors))
     resolved: dict[tuple[Path, str], Path] = {}
     shown: dict[Path, Path] = {}
-    checked: dict[tuple[Path, str, str, str], DataFileReport] = {}
+    stats: dict[Path, tuple[int, int]] = {}
     wanted = set(names) if names is not None else None
     for spec in specs:
         if wanted is not None and spec.name not in wanted:
@@ -126,7 +143,14 @@ def desired_state(specs: SpecSet, root: Path, names: Iterable[str] | None = None
                     "training" if key == "training_file" else "validation"
                 )
                 # a data file shared by many specs is read and checked once per rule set
-                check_key = (path, s.method, s.provider, role)
+                stat = stats.get(path)
+                if stat is None:
+                    try:
+                        st = path.stat()
+                        stat = stats[path] = (st.st_mtime_ns, st.st_size)
+                    except OSError:
+                        stat = (0, -1)  # missing: check_data_file says so, at the spec line
+                check_key = (path, *stat, s.method, s.provider, role)
                 report = checked.get(check_key)
                 if report is None:
                     report = checked[check_key] = check_data_file(

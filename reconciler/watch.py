@@ -59,6 +59,9 @@ class Source:
     git_ref: str | None = None
     commit: str | None = None
     _snapshot: Any = None
+    # unchanged spec files are not re-parsed, unchanged data files not re-checked
+    _files: dict[Any, Any] = field(default_factory=dict)
+    _data: dict[Any, Any] = field(default_factory=dict)
 
     def load(self) -> tuple[DesiredState, Path]:
         root = self.specs
@@ -70,7 +73,8 @@ class Source:
             self._snapshot = export(self.specs, self.git_ref)
             self.commit = self._snapshot.commit
             root = self._snapshot.specs_dir
-        return desired_state(load_tree([root]), root), root
+        specs = load_tree([root], cache=self._files)
+        return desired_state(specs, root, cache=self._data), root
 
     def commit_of(self, spec_file: str) -> str | None:
         """Provenance: the commit being reconciled, or the working tree's (``-dirty``)."""
