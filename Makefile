@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: demo test lint typecheck schema clean venv
+.PHONY: demo test lint typecheck schema clean venv bench
 
 venv: $(STAMP)
 
@@ -24,6 +24,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@$(PY) -m pytest -q
+
+bench: $(STAMP)
+	@$(PY) bench/run.py
 
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check reconciler tests
