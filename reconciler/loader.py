@@ -34,6 +34,7 @@ _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoade
 
 
 _STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
 _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 # plain words with a meaning (YAML 1.1 booleans and null), looked up before any regex
@@ -114,8 +115,9 @@ def _key_lines(
     for key, value in node.value:
         if isinstance(key, yaml.ScalarNode):
             path = (*prefix, str(key.value))
-            out[path] = _line(key)
-            out.update(_key_lines(value, path, depth - 1))
+            out[path] = key.start_mark.line + 1
+            if depth > 1 and isinstance(value, yaml.MappingNode):
+                out.update(_key_lines(value, path, depth - 1))
     return out
 
 
@@ -178,6 +180,11 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", self.file, _line(node))
         if isinstance(node, yaml.ScalarNode):
+            tag = node.tag
+            if tag == _STR:  # the common cases first, without the constructor's machinery
+                return node.value
+            if tag == _INT and node.value.isdigit():
+                return int(node.value)
             if node.tag not in _SCALAR_TAGS:
                 raise SpecError(f"unsupported YAML tag {node.tag}", self.file, _line(node))
             if node.tag == "tag:yaml.org,2002:timestamp":
