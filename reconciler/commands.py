@@ -18,6 +18,7 @@ from .apply import Executor, Outcome, persist_observations, refresh, with_observ
 from .errors import (
     ConfigError,
     EmptyLedgerError,
+    LedgerError,
     ReconcilerError,
     SpecError,
     SpecErrors,
@@ -26,7 +27,7 @@ from .errors import (
 from .ledger import Ledger, WriterLock
 from .loader import SpecSet, display_path, load_tree
 from .log import get as get_logger
-from .plan import Kind, Plan, SpecRecord, make_plan
+from .plan import CREATES, Kind, Plan, SpecRecord, make_plan
 from .providers import DriverPool
 from .providers.base import Phase
 from .redact import scrub
@@ -193,16 +194,66 @@ def _compute_plan(
         drivers = DriverPool(ws.env)
         try:
             fresh = refresh(records, drivers)
+            for provider, err in fresh.errors.items():
+                raise ConfigError(
+                    f"cannot refresh {provider} jobs: {err} "
+                    "(plan --offline plans from the ledger alone)"
+                ) from err
+            records = with_observations(records, fresh.observed, now)
+            state.jobs = _priced(ws, state.jobs, records, drivers, now)
         finally:
             drivers.close()
-        for provider, err in fresh.errors.items():
-            raise ConfigError(
-                f"cannot refresh {provider} jobs: {err} "
-                "(plan --offline plans from the ledger alone)"
-            ) from err
-        records = with_observations(records, fresh.observed, now)
     plan = make_plan(state.jobs, records, now, max_cost=max_cost)
     return plan, {"path": str(ws.ledger), "lineage": lineage, "serial": serial}
+
+
+def _priced(
+    ws: Workspace,
+    jobs: list[Any],
+    records: dict[str, SpecRecord],
+    drivers: DriverPool,
+    now: float,
+) -> list[Any]:
+    """The provider's own price for each create whose data it already holds (Together's
+    estimate-price needs an uploaded file; plan uploads nothing)."""
+    import dataclasses
+
+    from .providers.base import create_request
+
+    if not ws.ledger.exists():
+        return jobs
+    creating = {a.name for a in make_plan(jobs, records, now).actions if a.kind in CREATES}
+    try:
+        ledger = Ledger.open(ws.ledger, readonly=True)
+    except LedgerError:
+        return jobs
+    out = []
+    try:
+        for job in jobs:
+            row = ledger.file_row(job.spec.provider, job.training_sha256)
+            if job.name not in creating or row is None or not row["remote_id"]:
+                out.append(job)
+                continue
+            try:
+                estimate = getattr(drivers.get(job.spec.provider), "estimate_price", None)
+                if estimate is None:
+                    out.append(job)
+                    continue
+                request = create_request(
+                    job.name, job.spec, tag="rc-000000000000", training_file_id=row["remote_id"]
+                )
+                price = estimate(row["remote_id"], request)
+            except ReconcilerError:
+                out.append(job)  # the offline estimate stands
+                continue
+            if price is None:
+                out.append(job)
+                continue
+            basis = f"{job.spec.provider} estimate-price (online)"
+            out.append(dataclasses.replace(job, estimated_cost_usd=price, estimate_basis=basis))
+    finally:
+        ledger.close()
+    return out
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -132,6 +132,8 @@ def plan_lines(plan: Plan, style: _Style, *, show_unchanged: bool = True) -> lis
             f"{style('(' + ', '.join(detail) + ')', 'dim')}"
         )
         lines.append("      " + style(action.reason, "dim"))
+        if action.estimate_basis and action.kind in (Kind.CREATE, Kind.RETRY, Kind.REPLACE):
+            lines.append("      " + style(f"cost: {action.estimate_basis}", "dim"))
         if action.refused:
             lines.append(f"      {style('refused by budget:', 'red')} {action.refused}")
         for change in action.changes:
@@ -176,7 +178,7 @@ def summary_line(plan: Plan) -> str:
         summary += f" Unchanged: {', '.join(waiting)}."
     spend = new_spend(plan)
     if spend is not None:
-        summary += f" Estimated new spend: ~${spend:,.2f} (offline estimate)."
+        summary += f" Estimated new spend: ~${spend:,.2f}."
     refused = [a for a in plan.actions if a.refused]
     if refused:
         summary += f" {len(refused)} refused by budget."

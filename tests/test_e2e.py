@@ -326,3 +326,19 @@ def test_logs_follow_streams_until_the_job_ends(
     lines = out.strip().splitlines()
     assert len(lines) >= 3 and lines[-1].endswith(": completed")
     assert SENTINEL_KEY not in out + err
+
+
+def test_online_plan_prices_a_create_with_the_providers_estimate(
+    cli: Cli, tree: SpecTree, emulator: Emulator
+) -> None:
+    tree.spec("e2e-price")
+    cli("apply", "--yes")  # uploads the data file
+    tree.spec("e2e-price", hyperparameters={"epochs": 2, "learning_rate": 1e-5})
+    doc = json.loads(cli("plan", "--json").stdout)
+    (replace,) = [a for a in doc["actions"] if a["name"] == "e2e-price"]
+    assert replace["kind"] == "replace"
+    assert replace["estimate_basis"] == "together estimate-price (online)"
+    assert replace["estimated_cost_usd"] > 0
+    offline = json.loads(cli("plan", "--json", "--offline").stdout)
+    (same,) = [a for a in offline["actions"] if a["name"] == "e2e-price"]
+    assert same["estimate_basis"].startswith("offline estimate")
