@@ -19,6 +19,11 @@ from ..errors import ErrorKind, ProviderError
 from ..redact import scrub
 from .base import CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob, upload_filename
 from .http import ApiClient, error_message
+from .wire import dicts as _dicts
+from .wire import integer as _int
+from .wire import items as _items
+from .wire import number as _number
+from .wire import text as _str
 
 PROVIDER = "mistral"
 
@@ -166,30 +171,6 @@ def request_problems(req: CreateRequest) -> list[str]:
     return problems
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _dicts(value: Any) -> list[Mapping[str, Any]]:
-    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
-
-
 def _progress(d: Mapping[str, Any]) -> str | None:
     """``step 40/100, loss 0.82`` from the newest checkpoint (detailed jobs only)."""
     points = [c for c in _dicts(d.get("checkpoints")) if _int(c.get("step_number")) is not None]
@@ -297,10 +278,6 @@ def events_from_wire(events: Any) -> list[RemoteEvent]:
         items.reverse()  # so ties keep their order after the stable sort below
     out = [event_from_wire(e) for e in items]
     return sorted(out, key=lambda e: e.created_at if e.created_at is not None else float("-inf"))
-
-
-def _items(body: Any) -> list[Mapping[str, Any]]:
-    return _dicts(body.get("data")) if isinstance(body, Mapping) else []
 
 
 # ---------------------------------------------------------------- the client

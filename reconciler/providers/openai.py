@@ -22,6 +22,10 @@ from ..errors import ErrorKind, ProviderError
 from ..redact import scrub
 from .base import CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob, upload_filename
 from .http import ApiClient, classify, error_message
+from .wire import integer as _int
+from .wire import items as _items
+from .wire import number as _number
+from .wire import text as _str
 
 PROVIDER = "openai"
 
@@ -233,23 +237,6 @@ def request_problems(req: CreateRequest) -> list[str]:
     return problems + _metadata_problems(req)
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    return int(value) if isinstance(value, float) and value.is_integer() else None
-
-
-def _number(value: Any) -> float | None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    return float(value) if ok else None
-
-
 def progress_from_metrics(metrics: Mapping[str, Any]) -> str | None:
     """``step 30/100`` (or ``step 30``) from a metrics event's ``data`` or a checkpoint."""
     step = _int(metrics.get("step"))
@@ -346,11 +333,6 @@ def checkpoint_from_wire(d: Mapping[str, Any]) -> Checkpoint:
         created_at=_number(d.get("created_at")),
         metrics={str(k): v for k, v in numbers.items() if v is not None},
     )
-
-
-def _items(body: Any) -> list[Mapping[str, Any]]:
-    data = body.get("data") if isinstance(body, Mapping) else None
-    return [item for item in data if isinstance(item, Mapping)] if isinstance(data, list) else []
 
 
 def _remote_file(d: Mapping[str, Any], name: str) -> RemoteFile:

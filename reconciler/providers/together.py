@@ -23,6 +23,9 @@ from ..errors import ErrorKind, ProviderError
 from ..redact import scrub
 from .base import CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob, upload_filename
 from .http import ApiClient, parse_retry_after
+from .wire import integer as _int
+from .wire import items as _items
+from .wire import text as _str
 
 PROVIDER = "together"
 
@@ -241,20 +244,6 @@ def request_problems(req: CreateRequest) -> list[str]:
     return problems
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
 def timestamp(value: Any) -> float | None:
     """Unix seconds from an ISO 8601 string or a number; None when absent or unreadable."""
     if isinstance(value, bool) or value is None:
@@ -366,11 +355,6 @@ def _file_error(d: Mapping[str, Any]) -> str:
     if isinstance(report, Mapping) and (error := _str(report.get("error"))):
         return error
     return f"processing status {d.get('processing_status')}"
-
-
-def _items(body: Any) -> list[Mapping[str, Any]]:
-    data = body.get("data") if isinstance(body, Mapping) else body
-    return [item for item in data if isinstance(item, Mapping)] if isinstance(data, list) else []
 
 
 # ---------------------------------------------------------------- the client
