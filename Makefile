@@ -16,7 +16,9 @@ $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) with $(PYTHON)"
 	@$(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@echo "==> installing reconciler and its test tools (log: $(VENV)/install.log)"
+	@$(PY) -m pip install --disable-pip-version-check -e '.[dev]' > $(VENV)/install.log 2>&1 \
+		|| { cat $(VENV)/install.log; echo "error: pip install failed (see above)" >&2; exit 1; }
 	@touch $(STAMP)
 
 demo: $(STAMP)
