@@ -73,7 +73,7 @@ def test_a_plan_with_changes() -> None:
     assert "Specs at commit `0123456789ab`." in md
     assert (
         "**Plan: 1 to create, 1 to replace, 0 to cancel, 0 to adopt, 0 to forget. "
-        "Unchanged: 1 wait, 1 no-op. Estimated new spend: \\~\\$3.75 (offline estimate).**"
+        "Unchanged: 1 wait, 1 no-op. Estimated new spend: \\~\\$3.75.**"
     ) in lines
     assert "| | action | name | provider | reason | estimate | budget |" in lines
     rows = [line for line in lines if line.startswith("| `")]
