@@ -40,7 +40,26 @@ _MAP = "tag:yaml.org,2002:map"
 # plain words with a meaning (YAML 1.1 booleans and null), looked up before any regex
 _WORDS = {
     w: "tag:yaml.org,2002:bool"
-    for w in "yes Yes YES no No NO true True TRUE false False FALSE on On ON off Off OFF".split()
+    for w in [
+        "yes",
+        "Yes",
+        "YES",
+        "no",
+        "No",
+        "NO",
+        "true",
+        "True",
+        "TRUE",
+        "false",
+        "False",
+        "FALSE",
+        "on",
+        "On",
+        "ON",
+        "off",
+        "Off",
+        "OFF",
+    ]
 } | {w: "tag:yaml.org,2002:null" for w in ("~", "null", "Null", "NULL", "")}
 
 

@@ -6,7 +6,6 @@ Import the fixtures explicitly (``from emulator_fixtures import emulator  # noqa
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import json
@@ -17,7 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
+from openapi_check import document, validator
+from openapi_check import require_specs as _require_specs
 
 from reconciler.emulator import EmulatorThread
 
@@ -140,50 +140,16 @@ def tg_status(http: httpx.Client, job_id: str) -> str:
 # ---------------------------------------------------------------- the OpenAPI extracts
 
 
-def _openapi30_nullable(node: Any) -> Any:
-    """``nullable: true`` (OpenAPI 3.0, left in these 3.1 files) → null or the schema."""
-    if isinstance(node, list):
-        return [_openapi30_nullable(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    node = {key: _openapi30_nullable(value) for key, value in node.items()}
-    if node.pop("nullable", None) is True:
-        return {"anyOf": [{"type": "null"}, node]}
-    return node
-
-
-@functools.cache
-def _document(provider: str) -> dict[str, Any]:
-    doc = _openapi30_nullable(yaml.safe_load((SPECS / f"{provider}.yaml").read_text("utf-8")))
-    if provider == "together":
-        # cosine args also match LinearLRSchedulerArgs (no required keys, extras allowed),
-        # so the spec's oneOf rejects every cosine scheduler; anyOf keeps both checks
-        scheduler = doc["components"]["schemas"]["LRScheduler"]["properties"]["lr_scheduler_args"]
-        scheduler["anyOf"] = scheduler.pop("oneOf")
-    return doc  # type: ignore[no-any-return]
-
-
 def require_specs() -> None:
-    if not SPECS.is_dir():
-        pytest.skip(
-            f"{SPECS} not present: the wire-format checks need the providers' OpenAPI extracts"
-        )
+    _require_specs()
+
+
+def _document(provider: str) -> dict[str, Any]:
+    return document(provider)
 
 
 def _validator(provider: str, pointer: str) -> Callable[[Any], None]:
-    from jsonschema import Draft202012Validator
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT202012
-
-    uri = f"urn:{provider}-openapi"
-    resource = Resource.from_contents(
-        copy.deepcopy(_document(provider)), default_specification=DRAFT202012
-    )
-    registry: Registry[Any] = Registry().with_resource(uri, resource)
-    validate: Callable[[Any], None] = Draft202012Validator(
-        {"$ref": f"{uri}#{pointer}"}, registry=registry
-    ).validate
-    return validate
+    return validator(provider, pointer)
 
 
 def conforms(provider: str, schema: str, body: Any) -> None:

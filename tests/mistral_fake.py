@@ -4,16 +4,13 @@ router, and validators built from the official OpenAPI extract in ../shared/prov
 
 from __future__ import annotations
 
-import copy
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import respx
-import yaml
+from openapi_check import document, require_specs, validator
 
 from reconciler.providers.http import ApiClient, make_http_client
 from reconciler.providers.mistral import MistralDriver
@@ -146,43 +143,19 @@ def page(items: list[dict[str, Any]], total: int | None) -> dict[str, Any]:
 # ---------------------------------------------------------------- the OpenAPI extract
 
 
-@functools.cache
 def spec_document() -> dict[str, Any]:
-    # OpenAPI 3.1: its schemas are JSON Schema 2020-12 already (no `nullable` to rewrite);
-    # `discriminator` is an annotation jsonschema ignores, the `const` job_type still decides
-    doc: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
-    return doc
+    # OpenAPI 3.1: JSON Schema 2020-12 already; `discriminator` is an annotation
+    return document("mistral")
 
 
 def need_spec() -> None:
-    if not SPEC_PATH.exists():
-        pytest.skip(
-            "../shared/provider-specs not present: "
-            "wire-format check needs the official OpenAPI extract"
-        )
+    require_specs("mistral")
 
 
 def spec_validator(pointer: str) -> Callable[[Any], None]:
-    """A function raising ``ValidationError`` unless an instance fits the schema at
-    ``pointer`` (a JSON pointer into the spec); skips the test when the spec is absent."""
-    need_spec()
-    from jsonschema import Draft202012Validator
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT202012
-
-    uri = "urn:mistral-openapi"
-    resource = Resource.from_contents(
-        copy.deepcopy(spec_document()), default_specification=DRAFT202012
-    )
-    registry: Registry[Any] = Registry().with_resource(uri, resource)
-    # format checks on: file and job ids must be the UUIDs the spec asks for
-    validator = Draft202012Validator(
-        {"$ref": f"{uri}#{pointer}"},
-        registry=registry,
-        format_checker=Draft202012Validator.FORMAT_CHECKER,
-    )
-    validate: Callable[[Any], None] = validator.validate
-    return validate
+    """Raise unless an instance fits ``pointer`` in mistral.yaml; formats checked: file
+    and job ids must be the UUIDs the spec asks for."""
+    return validator("mistral", pointer, formats=True)
 
 
 CREATE_BODY = "/paths/~1v1~1fine_tuning~1jobs/post/requestBody/content/application~1json/schema"

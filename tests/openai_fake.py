@@ -4,8 +4,6 @@ router, and validators built from the official OpenAPI extract in ../shared/prov
 
 from __future__ import annotations
 
-import copy
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
-import yaml
+from openapi_check import document, validator
 
 from reconciler.providers.http import ApiClient, make_http_client
 from reconciler.providers.openai import OpenAIDriver
@@ -157,44 +155,13 @@ def page(items: list[dict[str, Any]], has_more: bool = False) -> dict[str, Any]:
 # ---------------------------------------------------------------- the OpenAPI extract
 
 
-def _nullable(node: Any) -> Any:
-    """Rewrite OpenAPI 3.0 ``nullable: true`` (still used inside this 3.1 document)."""
-    if isinstance(node, list):
-        return [_nullable(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    node = {key: _nullable(value) for key, value in node.items()}
-    if node.pop("nullable", None) is True:
-        return {"anyOf": [{"type": "null"}, node]}
-    return node
-
-
-@functools.cache
 def spec_document() -> dict[str, Any]:
-    doc = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
-    return _nullable(doc)  # type: ignore[no-any-return]
+    return document("openai")
 
 
 def spec_validator(pointer: str) -> Callable[[Any], None]:
-    """A function raising ``ValidationError`` unless an instance fits the schema at
-    ``pointer`` (a JSON pointer into the spec); skips the test when the spec is absent."""
-    if not SPEC_PATH.exists():
-        pytest.skip(
-            "../shared/provider-specs not present: "
-            "wire-format check needs the official OpenAPI extract"
-        )
-    from jsonschema import Draft202012Validator
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT202012
-
-    uri = "urn:openai-openapi"
-    resource = Resource.from_contents(
-        copy.deepcopy(spec_document()), default_specification=DRAFT202012
-    )
-    registry: Registry[Any] = Registry().with_resource(uri, resource)
-    validator = Draft202012Validator({"$ref": f"{uri}#{pointer}"}, registry=registry)
-    validate: Callable[[Any], None] = validator.validate
-    return validate
+    """Raise unless an instance fits the schema at ``pointer`` in openai.yaml."""
+    return validator("openai", pointer)
 
 
 def schema(name: str) -> dict[str, Any]:

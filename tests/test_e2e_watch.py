@@ -179,7 +179,6 @@ def test_watch_serves_metrics_and_notifies_a_webhook_once_per_finished_job(
     import http.server
     import threading
 
-
     received: list[dict[str, object]] = []
 
     class Hook(http.server.BaseHTTPRequestHandler):

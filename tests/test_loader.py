@@ -160,7 +160,7 @@ def test_unsafe_tags_binary_and_bad_encoding(tree: SpecTree) -> None:
         tree, None or (tree.root / "bot.yaml").read_bytes().decode("latin-1")
     )  # still one line
     (tree.root / "bot.yaml").write_bytes(b"apiVersion: reconciler/v1\nkind: \xff\n")
-    specs, errs = load_file(tree.root / "bot.yaml")
+    _specs, errs = load_file(tree.root / "bot.yaml")
     assert [str(e).split(": ", 1)[1] for e in errs] == ["not valid UTF-8"] and errs[0].line == 2
     (tree.root / "bot.yaml").write_bytes(b"a: 1\n\x00\x01\x02")
     _, errs = load_file(tree.root / "bot.yaml")
@@ -237,7 +237,7 @@ def test_any_bytes_give_errors_or_specs_never_an_exception(
 ) -> None:
     path = tree.root / "fuzz.yaml"
     path.write_bytes(junk if isinstance(junk, bytes) else junk.encode())
-    specs, errors = load_file(path)
+    _specs, errors = load_file(path)
     for err in errors:
         assert isinstance(err, SpecError)
         assert "\n" not in err.render()

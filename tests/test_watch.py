@@ -46,7 +46,7 @@ def setup(tree: SpecTree, tmp_path: Path, clock: Clock):  # type: ignore[no-unty
 def test_a_bad_spec_is_reported_and_the_others_still_reconcile_without_removals(
     setup, tree: SpecTree, clock: Clock
 ) -> None:  # type: ignore[no-untyped-def]
-    watcher, provider, driver, _ = setup
+    watcher, provider, _driver, _ = setup
     tree.spec("alpha")
     tree.spec("beta")
     watcher.reconcile()

@@ -4,16 +4,13 @@ router, and validators built from the official OpenAPI extract in ../shared/prov
 
 from __future__ import annotations
 
-import copy
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import respx
-import yaml
+from openapi_check import validator
 
 from reconciler.providers.http import ApiClient, make_http_client
 from reconciler.providers.together import TogetherDriver
@@ -123,51 +120,9 @@ def wire_file(
 # ---------------------------------------------------------------- the OpenAPI extract
 
 
-def _openapi30_nullable(node: Any) -> Any:
-    """Rewrite OpenAPI 3.0 ``nullable: true`` into 2020-12: null or the schema."""
-    if isinstance(node, list):
-        return [_openapi30_nullable(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    node = {key: _openapi30_nullable(value) for key, value in node.items()}
-    if node.pop("nullable", None) is True:
-        return {"anyOf": [{"type": "null"}, node]}
-    node.pop("nullable", None)
-    return node
-
-
-@functools.cache
-def _spec_document() -> dict[str, Any]:
-    doc = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
-    doc = _openapi30_nullable(doc)
-    # LinearLRSchedulerArgs has no required keys and allows extra ones, so every cosine
-    # args object also matches it and the spec's oneOf rejects exactly what the SDK sends;
-    # anyOf keeps the check (each branch still validates) without that contradiction.
-    scheduler = doc["components"]["schemas"]["LRScheduler"]["properties"]["lr_scheduler_args"]
-    scheduler["anyOf"] = scheduler.pop("oneOf")
-    return doc  # type: ignore[no-any-return]
-
-
 def spec_validator(pointer: str) -> Callable[[Any], None]:
-    """A function raising ``ValidationError`` unless an instance fits the schema at
-    ``pointer`` (a JSON pointer into the spec); skips the test when the spec is absent."""
-    if not SPEC_PATH.exists():
-        pytest.skip(
-            "../shared/provider-specs not present: "
-            "wire-format check needs the official OpenAPI extract"
-        )
-    from jsonschema import Draft202012Validator
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT202012
-
-    uri = "urn:together-openapi"
-    resource = Resource.from_contents(
-        copy.deepcopy(_spec_document()), default_specification=DRAFT202012
-    )
-    registry: Registry[Any] = Registry().with_resource(uri, resource)
-    validator = Draft202012Validator({"$ref": f"{uri}#{pointer}"}, registry=registry)
-    validate: Callable[[Any], None] = validator.validate
-    return validate
+    """Raise unless an instance fits the schema at ``pointer`` in together.yaml."""
+    return validator("together", pointer)
 
 
 CREATE_BODY = "/paths/~1fine-tunes/post/requestBody/content/application~1json/schema"
