@@ -155,7 +155,10 @@ def test_plan_apply_status_then_no_changes(cli: Cli, emulator: Emulator, tree: S
     tree.spec("e2e-bot", suffix="e2e")
     plan = json.loads(cli("plan", "--offline", "--json", "--detailed-exitcode", expect=2).stdout)
     assert [(a["name"], a["kind"]) for a in plan["actions"]] == [("e2e-bot", "create")]
-    cli("apply", "--yes")
+    saved = tree.root.parent / "state" / "e2e.plan.json"
+    saved.parent.mkdir(exist_ok=True)
+    cli("plan", "--out", str(saved))
+    cli("apply", "--plan", str(saved))  # the reviewed plan, applied as saved
     job = cli.status()["e2e-bot"]
     assert job["remote_id"].startswith("ft-") and job["phase"] in ("queued", "running")
     remote = [j for j in emulator.together_jobs() if j["id"] == job["remote_id"]]
