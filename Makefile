@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: demo test lint typecheck schema clean venv bench
+.PHONY: demo test lint typecheck schema clean venv bench soak
 
 venv: $(STAMP)
 
@@ -29,6 +29,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	@$(PY) bench/run.py
+
+# the long form of the crash, fault and fuzz suites, with their figures
+soak: $(STAMP)
+	@RECONCILER_SOAK=1 $(PY) -m pytest -q -s tests/test_soak.py tests/test_e2e_faults.py tests/test_fuzz_cli.py
 
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check reconciler tests

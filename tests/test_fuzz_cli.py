@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -60,7 +61,12 @@ def run_cli(spec_text: str, data: bytes) -> tuple[int, str, Path]:
     return code, err.getvalue(), root
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+SOAK = os.environ.get("RECONCILER_SOAK") == "1"
+
+
+@settings(
+    max_examples=1000 if SOAK else 100, deadline=None, suppress_health_check=list(HealthCheck)
+)
 @given(spec_text=st.one_of(st.just(GOOD_SPEC), yaml_junk), data=data_junk)
 def test_any_spec_and_data_end_in_one_line_problems(spec_text: str, data: bytes) -> None:
     code, err, root = run_cli(spec_text, data)
