@@ -28,7 +28,7 @@ def test_every_job_converges_once_despite_faults(tree: SpecTree, tmp_path: Path)
         "--drop-rate",
         "0.02",
         "--rpm",
-        "2400",
+        "6",  # per emulated minute: 4 a real second at speed 40
         "--latency-ms",
         "15",
         "--seed",
@@ -70,6 +70,7 @@ def test_every_job_converges_once_despite_faults(tree: SpecTree, tmp_path: Path)
         assert {j["id"] for j in jobs} == known  # every remote job known to the ledger
         faults = [r["status"] for r in emu.admin("/_emulator/requests")["data"]]
         assert any(s in (500, 502, 503) for s in faults)  # the faults really happened
+        assert any(s == 429 for s in faults)
         cli.assert_no_secret()
         print(
             f"\nfaults: {SPECS} jobs converged in {elapsed:.0f} s through "
