@@ -31,6 +31,10 @@ def test_every_job_converges_once_despite_faults(tree: SpecTree, tmp_path: Path)
         "6",  # per emulated minute: 4 a real second at speed 40
         "--latency-ms",
         "15",
+        "--spike-rate",
+        "0.05",
+        "--spike-ms",
+        "400",
         "--seed",
         "11",
     )

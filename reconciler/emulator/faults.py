@@ -3,6 +3,8 @@
 A ``FaultConfig`` is plain data, read from CLI options or ``POST /_emulator/faults``:
 
 - ``latency_ms``: added before every matching provider request.
+- ``spike_rate`` / ``spike_ms``: that fraction of matching requests waits ``spike_ms`` more
+  (latency spikes; drawn from their own random stream, so other faults stay repeatable).
 - ``error_rate``: fraction of matching requests answered 5xx (before any effect).
 - ``error_next``: the next N matching requests are answered 5xx (deterministic).
 - ``drop_rate`` / ``drop_next``: close the connection without a complete answer;
@@ -54,6 +56,8 @@ class StuckRule:
 @dataclass(frozen=True)
 class FaultConfig:
     latency_ms: float = 0.0
+    spike_rate: float = 0.0
+    spike_ms: float = 0.0
     error_rate: float = 0.0
     error_next: int = 0
     drop_rate: float = 0.0
@@ -86,10 +90,17 @@ class FaultConfig:
         if unknown:
             raise ValueError(f"unknown fault option {unknown[0]!r} (known: {', '.join(known)})")
         out: dict[str, Any] = {}
-        for name in ("latency_ms", "error_rate", "drop_rate", "list_lag_seconds"):
+        for name in (
+            "latency_ms",
+            "spike_rate",
+            "spike_ms",
+            "error_rate",
+            "drop_rate",
+            "list_lag_seconds",
+        ):
             if data.get(name) is not None:
                 out[name] = _number(data[name], name)
-        for name in ("error_rate", "drop_rate"):
+        for name in ("error_rate", "drop_rate", "spike_rate"):
             if not 0.0 <= out.get(name, 0.0) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
         for name in ("error_next", "drop_next"):
@@ -169,6 +180,7 @@ class Faults:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._rng = random.Random(self.config.seed)
+        self._spike_rng = random.Random(self.config.seed)
         self._windows: dict[str, deque[float]] = {}
         self._error_next = self.config.error_next
         self._drop_next = self.config.drop_next
@@ -179,6 +191,7 @@ class Faults:
                 self._windows.clear()
             if config.seed is not None and config.seed != self.config.seed:
                 self._rng = random.Random(config.seed)
+                self._spike_rng = random.Random(config.seed)
             self.config = config
             self._error_next = config.error_next
             self._drop_next = config.drop_next
@@ -188,6 +201,7 @@ class Faults:
         with self._lock:
             self.config = self.initial
             self._rng = random.Random(self.initial.seed)
+            self._spike_rng = random.Random(self.initial.seed)
             self._windows.clear()
             self._error_next = self.initial.error_next
             self._drop_next = self.initial.drop_next
@@ -215,6 +229,8 @@ class Faults:
             if cfg.path_contains and cfg.path_contains not in path:
                 return decision
             decision.latency = cfg.latency_ms / 1000.0
+            if cfg.spike_rate and self._spike_rng.random() < cfg.spike_rate:
+                decision.latency += cfg.spike_ms / 1000.0
             # draw both numbers every time, so one fault's rate never shifts the other's
             error_draw, drop_draw = self._rng.random(), self._rng.random()
             if self._error_next > 0 or error_draw < cfg.error_rate:

@@ -257,6 +257,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     faults = parser.add_argument_group("faults (also settable at run time: POST /_emulator/faults)")
     faults.add_argument("--latency-ms", type=float, default=None, metavar="MS")
     faults.add_argument(
+        "--spike-rate", type=float, default=None, metavar="FRACTION", help="requests that spike"
+    )
+    faults.add_argument("--spike-ms", type=float, default=None, metavar="MS", help="spike length")
+    faults.add_argument(
         "--error-rate",
         type=float,
         default=None,
@@ -311,6 +315,8 @@ def faults_from_args(args: argparse.Namespace) -> dict[str, Any]:
         config.update(json.loads(text))
     simple = {
         "latency_ms": "latency_ms",
+        "spike_rate": "spike_rate",
+        "spike_ms": "spike_ms",
         "error_rate": "error_rate",
         "rpm": "rpm",
         "drop_rate": "drop_rate",
