@@ -49,16 +49,54 @@ data_junk = st.one_of(
 )
 
 
-def run_cli(spec_text: str, data: bytes) -> tuple[int, str, Path]:
+def run_cli(spec_text: str, data: bytes, *command: str) -> tuple[int, str, Path]:
     root = Path(tempfile.mkdtemp())
     specs = root / "specs"
     (specs / "data").mkdir(parents=True)
     (specs / "fz.yaml").write_text(spec_text, encoding="utf-8", errors="surrogateescape")
     (specs / "data" / "t.jsonl").write_bytes(data)
     err = io.StringIO()
+    argv = [
+        "--specs",
+        str(specs),
+        "--ledger",
+        str(root / "state" / "l.db"),
+        *(command or ["validate"]),
+    ]
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(["--specs", str(specs), "--ledger", str(root / "state" / "l.db"), "validate"])
+        code = main(argv)
     return code, err.getvalue(), root
+
+
+def _ledger_state(path: Path) -> tuple[int, int, int]:
+    from reconciler.ledger import Ledger
+
+    ledger = Ledger.open(path, readonly=True)
+    try:
+        events = ledger.db.execute("SELECT count(*) FROM events").fetchone()[0]
+        attempts = ledger.db.execute("SELECT count(*) FROM attempts").fetchone()[0]
+        return ledger.serial, int(events), int(attempts)
+    finally:
+        ledger.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(spec_text=yaml_junk, data=data_junk)
+def test_bad_input_never_changes_an_existing_ledger(spec_text: str, data: bytes) -> None:
+    from reconciler.ledger import Ledger
+
+    state = Path(tempfile.mkdtemp()) / "l.db"
+    Ledger.open(state).close()
+    before = _ledger_state(state)
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.endswith("_API_KEY")}
+    try:
+        for command in (["plan", "--offline"], ["apply", "--yes"]):
+            code, err, _ = run_cli(spec_text, data, "--ledger", str(state), *command)
+            assert code in (0, 1, 2)
+            assert "Traceback" not in err and "internal error" not in err, err
+    finally:
+        os.environ.update(saved)
+    assert _ledger_state(state) == before
 
 
 SOAK = os.environ.get("RECONCILER_SOAK") == "1"
