@@ -195,6 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # its options live with the emulator, imported only when it runs: see _emulator_argv
 
+    p = command("import", "adopt an existing provider job as the current job of a spec")
+    p.add_argument("target", metavar="PROVIDER:JOB_ID", help="e.g. together:ft-0123")
+    p.add_argument("--name", required=True, metavar="NAME", help="the spec that describes it")
+
     p = command("logs", "the provider's events for a spec's current job")
     p.add_argument("name", metavar="NAME", help="spec name")
     p.add_argument(

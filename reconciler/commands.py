@@ -625,6 +625,84 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- import --------------------------------------------------------------------------
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Adopt an existing provider job as the current job of a spec (Terraform's import)."""
+    from .errors import ErrorKind, ProviderError
+    from .fingerprint import fingerprint, training_inputs
+    from .plan import upstream_output
+    from .spec import PROVIDERS
+
+    ws = Workspace.from_args(args)
+    provider, sep, job_id = args.target.partition(":")
+    if not sep or provider not in PROVIDERS or not job_id:
+        raise ConfigError(
+            f"import takes PROVIDER:JOB_ID with PROVIDER one of {', '.join(PROVIDERS)}, "
+            f"e.g. together:ft-0123 (got {args.target!r})"
+        )
+    state = _desired(ws)
+    want = next((j for j in state.jobs if j.name == args.name), None)
+    if want is None:
+        raise ConfigError(
+            f"no spec named {args.name!r} in {ws.specs}: write the spec the job was trained "
+            "from, then import it"
+        )
+    if want.spec.provider != provider:
+        raise ConfigError(f"spec {args.name!r} is for {want.spec.provider}, not {provider}")
+    out = ws.out()
+    with WriterLock(ws.ledger) as lock:
+        lock.acquire("import")
+        ledger = Ledger.open(ws.ledger)
+        drivers = DriverPool(ws.env)
+        try:
+            records = ledger.records()
+            record = records.get(args.name)
+            if record is not None and record.current is not None:
+                cur = record.current
+                raise ConfigError(
+                    f"{args.name!r} already tracks {cur.remote_id or cur.tag} "
+                    f"({cur.phase.value}); remove or rename the spec first"
+                )
+            if any(row["remote_id"] == job_id for row in ledger.attempts()):
+                raise ConfigError(f"{provider}:{job_id} is already in the ledger")
+            try:
+                job = drivers.get(provider).get_job(job_id)
+            except ProviderError as exc:
+                if exc.kind is ErrorKind.NOT_FOUND:
+                    raise ConfigError(f"{provider} has no job {job_id}") from exc
+                raise
+            from_output = None
+            if want.spec.from_ is not None:
+                from_output = upstream_output(records.get(want.spec.from_.job))
+            inputs = training_inputs(
+                want.spec, want.training_sha256, want.validation_sha256, from_output
+            )
+            attempt = record.next_attempt if record is not None else 1
+            attempt_id = ledger.insert_intent(
+                name=want.name,
+                attempt=attempt,
+                fingerprint=fingerprint(inputs),
+                tag=job.tag or f"import-{job_id}",
+                provider=provider,
+                inputs=inputs,
+                on_delete=want.spec.policy.on_delete,
+                spec_path=ws.spec_path_of(want.file),
+                git_commit=ws.commit_of(want.file),
+            )
+            ledger.record_job(attempt_id, job, event="imported")
+        finally:
+            drivers.close()
+            ledger.close()
+    out.print(
+        f"Imported {provider}:{job_id} ({job.status}) as {want.name}, attempt {attempt}. "
+        "The spec is now taken to describe it: check `reconciler plan`.",
+        markup=False,
+    )
+    return 0
+
+
 # -- watch ---------------------------------------------------------------------------
 
 

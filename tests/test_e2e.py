@@ -346,3 +346,38 @@ def test_online_plan_prices_a_create_with_the_providers_estimate(
     offline = json.loads(cli("plan", "--json", "--offline").stdout)
     (same,) = [a for a in offline["actions"] if a["name"] == "e2e-price"]
     assert same["estimate_basis"].startswith("offline estimate")
+
+
+def test_import_adopts_a_job_started_by_hand(cli: Cli, tree: SpecTree, emulator: Emulator) -> None:
+    import hashlib
+
+    from reconciler.providers import DriverPool
+    from reconciler.providers.base import CreateRequest
+
+    # someone started a job by hand, outside reconciler
+    pool = DriverPool(
+        {"TOGETHER_API_KEY": "hand", "TOGETHER_BASE_URL": emulator.url + "/together/v1"}
+    )
+    data = tree.root / "data" / "train.jsonl"
+    driver = pool.get("together")
+    uploaded = driver.upload_file(data, hashlib.sha256(data.read_bytes()).hexdigest())
+    job = driver.create_job(
+        CreateRequest(
+            name="by-hand",
+            tag="rc-000000000abc",
+            model="meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+            method="sft",
+            training_file_id=uploaded.id,
+        )
+    )
+    pool.close()
+    tree.spec("e2e-import")
+    out = cli("import", f"together:{job.id}", "--name", "e2e-import").stdout
+    assert f"Imported together:{job.id}" in out
+    status = cli.status()["e2e-import"]
+    assert status["remote_id"] == job.id
+    cli("plan", "--detailed-exitcode", expect=0)  # tracked, nothing to create
+    again = cli("import", f"together:{job.id}", "--name", "e2e-import", expect=1).stderr
+    assert "already tracks" in again.strip().splitlines()[-1]  # (-v adds the traceback above)
+    missing = cli("import", "together:ft-nope", "--name", "nobody", expect=1).stderr
+    assert "no spec named 'nobody'" in missing
