@@ -22,6 +22,7 @@ from .http import ApiClient, error_message
 from .wire import dicts as _dicts
 from .wire import integer as _int
 from .wire import items as _items
+from .wire import merge as _merge
 from .wire import number as _number
 from .wire import text as _str
 
@@ -87,17 +88,6 @@ def tag_from_wire(d: Mapping[str, Any]) -> str | None:
     model = d.get("fine_tuned_model")
     match = _TAG_IN_MODEL.search(model) if isinstance(model, str) else None
     return match.group(1) if match else None
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """``extra`` wins on conflict; nested dicts merge, so an option can add one sub-key."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def create_payload(req: CreateRequest) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from .base import CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob, uplo
 from .http import ApiClient, classify, error_message
 from .wire import integer as _int
 from .wire import items as _items
+from .wire import merge as _merge
 from .wire import number as _number
 from .wire import text as _str
 
@@ -92,17 +93,6 @@ CLOSED_MESSAGE = (
 def phase_for(status: str) -> Phase:
     """The common phase of an OpenAI status string; unknown strings map to UNKNOWN."""
     return STATUS_TO_PHASE.get(str(status).strip().lower(), Phase.UNKNOWN)
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """``extra`` wins on conflict; nested dicts merge, so an option can add one sub-key."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _method(req: CreateRequest, override: Any) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from .base import CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob, uplo
 from .http import ApiClient, parse_retry_after
 from .wire import integer as _int
 from .wire import items as _items
+from .wire import merge as _merge
 from .wire import text as _str
 
 PROVIDER = "together"
@@ -160,17 +161,6 @@ def _training_type(lora: Mapping[str, Any] | bool | None) -> dict[str, Any] | No
         out["lora_trainable_modules"] = (
             modules if isinstance(modules, str) else ",".join(str(m) for m in modules)
         )
-    return out
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """``extra`` wins on conflict; nested dicts merge, so an option can add one sub-key."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
     return out
 
 

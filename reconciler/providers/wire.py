@@ -37,3 +37,15 @@ def dicts(value: Any) -> list[Mapping[str, Any]]:
 def items(body: Any) -> list[Mapping[str, Any]]:
     """The objects of a list answer: ``{"data": [...]}`` or a bare list."""
     return dicts(body.get("data") if isinstance(body, Mapping) else body)
+
+
+def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Options over a payload: ``extra`` wins on conflict; nested dicts merge, so an
+    option can add one sub-key without restating the rest."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
