@@ -73,3 +73,10 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def no_nulls(value: Any) -> bool:
+    """True when no value in a (nested) payload is None: drivers send only keys that are set."""
+    if isinstance(value, dict):
+        return all(v is not None and no_nulls(v) for v in value.values())
+    return value is not None

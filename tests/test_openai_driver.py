@@ -43,6 +43,7 @@ from openai_fake import (
     wire_part,
     wire_upload,
 )
+from support import no_nulls
 
 from reconciler import redact
 from reconciler.errors import ErrorKind, ProviderError
@@ -87,12 +88,6 @@ def request(**over: Any) -> CreateRequest:
     }
     base.update(over)
     return CreateRequest(**base)
-
-
-def _no_nulls(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(v is not None and _no_nulls(v) for v in value.values())
-    return value is not None
 
 
 # ---------------------------------------------------------------- status mapping
@@ -167,7 +162,7 @@ def test_supervised_hyperparameters_suffix_and_seed() -> None:
 def test_unset_hyperparameters_are_not_sent_as_null() -> None:
     body = create_payload(request(hyperparameters={"epochs": None, "batch_size": 4, "seed": None}))
     assert body["method"]["supervised"]["hyperparameters"] == {"batch_size": 4}
-    assert "seed" not in body and _no_nulls(body)
+    assert "seed" not in body and no_nulls(body)
 
 
 def test_dpo_with_beta() -> None:

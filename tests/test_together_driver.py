@@ -13,6 +13,7 @@ import httpx
 import jsonschema
 import pytest
 import respx
+from support import no_nulls
 from together_fake import (
     CREATE_BODY,
     ESTIMATE_BODY,
@@ -72,12 +73,6 @@ def request(**over: Any) -> CreateRequest:
     }
     base.update(over)
     return CreateRequest(**base)
-
-
-def _no_nulls(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(v is not None and _no_nulls(v) for v in value.values())
-    return value is not None
 
 
 # ---------------------------------------------------------------- status mapping
@@ -164,7 +159,7 @@ def test_hyperparameters_are_mapped() -> None:
 def test_unset_hyperparameters_are_not_sent_as_null() -> None:
     body = create_payload(request(hyperparameters={"epochs": None, "learning_rate": 2e-5}))
     assert "n_epochs" not in body and body["learning_rate"] == 2e-5
-    assert _no_nulls(body)
+    assert no_nulls(body)
 
 
 def test_lora_dict() -> None:
