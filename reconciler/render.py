@@ -178,7 +178,7 @@ def summary_line(plan: Plan) -> str:
         summary += f" Unchanged: {', '.join(waiting)}."
     spend = new_spend(plan)
     if spend is not None:
-        summary += f" Estimated new spend: ~${spend:,.2f}."
+        summary += f" Estimated new spend: {_money(spend)}."
     refused = [a for a in plan.actions if a.refused]
     if refused:
         summary += f" {len(refused)} refused by budget."
