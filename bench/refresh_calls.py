@@ -42,7 +42,7 @@ def run(work: Path, per_provider: int) -> list[Figure]:
         from reconciler.apply import refresh
         from reconciler.ledger import Ledger
         from reconciler.log import configure
-        from reconciler.providers import DriverPool
+        from reconciler.providers.pool import DriverPool
 
         configure(0)  # warnings only: the bench prints its own table
         book = Ledger.open(ledger, readonly=True)

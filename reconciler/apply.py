@@ -18,9 +18,18 @@ from .datafiles import sha256_file
 from .errors import ConfigError, ErrorKind, ProviderError, ReconcilerError
 from .ledger import Ledger
 from .log import get as get_logger
-from .plan import Action, AttemptView, DesiredJob, Kind, Plan, SpecRecord
-from .providers import DriverPool
-from .providers.base import Phase, RemoteJob, create_request, upload_filename
+from .model import (
+    AttemptView,
+    DesiredJob,
+    Phase,
+    RemoteJob,
+    SpecRecord,
+    create_request,
+    upload_filename,
+)
+from .plan import Action, Kind, Plan
+from .providers import CATALOG
+from .providers.pool import DriverPool
 from .redact import scrub
 
 log = get_logger("reconciler.apply")
@@ -177,10 +186,9 @@ class Executor:
             attempt = attempts.get(attempt_id)
             if attempt is None or job.status.strip().upper() != "VALIDATED":
                 continue
-            driver = self.drivers.get(attempt.provider)
-            start = getattr(driver, "start_if_parked", None)
-            if start is None:
+            if not CATALOG[attempt.provider].capabilities.parks_after_validation:
                 continue
+            driver = self.drivers.get(attempt.provider)
             want = self.desired.get(attempt.name)
             budget = want.spec.policy.budget_usd if want else None
             if budget is not None and (job.cost_usd is None or job.cost_usd > budget):
@@ -193,7 +201,7 @@ class Executor:
                 )
                 continue
             try:
-                observed[attempt_id] = start(job)
+                observed[attempt_id] = driver.start_if_parked(job)
             except ProviderError as exc:
                 log.warning("start failed", name=attempt.name, job=job.id, error=str(exc))
 
@@ -321,8 +329,10 @@ class Executor:
     ) -> float | None:
         """The provider's own price for this create (Together's estimate-price) when it
         has one, checked against the spec's budget; else the offline estimate."""
-        estimate = getattr(self.drivers.get(want.spec.provider), "estimate_price", None)
-        if estimate is None or want.spec.policy.budget_usd is None:
+        if (
+            not CATALOG[want.spec.provider].capabilities.estimates_price
+            or want.spec.policy.budget_usd is None
+        ):
             return action.estimated_cost_usd  # the provider's price matters only to a budget
         request = create_request(
             want.name,
@@ -333,7 +343,7 @@ class Executor:
             from_output=action.from_output,
         )
         try:
-            price: float | None = estimate(training_id, request)
+            price = self.drivers.get(want.spec.provider).estimate_price(training_id, request)
         except ProviderError as exc:  # an estimate is advice: the offline one stands
             log.info("no provider estimate", name=want.name, error=str(exc))
             return action.estimated_cost_usd
@@ -445,10 +455,7 @@ class Executor:
         cur = action.current
         assert cur is not None and cur.remote_id
         driver = self.drivers.get(cur.provider)
-        call = getattr(driver, "pause_job" if pause else "resume_job", None)
-        if call is None:
-            raise ConfigError(f"{cur.provider} cannot pause or resume jobs")
-        job = call(cur.remote_id)
+        job = driver.pause_job(cur.remote_id) if pause else driver.resume_job(cur.remote_id)
         self.ledger.set_paused(cur.id, pause, action.reason)
         self.ledger.record_job(cur.id, job)
         return f"{'paused' if pause else 'resumed'} {cur.remote_id} ({job.status})"

@@ -27,9 +27,9 @@ from .errors import (
 from .ledger import Ledger, WriterLock
 from .loader import SpecSet, display_path, load_tree
 from .log import get as get_logger
-from .plan import CREATES, Kind, Plan, SpecRecord, make_plan
-from .providers import DriverPool
-from .providers.base import Phase
+from .model import Phase, SpecRecord
+from .plan import CREATES, Kind, Plan, make_plan
+from .providers.pool import DriverPool
 from .redact import scrub
 from .render import FORMAT_VERSION, console, dumps, plan_json, print_plan
 from .validation import DesiredState, desired_state
@@ -218,7 +218,7 @@ def _priced(
     estimate-price needs an uploaded file; plan uploads nothing)."""
     import dataclasses
 
-    from .providers.base import create_request
+    from .model import create_request
 
     if not ws.ledger.exists():
         return jobs

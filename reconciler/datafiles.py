@@ -8,7 +8,7 @@ Each non-blank line must be a UTF-8 JSON object of one format (DESIGN §8, provi
 referred to the file, so the user knows both where to look and why it was read.
 
 What each provider accepts (formats per method, roles, tools, weights, images, minimum
-example counts, file-size limits) is data: one ``ProviderRules`` a provider in ``RULES``.
+example counts, file-size limits) is data: the ``ProviderRules`` of its catalog entry.
 A message about a provider-specific rule names the provider.
 
 Extra top-level keys are allowed: OpenAI RFT graders and the like ride along, and
@@ -20,147 +20,16 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from reconciler.errors import SpecError
+from .datarules import CALLS, FUNCTION_CALL, MB, DataFormat, ProviderRules, Role
+from .errors import SpecError
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one record bigger than this is a mistake, not data
 _READ_BUFFER = 1024 * 1024  # fewer syscalls on big files; readline works inside it
-_MB = 1024 * 1024
-
-
-class DataFormat(StrEnum):
-    """The one format every record of a data file has."""
-
-    CONVERSATIONAL = "conversational"  # {"messages": [...], "tools"?: [...]}
-    INSTRUCTION = "instruction"  # {"prompt": str, "completion": str}
-    TEXT = "text"  # {"text": str}  (Mistral: a classifier record, with "labels")
-    PREFERENCE = "preference"  # {"input": {messages}, "preferred_output": [..], ...}
-
-
-Role = Literal["training", "validation"]
-
-# Which role may come next: a state machine keeps the alternation check O(1) a message.
-# Each provider keeps the transitions into the roles it knows (ProviderRules.next_roles).
-_CALLS = "an assistant message with tool_calls"
-_FUNCTION_CALL = "an assistant message with function_call"
-_NEXT: dict[str, tuple[str, ...]] = {
-    "": ("system", "user"),
-    "system": ("user",),
-    "user": ("assistant",),
-    "assistant": ("user",),
-    _CALLS: ("tool", "user"),  # a final tool call with no result is a valid target
-    _FUNCTION_CALL: ("function", "user"),  # OpenAI's legacy function calling
-    "tool": ("tool", "assistant"),
-    "function": ("assistant",),
-}
-
-
-@dataclass(frozen=True)
-class ProviderRules:
-    """What one provider accepts in a fine-tuning data file (providers.md §2–§4)."""
-
-    name: str
-    formats: dict[str, frozenset[DataFormat]]  # method → the formats its data may have
-    refused: dict[DataFormat, str]  # a format the provider never takes → what to say
-    min_training: int  # examples a training file needs at least
-    min_validation: int
-    max_bytes: int  # per file
-    advised_validation_bytes: int | None  # over this: a note on the report, not an error
-    roles: tuple[str, ...]  # message roles, in the order messages list them
-    weights: bool  # an assistant message may carry "weight": 0 | 1
-    tools: bool  # "tools" list, assistant "tool_calls", "tool" messages
-    functions: bool  # legacy "functions" list, assistant "function_call", "function" role
-    images: bool  # image_url content parts in chat (sft) data
-    preference_images: bool  # image_url content parts in a DPO input
-    bare_image_urls: bool  # "image_url": "<url>" besides {"url": "<url>"}
-    max_images: int | None  # image parts in one example
-    labels: bool  # classifier records: a text record needs "labels"; messages may have them
-    next_roles: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        known = {state: tuple(r for r in nxt if r in self.roles) for state, nxt in _NEXT.items()}
-        object.__setattr__(self, "next_roles", known)
-
-
-_CHAT = DataFormat.CONVERSATIONAL
-_SFT_ALL = frozenset({_CHAT, DataFormat.INSTRUCTION, DataFormat.TEXT})
-_DPO = frozenset({DataFormat.PREFERENCE})
-
-RULES: dict[str, ProviderRules] = {
-    # §3.2–3.3: all four formats; the SDK's client-side minimum is 1 sample and its size
-    # limit 50.1 GB (the guide's 100 GB conflicts: the lower figure wins)
-    "together": ProviderRules(
-        name="together",
-        formats={"sft": _SFT_ALL, "dpo": _DPO},
-        refused={},
-        min_training=1,
-        min_validation=1,
-        max_bytes=50_100_000_000,
-        advised_validation_bytes=None,
-        roles=("system", "user", "assistant", "tool"),
-        weights=True,  # its file report counts dataset_has_message_weights
-        tools=True,
-        functions=False,
-        images=True,
-        preference_images=True,
-        bare_image_urls=True,
-        max_images=10,
-        labels=False,
-    ),
-    # §2.2–2.3: chat (and legacy prompt/completion, which only babbage-002/davinci-002
-    # train on: the model check lives with the provider rules), preference for DPO;
-    # at least 10 examples; 512 MB a file; DPO is text-only
-    "openai": ProviderRules(
-        name="openai",
-        formats={"sft": frozenset({_CHAT, DataFormat.INSTRUCTION}), "dpo": _DPO},
-        refused={
-            DataFormat.TEXT: "openai does not accept text data: use messages"
-            " (or prompt+completion for babbage-002 and davinci-002)",
-        },
-        min_training=10,
-        min_validation=1,
-        max_bytes=8 * 1024 * _MB,  # the Uploads API takes up to 8 GB (files API: 512 MB)
-        advised_validation_bytes=None,
-        roles=("system", "user", "assistant", "tool", "function"),
-        weights=True,
-        tools=True,
-        functions=True,
-        images=True,
-        preference_images=False,
-        bare_image_urls=False,
-        max_images=None,
-        labels=False,
-    ),
-    # §4.2–4.3: messages (OpenAI format accepted), or classifier records with labels;
-    # no documented minimum; 512 MB a file; a validation file should stay within 1 MB
-    "mistral": ProviderRules(
-        name="mistral",
-        formats={"sft": frozenset({_CHAT, DataFormat.TEXT})},
-        refused={
-            DataFormat.INSTRUCTION: "mistral does not accept instruction (prompt/completion)"
-            " data: use messages",
-            DataFormat.PREFERENCE: "mistral does not accept preference data (it has no DPO):"
-            " use messages with method sft",
-        },
-        min_training=1,
-        min_validation=1,
-        max_bytes=512 * _MB,
-        advised_validation_bytes=1 * _MB,
-        roles=("system", "user", "assistant", "tool"),
-        weights=True,  # OpenAI-format data is accepted, weights included
-        tools=True,
-        functions=False,
-        images=True,  # pixtral
-        preference_images=False,
-        bare_image_urls=True,  # its documented shape: "image_url": "data:image/…"
-        max_images=None,
-        labels=True,
-    ),
-}
+_MB = MB
 
 
 @dataclass(frozen=True)
@@ -251,7 +120,7 @@ def check_data_file(
 ) -> DataFileReport:
     """Validate the JSONL data file ``path`` that ``field`` of ``spec_file`` names.
 
-    ``provider`` picks the rules in ``RULES``; ``role`` says whether the file trains or
+    ``provider`` picks the rules of its catalog entry; ``role`` says whether the file trains or
     validates (minimum counts differ); ``max_bytes`` and ``min_records`` override the
     provider's figures.
     """
@@ -259,9 +128,12 @@ def check_data_file(
         raise ValueError(f"unknown training method {method!r}")
     if role not in ("training", "validation"):
         raise ValueError(f"unknown data file role {role!r}")
-    rules = RULES.get(provider)
-    if rules is None:
+    from .providers import CATALOG
+
+    entry = CATALOG.get(provider)
+    if entry is None:
         raise ValueError(f"unknown provider {provider!r}")
+    rules = entry.data_rules
     p = rules.name
     limit = rules.max_bytes if max_bytes is None else max_bytes
     if min_records is None:
@@ -495,7 +367,7 @@ def _check_messages(
                 raise _Bad(f"{where}[{i}].weight", _weight_problem(weight, role, rules))
         if role == "assistant":
             assistants += 1
-            state = _CALLS if calls else _FUNCTION_CALL if called else role
+            state = CALLS if calls else FUNCTION_CALL if called else role
         else:
             state = role
             tools = tools or role == "tool" or role == "function"

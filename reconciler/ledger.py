@@ -25,8 +25,7 @@ from typing import Any
 import sqlite_utils
 
 from .errors import EmptyLedgerError, LedgerError, LockedError
-from .plan import AttemptView, SpecRecord
-from .providers.base import Phase, RemoteJob
+from .model import AttemptView, Phase, RemoteJob, SpecRecord
 
 Clock = Callable[[], float]
 

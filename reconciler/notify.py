@@ -21,7 +21,7 @@ from .errors import ConfigError
 from .log import get as get_logger
 from .providers.http import parse_retry_after
 from .redact import register, scrub
-from .retry import WEBHOOK_RETRY, Backoff
+from .retry import WEBHOOK_RETRY, Backoff, Failure, retrying
 
 log = get_logger("reconciler.notify")
 
@@ -138,43 +138,47 @@ class Notifier:
 
     def _send(self, event: JobFinished) -> bool:
         body = slack_body(event)
-        tries = self.backoff.attempts
-        for attempt in range(1, tries + 1):
-            retry_after: float | None = None
+
+        tries = 0
+
+        def once(attempt: int) -> bool | Failure[str]:
+            nonlocal tries
+            tries = attempt
             try:
                 response = self.client.post(self.url, json=body, timeout=self.timeout)
             except httpx.TransportError as exc:  # timeouts included
-                error, retryable = f"{type(exc).__name__}: {scrub(str(exc))[:200]}", True
-            else:
-                status = response.status_code
-                if status < 300:
-                    log.info("notified", job=event.name, phase=event.phase, webhook=self.origin)
-                    return True
-                detail = scrub(response.text.strip())[:200] or response.reason_phrase
-                error = f"HTTP {status}: {detail}"
-                retryable = status in (408, 429) or status >= 500
-                if status in (429, 503):
-                    retry_after = parse_retry_after(response.headers)
-            if not retryable or attempt == tries:
-                log.warning(
-                    "notification failed",
-                    job=event.name,
-                    webhook=self.origin,
-                    error=error,
-                    attempts=attempt,
-                )
-                return False
-            wait = self.backoff.wait_for(attempt, retry_after)
+                return Failure(f"{type(exc).__name__}: {scrub(str(exc))[:200]}", True)
+            status = response.status_code
+            if status < 300:
+                return True
+            detail = scrub(response.text.strip())[:200] or response.reason_phrase
+            retry_after = parse_retry_after(response.headers) if status in (429, 503) else None
+            return Failure(
+                f"HTTP {status}: {detail}", status in (408, 429) or status >= 500, retry_after
+            )
+
+        def on_retry(failure: Failure[str], wait: float, attempt: int) -> None:
             log.info(
                 "notification retry",
                 job=event.name,
                 webhook=self.origin,
-                error=error,
+                error=failure.error,
                 wait_s=round(wait, 2),
                 attempt=attempt,
             )
-            self.sleep(wait)
-        return False  # pragma: no cover
+
+        result = retrying(once, self.backoff, sleep=self.sleep, on_retry=on_retry)
+        if isinstance(result, Failure):
+            log.warning(
+                "notification failed",
+                job=event.name,
+                webhook=self.origin,
+                error=result.error,
+                attempts=tries,
+            )
+            return False
+        log.info("notified", job=event.name, phase=event.phase, webhook=self.origin)
+        return True
 
     def close(self) -> None:
         if self._own_client:

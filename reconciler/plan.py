@@ -10,13 +10,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from .fingerprint import FieldChange, diff, fingerprint, tag_for, training_inputs
-from .providers.base import Phase
+from .model import AttemptView, DesiredJob, Phase, SpecRecord
+from .providers import CATALOG
 from .retry import attempt_retry_delay
-from .spec import JobSpec
 
 
 class Kind(enum.StrEnum):
@@ -48,65 +47,7 @@ CHANGES = frozenset(
         Kind.RESUME,
     }
 )
-# providers whose running jobs can be paused and resumed, so `suspend: true` pauses them
-PAUSABLE = frozenset({"openai"})
 CREATES = frozenset({Kind.CREATE, Kind.REPLACE, Kind.RETRY})
-
-
-@dataclass(frozen=True)
-class DesiredJob:
-    """A valid spec with its data files hashed: what the planner compares with the ledger."""
-
-    name: str
-    spec: JobSpec
-    file: str
-    training_sha256: str
-    validation_sha256: str | None = None
-    training_path: Path | None = None
-    validation_path: Path | None = None
-    estimated_cost_usd: float | None = None
-    estimate_basis: str | None = None
-
-
-@dataclass(frozen=True)
-class AttemptView:
-    """What the ledger knows of one attempt (refreshed from the provider when online)."""
-
-    id: int
-    name: str
-    attempt: int
-    fingerprint: str
-    tag: str
-    provider: str
-    inputs: dict[str, Any]
-    phase: Phase
-    remote_id: str | None = None
-    status: str | None = None
-    error: str | None = None
-    error_retryable: bool = False
-    cancel_requested: bool = False
-    paused: bool = False  # paused by reconciler for `suspend: true`
-    on_delete: str = "cancel"
-    posted: bool = False  # the create POST may have been sent (intent needs a look-up)
-    created_at: float = 0.0
-    finished_at: float | None = None
-    fine_tuned_model: str | None = None
-    progress: str | None = None
-    git_commit: str | None = None  # the commit the spec came from (provenance)
-    spec_path: str | None = None
-
-
-@dataclass(frozen=True)
-class SpecRecord:
-    """A spec name's live attempts (oldest first, the last is current)."""
-
-    name: str
-    attempts: tuple[AttemptView, ...]
-    next_attempt: int  # one above every attempt number ever used, forgotten ones included
-
-    @property
-    def current(self) -> AttemptView | None:
-        return self.attempts[-1] if self.attempts else None
 
 
 @dataclass(frozen=True)
@@ -134,8 +75,17 @@ class Action:
 
 @dataclass(frozen=True)
 class Plan:
+    """The actions that would make reality match the specs, and what they were planned
+    against: the ledger's ``lineage`` and ``serial`` (a saved plan is stale once they move)."""
+
     actions: tuple[Action, ...]
     fingerprints: Mapping[str, str | None] = field(default_factory=dict)
+    lineage: str = ""
+    serial: int = 0
+
+    def only(self, keep: Iterable[Action]) -> Plan:
+        """The same plan, on the same basis, with only the actions in ``keep``."""
+        return replace(self, actions=tuple(keep))
 
     @property
     def changes(self) -> list[Action]:
@@ -172,6 +122,8 @@ def make_plan(
     now: float,
     *,
     max_cost: float | None = None,
+    lineage: str = "",
+    serial: int = 0,
 ) -> Plan:
     """Compare desired state with the ledger view; return what would make them match.
 
@@ -190,7 +142,7 @@ def make_plan(
             action, spent = _budget(action, want, max_cost, spent)
         fingerprints[name] = action.fingerprint if name in wanted else None
         actions.append(action)
-    return Plan(tuple(actions), fingerprints)
+    return Plan(tuple(actions), fingerprints, lineage, serial)
 
 
 def _budget(
@@ -251,7 +203,7 @@ def _plan_one(
             cur is not None
             and cur.phase.active
             and cur.phase is not Phase.CANCELLING
-            and spec.provider in PAUSABLE
+            and CATALOG[spec.provider].capabilities.pausable
             and not cur.paused
         ):
             return Action(

@@ -2,13 +2,20 @@
 
 A schedule says how many times to try, how long to wait between tries (exponential
 with full jitter), and the longest wait it will honour from a ``Retry-After``.
-Callers pass ``sleep`` and ``rand`` in, so tests run without a clock.
+Callers pass ``sleep`` and ``rand`` in, so tests run without a clock. ``retrying`` is
+the one loop that applies a schedule: the HTTP layer, the signed-URL upload and the
+webhooks all go through it.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+E = TypeVar("E")
 
 
 @dataclass(frozen=True)
@@ -50,3 +57,34 @@ def attempt_retry_delay(failed_attempts: int) -> float:
     return min(
         ATTEMPT_RETRY.cap, ATTEMPT_RETRY.base * ATTEMPT_RETRY.factor ** max(0, failed_attempts - 1)
     )
+
+
+@dataclass(frozen=True)
+class Failure(Generic[E]):
+    """One try that did not succeed: what went wrong, and whether trying again may help."""
+
+    error: E
+    retryable: bool
+    retry_after: float | None = None  # the server's Retry-After, in seconds
+
+
+def retrying(
+    try_once: Callable[[int], T | Failure[E]],
+    schedule: Backoff,
+    *,
+    sleep: Callable[[float], None],
+    on_retry: Callable[[Failure[E], float, int], None] | None = None,
+) -> T | Failure[E]:
+    """Call ``try_once(attempt)`` until it succeeds, fails for good, or ``schedule`` runs
+    out; returns the success or the last failure. The one retry loop of the project."""
+    for attempt in range(1, schedule.attempts + 1):
+        result = try_once(attempt)
+        if not isinstance(result, Failure):
+            return result
+        if not result.retryable or attempt == schedule.attempts:
+            return result
+        wait = schedule.wait_for(attempt, result.retry_after)
+        if on_retry is not None:
+            on_retry(result, wait, attempt)
+        sleep(wait)
+    raise AssertionError("a schedule has at least one attempt")  # pragma: no cover

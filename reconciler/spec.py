@@ -1,8 +1,9 @@
 """The spec format v1 (DESIGN §2): pydantic models for everything a user writes.
 
 Every model forbids unknown keys, so a typo fails instead of being ignored.
-Provider-specific rules (which fields and methods a provider supports) live in
-``validation.py``; this module knows only the shape of the format.
+Provider-specific rules (which fields and methods a provider supports) live in each
+provider's catalog entry, applied by ``validation.py``; this module knows only the
+shape of the format.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .providers import CATALOG
+
 API_VERSION = "reconciler/v1"
 KIND = "FineTuneJob"
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
-PROVIDERS = ("together", "openai", "mistral")
+PROVIDERS = tuple(CATALOG)
+# the catalog's names as a type, so the JSON Schema lists them for editors
+ProviderName = Literal[PROVIDERS]  # type: ignore[valid-type]
 
 
 class Strict(BaseModel):
@@ -99,7 +104,7 @@ class Policy(Strict):
 
 
 class JobSpec(Strict):
-    provider: Literal["together", "openai", "mistral"]
+    provider: ProviderName
     model: str = Field(min_length=1, description="The provider's base model name.")
     training_file: str = Field(min_length=1, description="JSONL path relative to this YAML file.")
     validation_file: str | None = Field(default=None, min_length=1)

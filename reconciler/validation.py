@@ -16,8 +16,8 @@ from .cost import estimate
 from .datafiles import DataFileReport, check_data_file
 from .errors import SpecError
 from .loader import LoadedSpec, SpecSet, display_path, paused_gc
-from .plan import DesiredJob
-from .providers.base import create_request
+from .model import PLACEHOLDER_TAG, DesiredJob, create_request
+from .providers import CATALOG
 
 
 @dataclass
@@ -59,25 +59,12 @@ def _resolve_data(
     return path
 
 
-# provider → module with ``request_problems(CreateRequest) -> list["field: message"]``
-PROVIDER_RULES = {
-    "together": "reconciler.providers.together",
-    "openai": "reconciler.providers.openai",
-    "mistral": "reconciler.providers.mistral",
-}
-
-
 def _provider_rules(spec: LoadedSpec) -> list[SpecError]:
     """What the spec asks that its provider cannot express, each at its field's line."""
-    import importlib
-
     s = spec.job.spec
-    module = PROVIDER_RULES.get(s.provider)
-    if module is None:
-        return []
-    request = create_request(spec.name, s, tag="rc-000000000000", training_file_id="file-check")
+    request = create_request(spec.name, s, tag=PLACEHOLDER_TAG, training_file_id="file-check")
     out = []
-    for problem in importlib.import_module(module).request_problems(request):
+    for problem in CATALOG[s.provider].request_problems(request):
         where, _, message = problem.partition(": ")
         path = [p for p in where.split(".") if p]
         out.append(

@@ -24,9 +24,9 @@ from .errors import ReconcilerError
 from .ledger import Ledger
 from .loader import load_tree
 from .log import get as get_logger
-from .plan import AttemptView, Plan, SpecRecord, make_plan
-from .providers import DriverPool
-from .providers.base import Phase
+from .model import AttemptView, Phase, SpecRecord
+from .plan import Plan, make_plan
+from .providers.pool import DriverPool
 from .retry import Backoff
 from .validation import DesiredState, desired_state
 

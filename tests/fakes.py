@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.errors import ErrorKind, ProviderError
-from reconciler.providers.base import (
+from reconciler.model import (
     CreateRequest,
     Phase,
     RemoteEvent,

@@ -12,8 +12,9 @@ import httpx
 import respx
 from openapi_check import document, require_specs, validator
 
+from reconciler.providers import CATALOG
 from reconciler.providers.http import ApiClient, make_http_client
-from reconciler.providers.mistral import MistralDriver
+from reconciler.providers.mistral.client import MistralDriver
 
 BASE_URL = "https://api.mistral.test/v1/"
 # long and unmistakable, so a leak into any message is easy to spot
@@ -31,7 +32,7 @@ def make_driver(
     router: respx.MockRouter, *, conflict_recheck: tuple[float, ...] = (1.0, 3.0)
 ) -> tuple[MistralDriver, list[float], list[float]]:
     """A driver whose HTTP goes to ``router``; returns it with the api and driver sleep logs."""
-    http = make_http_client("mistral", ENV, transport=httpx.MockTransport(router.handler))
+    http = make_http_client(CATALOG["mistral"], ENV, transport=httpx.MockTransport(router.handler))
     api_sleeps: list[float] = []
     driver_sleeps: list[float] = []
     api = ApiClient("mistral", http, sleep=api_sleeps.append)

@@ -13,8 +13,9 @@ import pytest
 import respx
 from openapi_check import document, validator
 
+from reconciler.providers import CATALOG
 from reconciler.providers.http import ApiClient, make_http_client
-from reconciler.providers.openai import OpenAIDriver
+from reconciler.providers.openai.client import OpenAIDriver
 
 BASE_URL = "https://api.openai.test/v1/"
 # long and unmistakable, so a leak into any message is easy to spot
@@ -28,7 +29,7 @@ SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "provider-specs" / 
 
 def make_driver(router: respx.MockRouter, **options: Any) -> tuple[OpenAIDriver, list[float]]:
     """A driver whose HTTP goes to ``router``; returns it with the api's sleep log."""
-    http = make_http_client("openai", ENV, transport=httpx.MockTransport(router.handler))
+    http = make_http_client(CATALOG["openai"], ENV, transport=httpx.MockTransport(router.handler))
     api_sleeps: list[float] = []
     api = ApiClient("openai", http, sleep=api_sleeps.append)
     return OpenAIDriver(api, sleep=api_sleeps.append, **options), api_sleeps

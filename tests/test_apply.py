@@ -19,8 +19,8 @@ from reconciler.apply import Executor, Outcome, persist_observations, refresh
 from reconciler.errors import ErrorKind, ProviderError
 from reconciler.ledger import Ledger
 from reconciler.loader import load_tree
+from reconciler.model import Phase
 from reconciler.plan import Kind, Plan, make_plan
-from reconciler.providers.base import Phase
 from reconciler.validation import desired_state
 
 

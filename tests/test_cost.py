@@ -13,9 +13,10 @@ from support import Clock, SpecTree
 from test_apply import World
 from test_plan import NOW, desired
 
-from reconciler.cost import DEFAULT_EPOCHS, estimate, model_size_b
+from reconciler.cost import estimate, model_size_b
+from reconciler.model import Phase
 from reconciler.plan import Kind, make_plan
-from reconciler.providers.base import Phase
+from reconciler.providers import CATALOG
 from reconciler.spec import JobSpec
 
 
@@ -53,7 +54,7 @@ def test_evaluations_add_validation_tokens() -> None:
 
 def test_openai_default_epochs_and_mistral_minimum() -> None:
     oa = estimate(spec(provider="openai", model="gpt-4.1-mini-2025-04-14"), 1_000_000)
-    assert oa is not None and oa.tokens == DEFAULT_EPOCHS["openai"] * 1_000_000
+    assert oa is not None and oa.tokens == CATALOG["openai"].default_epochs * 1_000_000
     mi = estimate(spec(provider="mistral", model="open-mistral-7b"), 1_000)
     assert mi is not None and mi.usd == 4.0 and "$4 minimum" in mi.basis
 
@@ -121,6 +122,14 @@ class PricedDriver(FakeDriver):
         if job.status == "VALIDATED":
             self.world.set_phase(job.id, Phase.RUNNING)
         return self.world.jobs[job.id]
+
+
+@pytest.fixture(autouse=True)
+def _pricing_and_parking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake provider, as its catalog entry says, prices jobs and parks them."""
+    info = CATALOG["together"]
+    caps = replace(info.capabilities, estimates_price=True, parks_after_validation=True)
+    monkeypatch.setitem(CATALOG, "together", replace(info, capabilities=caps))  # type: ignore[index]
 
 
 def _run_priced(world: World, driver: PricedDriver) -> tuple[Any, list[Any]]:

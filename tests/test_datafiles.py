@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from reconciler import datafiles
 from reconciler.datafiles import DataFileReport, DataFormat, check_data_file, sha256_file
 from reconciler.errors import SpecError
+from reconciler.providers import CATALOG
 
 SPEC = Path("specs/support.yaml")
 FIELD = "spec.training_file"
@@ -28,6 +29,13 @@ PREFERENCE: dict[str, Any] = {
     "preferred_output": [{"role": "assistant", "content": "Hi!"}],
     "non_preferred_output": [{"role": "assistant", "content": "No."}],
 }
+
+
+def with_rules(monkeypatch: pytest.MonkeyPatch, provider: str, **change: Any) -> None:
+    """The provider's catalog entry, for this test, with other data-file rules."""
+    info = CATALOG[provider]
+    changed = replace(info, data_rules=replace(info.data_rules, **change))
+    monkeypatch.setitem(CATALOG, provider, changed)  # type: ignore[index]
 
 
 def write(tmp_path: Path, lines: list[Any], name: str = "data.jsonl") -> Path:
@@ -487,7 +495,8 @@ def test_a_line_over_the_limit_is_refused(tmp_path: Path, monkeypatch: pytest.Mo
 def test_module_stays_pure() -> None:
     tree = ast.parse(Path(datafiles.__file__).read_text())
     imported = {
-        name.split(".")[0]
+        # a relative import is one of the package's own modules
+        "reconciler" if isinstance(node, ast.ImportFrom) and node.level else name.split(".")[0]
         for node in ast.walk(tree)
         if isinstance(node, ast.Import | ast.ImportFrom)
         for name in (
@@ -769,7 +778,7 @@ def test_a_rule_switched_off_in_the_table_refuses_with_the_provider_named(
     key: str,
     message: str,
 ) -> None:
-    monkeypatch.setitem(datafiles.RULES, "together", replace(datafiles.RULES["together"], **change))
+    with_rules(monkeypatch, "together", **change)
     err = error(write(tmp_path, [record]))
     assert (err.field, err.message.split(" (")[0]) == (key, message)
 
@@ -858,7 +867,7 @@ def test_min_records_overrides_the_provider(tmp_path: Path) -> None:
 
 
 def test_the_table_holds_each_providers_figures() -> None:
-    rules = datafiles.RULES
+    rules = {name: info.data_rules for name, info in CATALOG.items()}
     assert (rules["openai"].min_training, rules["openai"].max_bytes) == (
         10,
         8 * 1024 * 1024 * 1024,
@@ -879,8 +888,7 @@ def test_the_size_limit_comes_from_the_provider(
     path = tmp_path / "big.jsonl"
     with path.open("wb") as f:  # sparse: a size over the limit without writing it
         f.truncate(limit + 1)
-    rules = replace(datafiles.RULES[provider], max_bytes=limit)
-    monkeypatch.setitem(datafiles.RULES, provider, rules)
+    with_rules(monkeypatch, provider, max_bytes=limit)
     with pytest.raises(SpecError) as info:
         check(path, provider=provider)
     assert (info.value.file, info.value.line, info.value.field) == (SPEC, 12, FIELD)
@@ -894,8 +902,7 @@ def test_mistral_advises_a_small_validation_file(
 ) -> None:
     path = write(tmp_path, [CHAT] * 20)
     size = path.stat().st_size
-    rules = replace(datafiles.RULES["mistral"], advised_validation_bytes=size - 1)
-    monkeypatch.setitem(datafiles.RULES, "mistral", rules)
+    with_rules(monkeypatch, "mistral", advised_validation_bytes=size - 1)
     report = check(path, provider="mistral", role="validation", field="spec.validation_file")
     assert report.notes == (
         f"mistral advises a validation file of at most {size - 1} bytes: {path} is {size} bytes",

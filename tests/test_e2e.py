@@ -351,8 +351,8 @@ def test_online_plan_prices_a_create_with_the_providers_estimate(
 def test_import_adopts_a_job_started_by_hand(cli: Cli, tree: SpecTree, emulator: Emulator) -> None:
     import hashlib
 
-    from reconciler.providers import DriverPool
-    from reconciler.providers.base import CreateRequest
+    from reconciler.model import CreateRequest
+    from reconciler.providers.pool import DriverPool
 
     # someone started a job by hand, outside reconciler
     pool = DriverPool(

@@ -11,8 +11,8 @@ import pytest
 
 from reconciler import redact
 from reconciler.errors import ConfigError, ErrorKind, ProviderError
+from reconciler.providers import CATALOG
 from reconciler.providers.http import (
-    ENDPOINTS,
     ApiClient,
     api_key,
     base_url,
@@ -44,35 +44,35 @@ HOSTS = {
 @pytest.mark.parametrize("provider", sorted(HOSTS))
 @pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/", "  "])
 def test_base_url_with_or_without_v1(provider: str, suffix: str) -> None:
-    var = ENDPOINTS[provider].url_var
-    assert base_url(provider, {var: HOSTS[provider] + suffix}) == HOSTS[provider] + "/v1"
+    var = CATALOG[provider].endpoint.url_var
+    assert base_url(CATALOG[provider], {var: HOSTS[provider] + suffix}) == HOSTS[provider] + "/v1"
 
 
 @pytest.mark.parametrize("provider", sorted(HOSTS))
 def test_base_url_default_and_empty(provider: str) -> None:
-    var = ENDPOINTS[provider].url_var
-    assert base_url(provider, {}) == HOSTS[provider] + "/v1"
-    assert base_url(provider, {var: ""}) == HOSTS[provider] + "/v1"
+    var = CATALOG[provider].endpoint.url_var
+    assert base_url(CATALOG[provider], {}) == HOSTS[provider] + "/v1"
+    assert base_url(CATALOG[provider], {var: ""}) == HOSTS[provider] + "/v1"
 
 
 @pytest.mark.parametrize("provider", sorted(HOSTS))
 @pytest.mark.parametrize("path", ["", "/", "/v1", "/v1/"])
 def test_base_url_emulator_prefix(provider: str, path: str) -> None:
-    var = ENDPOINTS[provider].url_var
-    got = base_url(provider, {var: f"http://127.0.0.1:8765/{provider}{path}"})
+    var = CATALOG[provider].endpoint.url_var
+    got = base_url(CATALOG[provider], {var: f"http://127.0.0.1:8765/{provider}{path}"})
     assert got == f"http://127.0.0.1:8765/{provider}/v1"
 
 
 def test_base_url_must_be_http() -> None:
     with pytest.raises(ConfigError, match="TOGETHER_BASE_URL"):
-        base_url("together", {"TOGETHER_BASE_URL": "api.together.ai"})
+        base_url(CATALOG["together"], {"TOGETHER_BASE_URL": "api.together.ai"})
 
 
 @pytest.mark.parametrize("provider", sorted(HOSTS))
 def test_client_paths_join_under_v1(provider: str) -> None:
-    ep = ENDPOINTS[provider]
+    ep = CATALOG[provider].endpoint
     env = {ep.key_var: SECRET, ep.url_var: HOSTS[provider]}
-    with make_http_client(provider, env) as client:
+    with make_http_client(CATALOG[provider], env) as client:
         assert str(client.build_request("GET", "files").url) == HOSTS[provider] + "/v1/files"
         assert client.headers["Authorization"] == f"Bearer {SECRET}"
         assert client.follow_redirects is False
@@ -81,20 +81,20 @@ def test_client_paths_join_under_v1(provider: str) -> None:
 @pytest.mark.parametrize("provider", sorted(HOSTS))
 @pytest.mark.parametrize("value", [None, "", "   "])
 def test_missing_key_names_the_variable(provider: str, value: str | None) -> None:
-    var = ENDPOINTS[provider].key_var
+    var = CATALOG[provider].endpoint.key_var
     env = {} if value is None else {var: value}
     with pytest.raises(ConfigError, match=var):
-        api_key(provider, env)
+        api_key(CATALOG[provider], env)
     with pytest.raises(ConfigError, match=var):
-        make_http_client(provider, env)
+        make_http_client(CATALOG[provider], env)
 
 
 def test_key_is_needed_only_for_its_provider() -> None:
-    assert api_key("together", {"TOGETHER_API_KEY": f" {SECRET} "}) == SECRET
+    assert api_key(CATALOG["together"], {"TOGETHER_API_KEY": f" {SECRET} "}) == SECRET
 
 
 def test_reading_a_key_registers_it_for_scrubbing() -> None:
-    api_key("openai", {"OPENAI_API_KEY": SECRET})
+    api_key(CATALOG["openai"], {"OPENAI_API_KEY": SECRET})
     assert redact.scrub(f"header Bearer {SECRET}") == f"header Bearer {redact.MASK}"
 
 
@@ -204,7 +204,7 @@ def test_classify(status: int, kind: ErrorKind) -> None:
 def test_auth_error_names_the_variable_not_the_key(provider: str) -> None:
     redact.register(SECRET)
     err = classify(provider, _response(401, json={"error": {"message": f"bad key {SECRET}"}}))
-    assert ENDPOINTS[provider].key_var in str(err) and SECRET not in str(err)
+    assert CATALOG[provider].endpoint.key_var in str(err) and SECRET not in str(err)
 
 
 def test_retry_after_kept_for_429_and_503_only() -> None:

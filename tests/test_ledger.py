@@ -12,7 +12,7 @@ import pytest
 
 from reconciler.errors import LedgerError, LockedError
 from reconciler.ledger import SCHEMA_VERSION, Ledger, WriterLock
-from reconciler.providers.base import Phase, RemoteJob
+from reconciler.model import Phase, RemoteJob
 
 
 def _intent(ledger: Ledger, name: str = "bot", attempt: int = 1) -> int:

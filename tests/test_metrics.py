@@ -10,7 +10,7 @@ import pytest
 from support import Clock
 
 from reconciler.metrics import Metrics, MetricsServer, serve_metrics
-from reconciler.providers.base import Phase
+from reconciler.model import Phase
 
 
 def value(m: Metrics, name: str, **labels: str) -> float | None:

@@ -42,8 +42,8 @@ from mistral_fake import (
 )
 
 from reconciler.errors import ErrorKind, ProviderError
-from reconciler.providers.base import CreateRequest, Phase, RemoteJob
-from reconciler.providers.mistral import (
+from reconciler.model import CreateRequest, Phase, RemoteJob
+from reconciler.providers.mistral.mapping import (
     HYPERPARAMETERS,
     PAGE_SIZE,
     STATUS_TO_PHASE,

@@ -16,8 +16,8 @@ import structlog
 
 from reconciler import log, redact
 from reconciler.errors import ConfigError
+from reconciler.model import Phase
 from reconciler.notify import JobFinished, Notifier, notifier_from_env, slack_body
-from reconciler.providers.base import Phase
 
 # a Slack-shaped URL whose path is the secret; distinctive so a leak is easy to spot
 SECRET_PATH = "/services/T0SENTINEL/B0SENTINEL/xoxSENTINELsecret123"

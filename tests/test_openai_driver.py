@@ -47,8 +47,8 @@ from support import no_nulls
 
 from reconciler import redact
 from reconciler.errors import ErrorKind, ProviderError
-from reconciler.providers.base import CreateRequest, Phase, create_request
-from reconciler.providers.openai import (
+from reconciler.model import CreateRequest, Phase, create_request
+from reconciler.providers.openai.mapping import (
     CLOSED_MESSAGE,
     MAX_METADATA_KEY,
     MAX_METADATA_PAIRS,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from reconciler.fingerprint import FieldChange, fingerprint, tag_for, training_inputs
+from reconciler.model import Phase
 from reconciler.plan import Action, AttemptView, DesiredJob, Kind, Plan, SpecRecord, make_plan
-from reconciler.providers.base import Phase
 from reconciler.render import md_code, md_text, plan_markdown, summary_line
 from reconciler.spec import JobSpec
 

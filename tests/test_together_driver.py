@@ -34,8 +34,8 @@ from together_fake import (
 
 from reconciler import redact
 from reconciler.errors import ErrorKind, ProviderError
-from reconciler.providers.base import CreateRequest, Phase
-from reconciler.providers.together import (
+from reconciler.model import CreateRequest, Phase
+from reconciler.providers.together.mapping import (
     HYPERPARAMETERS,
     MAX_SUFFIX,
     MAX_USER_SUFFIX,

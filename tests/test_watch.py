@@ -10,7 +10,7 @@ from support import Clock, SpecTree
 
 from reconciler.errors import ErrorKind, ProviderError
 from reconciler.ledger import Ledger
-from reconciler.providers.base import Phase
+from reconciler.model import Phase
 from reconciler.watch import Source, Watcher
 
 

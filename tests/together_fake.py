@@ -12,8 +12,9 @@ import httpx
 import respx
 from openapi_check import validator
 
+from reconciler.providers import CATALOG
 from reconciler.providers.http import ApiClient, make_http_client
-from reconciler.providers.together import TogetherDriver
+from reconciler.providers.together.client import TogetherDriver
 
 BASE_URL = "https://api.together.test/v1/"
 # long and unmistakable, so a leak into any message is easy to spot
@@ -28,7 +29,7 @@ def make_driver(
     router: respx.MockRouter, *, file_ready_timeout: float = 600.0
 ) -> tuple[TogetherDriver, list[float], list[float]]:
     """A driver whose HTTP goes to ``router``; returns it with the api and poll sleep logs."""
-    http = make_http_client("together", ENV, transport=httpx.MockTransport(router.handler))
+    http = make_http_client(CATALOG["together"], ENV, transport=httpx.MockTransport(router.handler))
     api_sleeps: list[float] = []
     poll_sleeps: list[float] = []
     api = ApiClient("together", http, sleep=api_sleeps.append)

@@ -1,82 +1,32 @@
-"""Provider drivers, by name: an explicit registry, no import-time magic.
+"""The provider catalog: an explicit registry of every provider reconciler knows.
 
-``DriverPool`` builds a driver the first time a provider is actually needed, so a
-missing API key is reported only for a provider the run uses.
+Importing this package is cheap and pure (no httpx): each ``entry`` module holds data
+and the pure request rules. Drivers, which speak HTTP, are imported only when a
+provider is first used (``pool.DriverPool``).
 """
 
 from __future__ import annotations
 
-import importlib
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-import httpx
+from ..catalog import ProviderInfo
+from .mistral.entry import MISTRAL
+from .openai.entry import OPENAI
+from .together.entry import TOGETHER
 
-from ..redact import register
-from .base import Driver
-from .http import ENDPOINTS, ApiClient, make_http_client
-
-# provider → (module, class); imported lazily to keep `reconciler --help` fast
-REGISTRY: dict[str, tuple[str, str]] = {
-    "together": ("reconciler.providers.together", "TogetherDriver"),
-    "openai": ("reconciler.providers.openai", "OpenAIDriver"),
-    "mistral": ("reconciler.providers.mistral", "MistralDriver"),
-}
+CATALOG: Mapping[str, ProviderInfo] = {p.name: p for p in (TOGETHER, OPENAI, MISTRAL)}
 
 
-def supported() -> list[str]:
-    return sorted(REGISTRY)
+def names() -> list[str]:
+    """Every provider name a spec may use, sorted."""
+    return sorted(CATALOG)
 
 
-class DriverPool:
-    """One driver per provider, built on first use from the environment."""
+def entry(name: str) -> ProviderInfo:
+    """The catalog entry of ``name``; a ConfigError naming the choices when unknown."""
+    info = CATALOG.get(name)
+    if info is None:
+        from ..errors import ConfigError
 
-    def __init__(
-        self,
-        env: Mapping[str, str],
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        transport: httpx.BaseTransport | None = None,
-        timeout: float = 60.0,
-    ) -> None:
-        self.env = env
-        self.sleep = sleep
-        self.transport = transport
-        self.timeout = timeout
-        self._drivers: dict[str, Driver] = {}
-        # every key the environment holds is scrubbed from output, used or not
-        for endpoint in ENDPOINTS.values():
-            register((env.get(endpoint.key_var) or "").strip())
-
-    def get(self, provider: str) -> Driver:
-        driver = self._drivers.get(provider)
-        if driver is None:
-            if provider not in REGISTRY:
-                from ..errors import ConfigError
-
-                raise ConfigError(
-                    f"provider {provider!r} has no driver yet (available: {', '.join(supported())})"
-                )
-            module, cls_name = REGISTRY[provider]
-            cls = getattr(importlib.import_module(module), cls_name)
-            http = make_http_client(
-                provider, self.env, timeout=self.timeout, transport=self.transport
-            )
-            driver = cls(ApiClient(provider, http, sleep=self.sleep), sleep=self.sleep)
-            self._drivers[provider] = driver
-        return driver
-
-    def calls(self) -> dict[str, int]:
-        """Provider calls made so far, by provider (for metrics and benchmarks)."""
-        return {p: c for p, (c, _) in self.call_totals().items()}
-
-    def call_totals(self) -> dict[str, tuple[int, int]]:
-        """(calls, errors) so far, by provider."""
-        return {
-            p: (d.api.calls, d.api.errors) for p, d in self._drivers.items() if hasattr(d, "api")
-        }
-
-    def close(self) -> None:
-        for driver in self._drivers.values():
-            driver.close()
-        self._drivers.clear()
+        raise ConfigError(f"unknown provider {name!r} (known: {', '.join(names())})")
+    return info

@@ -1,106 +1,21 @@
-"""What every provider driver speaks: the common phases, the values drivers return,
-and the ``Driver`` protocol the apply loop calls.
+"""What every provider driver speaks: the ``Driver`` protocol the reconcile core calls,
+and ``DriverBase``, which answers the optional capabilities a provider lacks.
 
-Pure module: no httpx, no sqlite. Drivers map their wire format onto these types.
+Which optional calls a provider supports is data in its catalog entry
+(``catalog.Capabilities``); callers read that, never probe a driver for a method.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import ConfigError
+from ..model import CreateRequest, RemoteEvent, RemoteFile, RemoteJob
 
 if TYPE_CHECKING:
-    from ..spec import JobSpec
-
-
-class Phase(enum.StrEnum):
-    """A job's phase, common to all providers (DESIGN §3 columns)."""
-
-    PENDING = "pending"  # intent written, no remote id known yet
-    QUEUED = "queued"
-    VALIDATING = "validating"
-    RUNNING = "running"
-    CANCELLING = "cancelling"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    UNKNOWN = "unknown"  # a status string we do not know: treated as active, never terminal
-
-    @property
-    def terminal(self) -> bool:
-        return self in TERMINAL_PHASES
-
-    @property
-    def active(self) -> bool:
-        return self in ACTIVE_PHASES
-
-
-TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
-ACTIVE_PHASES = frozenset(
-    {Phase.QUEUED, Phase.VALIDATING, Phase.RUNNING, Phase.CANCELLING, Phase.UNKNOWN}
-)
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """A data file as the provider knows it."""
-
-    id: str
-    filename: str
-    bytes: int | None = None
-
-
-@dataclass(frozen=True)
-class RemoteJob:
-    """A provider's fine-tune job, mapped onto the common vocabulary."""
-
-    id: str
-    phase: Phase
-    status: str  # the provider's own status string, verbatim
-    tag: str | None = None  # our tag, when the job carries one we can read back
-    fine_tuned_model: str | None = None
-    progress: str | None = None  # human text: "step 30/100", "epoch 1/3", "45%"
-    error: str | None = None
-    error_retryable: bool = False  # a failure worth a new attempt (infrastructure, not data)
-    trained_tokens: int | None = None
-    created_at: float | None = None  # Unix seconds
-    cost_usd: float | None = None  # what the provider says the job costs, when it says
-
-
-@dataclass(frozen=True)
-class RemoteEvent:
-    """One line of a job's event log."""
-
-    created_at: float | None
-    level: str
-    message: str
-
-
-@dataclass(frozen=True)
-class CreateRequest:
-    """Everything a driver needs to create one job; built by apply from a spec.
-
-    ``lora`` is None for the provider's default LoRA, False for a full fine-tune,
-    else the spec's LoRA settings (keys r, alpha, dropout, trainable_modules).
-    ``hyperparameters`` and ``dpo`` use the project's own names (DESIGN §2); the
-    driver maps them. ``options`` are passed through verbatim and win on conflict.
-    """
-
-    name: str
-    tag: str
-    model: str
-    method: str  # "sft" | "dpo"
-    training_file_id: str
-    validation_file_id: str | None = None
-    lora: dict[str, Any] | bool | None = None
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
-    dpo: dict[str, Any] | None = None
-    suffix: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    from_output: str | None = None  # the upstream job's result, for `from: {job: X}`
+    from .http import ApiClient
 
 
 class Driver(Protocol):
@@ -112,6 +27,7 @@ class Driver(Protocol):
     """
 
     provider: str
+    api: ApiClient
 
     def upload_file(self, path: Path, sha256: str) -> RemoteFile: ...
 
@@ -131,42 +47,34 @@ class Driver(Protocol):
 
     def job_progress(self, job_id: str) -> str | None: ...
 
+    # capabilities: only called where the catalog entry says the provider has them
+    def estimate_price(self, training_file_id: str, request: CreateRequest) -> float | None: ...
+
+    def start_if_parked(self, job: RemoteJob) -> RemoteJob: ...
+
+    def pause_job(self, job_id: str) -> RemoteJob: ...
+
+    def resume_job(self, job_id: str) -> RemoteJob: ...
+
     def close(self) -> None: ...
 
 
-def upload_filename(sha256: str, path: Path) -> str:
-    """The name we upload a data file under: content hash first, so a crash is resolvable."""
-    return f"rc-{sha256[:16]}-{path.name}"
+class DriverBase:
+    """The optional calls, for a provider that lacks them: each says so plainly."""
 
+    provider: str
 
-def create_request(
-    name: str,
-    spec: JobSpec,
-    *,
-    tag: str,
-    training_file_id: str,
-    validation_file_id: str | None = None,
-    from_output: str | None = None,
-) -> CreateRequest:
-    """The create request a spec asks for, in the project's own vocabulary."""
-    lora: dict[str, Any] | bool | None
-    if spec.lora is True:
-        lora = None
-    elif spec.lora is False:
-        lora = False
-    else:
-        lora = spec.lora.model_dump(exclude_none=True) or None
-    return CreateRequest(
-        name=name,
-        tag=tag,
-        model=spec.model,
-        method=spec.method,
-        training_file_id=training_file_id,
-        validation_file_id=validation_file_id,
-        lora=lora,
-        hyperparameters=spec.hyperparameters.model_dump(exclude_none=True),
-        dpo=spec.dpo.model_dump(exclude_none=True) if spec.dpo else None,
-        suffix=spec.suffix,
-        options=dict(spec.options),
-        from_output=from_output,
-    )
+    def _lacks(self, what: str) -> ConfigError:
+        return ConfigError(f"{self.provider} cannot {what}")
+
+    def estimate_price(self, training_file_id: str, request: CreateRequest) -> float | None:
+        raise self._lacks("estimate a job's price")
+
+    def start_if_parked(self, job: RemoteJob) -> RemoteJob:
+        raise self._lacks("start a job parked after validation")
+
+    def pause_job(self, job_id: str) -> RemoteJob:
+        raise self._lacks("pause jobs")
+
+    def resume_job(self, job_id: str) -> RemoteJob:
+        raise self._lacks("resume jobs")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -20,28 +21,18 @@ from .. import __version__
 from ..errors import ConfigError, ErrorKind, ProviderError
 from ..log import get as get_logger
 from ..redact import register, scrub
-from ..retry import CREATE_RATE_LIMIT_RETRY, HTTP_RETRY, Backoff
+from ..retry import CREATE_RATE_LIMIT_RETRY, HTTP_RETRY, Backoff, Failure, retrying
+from . import CATALOG
+
+if TYPE_CHECKING:
+    from ..catalog import ProviderInfo
 
 log = get_logger("reconciler.http")
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    key_var: str
-    url_var: str
-    default_url: str
-
-
-ENDPOINTS: dict[str, Endpoint] = {
-    "together": Endpoint("TOGETHER_API_KEY", "TOGETHER_BASE_URL", "https://api.together.ai/v1"),
-    "openai": Endpoint("OPENAI_API_KEY", "OPENAI_BASE_URL", "https://api.openai.com/v1"),
-    "mistral": Endpoint("MISTRAL_API_KEY", "MISTRAL_BASE_URL", "https://api.mistral.ai/v1"),
-}
-
-
-def base_url(provider: str, env: Mapping[str, str]) -> str:
+def base_url(info: ProviderInfo, env: Mapping[str, str]) -> str:
     """The provider's base URL ending in ``/v1``, accepted with or without it (DESIGN §6)."""
-    ep = ENDPOINTS[provider]
+    ep = info.endpoint
     url = (env.get(ep.url_var) or ep.default_url).strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
         # the value is not echoed: a key pasted into the wrong variable must not print
@@ -51,19 +42,19 @@ def base_url(provider: str, env: Mapping[str, str]) -> str:
     return url
 
 
-def api_key(provider: str, env: Mapping[str, str]) -> str:
-    ep = ENDPOINTS[provider]
+def api_key(info: ProviderInfo, env: Mapping[str, str]) -> str:
+    ep = info.endpoint
     key = (env.get(ep.key_var) or "").strip()
     if not key:
         raise ConfigError(
-            f"{ep.key_var} is not set: the {provider} provider needs an API key in the environment"
+            f"{ep.key_var} is not set: the {info.name} provider needs an API key in the environment"
         )
     register(key)
     return key
 
 
 def make_http_client(
-    provider: str,
+    info: ProviderInfo,
     env: Mapping[str, str],
     *,
     timeout: float = 60.0,
@@ -71,9 +62,9 @@ def make_http_client(
 ) -> httpx.Client:
     """An httpx client for one provider: base URL, bearer key, no redirects followed."""
     return httpx.Client(
-        base_url=base_url(provider, env) + "/",
+        base_url=base_url(info, env) + "/",
         headers={
-            "Authorization": f"Bearer {api_key(provider, env)}",
+            "Authorization": f"Bearer {api_key(info, env)}",
             "User-Agent": f"reconciler/{__version__}",
         },
         timeout=httpx.Timeout(timeout, connect=10.0),
@@ -131,13 +122,35 @@ def error_message(response: httpx.Response) -> str:
     return scrub(str(message))[:300]
 
 
+def transport_error(provider: str, method: str, exc: httpx.TransportError) -> ProviderError:
+    """A request that got no answer; ``ambiguous`` when it may have reached the server."""
+    if isinstance(exc, httpx.TimeoutException):
+        err = ProviderError(
+            provider,
+            f"no answer in time ({type(exc).__name__})",
+            kind=ErrorKind.RETRYABLE,
+            ambiguous=method != "GET",
+        )
+    else:
+        # a refused connection never reached the server; anything else may have
+        err = ProviderError(
+            provider,
+            f"connection failed ({type(exc).__name__}: {scrub(str(exc))[:200]})",
+            kind=ErrorKind.RETRYABLE,
+            ambiguous=method != "GET" and not isinstance(exc, httpx.ConnectError),
+        )
+    err.__cause__ = exc
+    return err
+
+
 def classify(provider: str, response: httpx.Response) -> ProviderError:
     """Map an HTTP error answer onto an ``ErrorKind``."""
     status = response.status_code
     message = error_message(response)
     if status in (401, 403):
         kind = ErrorKind.AUTH
-        var = ENDPOINTS[provider].key_var if provider in ENDPOINTS else "the API key"
+        info = CATALOG.get(provider)
+        var = info.endpoint.key_var if info is not None else "the API key"
         message = f"authentication failed, check {var}: {message}"
     elif status == 404:
         kind = ErrorKind.NOT_FOUND
@@ -191,27 +204,15 @@ class ApiClient:
         ``ok`` lists extra status codes the caller handles itself (e.g. a 409 dedup).
         """
         schedule = self.create_backoff if create else self.backoff
-        tries = schedule.attempts if retry else 1
-        for attempt in range(1, tries + 1):
+        if not retry:
+            schedule = replace(schedule, attempts=1)
+
+        def once(_attempt: int) -> httpx.Response | Failure[ProviderError]:
             self.calls += 1
             try:
                 response = self.http.request(method, path.lstrip("/"), **kwargs)
-            except httpx.TimeoutException as exc:
-                err = ProviderError(
-                    self.provider,
-                    f"no answer in time ({type(exc).__name__})",
-                    kind=ErrorKind.RETRYABLE,
-                    ambiguous=method != "GET",
-                )
             except httpx.TransportError as exc:
-                # a refused connection never reached the server; anything else may have
-                ambiguous = method != "GET" and not isinstance(exc, httpx.ConnectError)
-                err = ProviderError(
-                    self.provider,
-                    f"connection failed ({type(exc).__name__}: {scrub(str(exc))[:200]})",
-                    kind=ErrorKind.RETRYABLE,
-                    ambiguous=ambiguous,
-                )
+                err = transport_error(self.provider, method, exc)
             else:
                 log.debug(
                     "http",
@@ -228,21 +229,69 @@ class ApiClient:
                 err.ambiguous = method != "GET" and err.kind is ErrorKind.RETRYABLE
             self.errors += 1
             may_retry = err.kind is ErrorKind.RATE_LIMITED if create else err.retryable
-            if not may_retry or attempt == tries:
-                raise err
-            wait = schedule.wait_for(attempt, err.retry_after)
+            return Failure(err, may_retry, err.retry_after)
+
+        def on_retry(failure: Failure[ProviderError], wait: float, attempt: int) -> None:
             log.info(
                 "retrying",
                 provider=self.provider,
                 method=method,
                 path=path,
-                error=err.message,
-                kind=err.kind.value,
+                error=failure.error.message,
+                kind=failure.error.kind.value,
                 wait_s=round(wait, 2),
                 attempt=attempt,
             )
-            self.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        result = retrying(once, schedule, sleep=self.sleep, on_retry=on_retry)
+        if isinstance(result, Failure):
+            raise result.error
+        return result
+
+    def put_signed(self, url: str, data: bytes, *, what: str) -> None:
+        """PUT bytes to a pre-signed URL (often another host): never with our key,
+        following redirects, retried on the same schedule as any idempotent call."""
+        host = urlsplit(url).hostname or "storage"
+
+        def once(_attempt: int) -> Failure[ProviderError] | None:
+            request = self.http.build_request(
+                "PUT", url, content=data, timeout=httpx.Timeout(600.0, connect=10.0)
+            )
+            # the signed URL is often a third-party storage host: our key must not go there
+            request.headers.pop("Authorization", None)
+            self.calls += 1
+            try:
+                response = self.http.send(request, follow_redirects=True)
+            except httpx.TransportError as exc:
+                err = ProviderError(
+                    self.provider,
+                    f"{what} to {host} failed ({type(exc).__name__})",
+                    kind=ErrorKind.RETRYABLE,
+                )
+                err.__cause__ = exc
+                self.errors += 1
+                return Failure(err, True)
+            if response.is_success:
+                return None
+            status = response.status_code
+            retryable = status in (408, 429) or status >= 500
+            # the URL's signature stays out of the message: host only
+            err = ProviderError(
+                self.provider,
+                f"{what} to {host} refused: {scrub(response.text.strip()[:200])}",
+                kind=ErrorKind.RETRYABLE if retryable else ErrorKind.PERMANENT,
+                status=status,
+            )
+            self.errors += 1
+            return Failure(err, retryable, parse_retry_after(response.headers))
+
+        result: None | Failure[ProviderError] = retrying(once, self.backoff, sleep=self.sleep)
+        if isinstance(result, Failure):
+            raise result.error
+
+    def counts(self) -> tuple[int, int]:
+        """(calls, errors) so far."""
+        return self.calls, self.errors
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)

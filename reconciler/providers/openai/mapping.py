@@ -8,25 +8,18 @@ list endpoint filters on server-side, so a crash is resolved with one call.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import re
-import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from ..errors import ErrorKind, ProviderError
-from ..redact import scrub
-from .base import CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob, upload_filename
-from .http import ApiClient, classify, error_message
-from .wire import integer as _int
-from .wire import items as _items
-from .wire import merge as _merge
-from .wire import number as _number
-from .wire import text as _str
+from ...model import CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob
+from ...redact import scrub
+from ..wire import integer as _int
+from ..wire import merge as _merge
+from ..wire import number as _number
+from ..wire import text as _str
 
 PROVIDER = "openai"
 
@@ -69,7 +62,7 @@ _DATA_ERROR_CODES |= {"insufficient_quota", "billing_hard_limit_reached"}
 # OpenAI's wind-down answer (providers.md §0). Matched only on a create's 400/403, and
 # narrowly: "cannot parse line 3 of the fine-tuning file" or "cannot create more than 3
 # jobs" must stay ordinary errors.
-_CLOSED = re.compile(
+CLOSED_PATTERN = re.compile(
     r"self[-_ ]serve\s+fine[-_ ]?tun"
     r"|(?:no\s+longer|not\s+(?:be\s+)?(?:able|allowed|permitted|eligible)\s+to|cannot|can't"
     r"|can\s+not|unable\s+to)\s+(?:create|start|run)\s+(?:new\s+|any\s+)?"
@@ -325,208 +318,7 @@ def checkpoint_from_wire(d: Mapping[str, Any]) -> Checkpoint:
     )
 
 
-def _remote_file(d: Mapping[str, Any], name: str) -> RemoteFile:
+def remote_file(d: Mapping[str, Any], name: str) -> RemoteFile:
     return RemoteFile(
         id=str(d["id"]), filename=_str(d.get("filename")) or name, bytes=_int(d.get("bytes"))
     )
-
-
-# ---------------------------------------------------------------- the client
-
-
-class OpenAIDriver:
-    """The Driver for OpenAI over an ``ApiClient`` whose base URL ends in ``/v1/``."""
-
-    provider = PROVIDER
-
-    def __init__(
-        self,
-        api: ApiClient,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        page_size: int = 100,
-        files_page_size: int = 10_000,
-        upload_threshold: int = 512 * 1024 * 1024,
-        part_size: int = 64 * 1024 * 1024,
-    ) -> None:
-        self.api = api
-        self._sleep = sleep  # unused: OpenAI validates files inside the job, nothing to poll
-        self.page_size = page_size
-        self.files_page_size = files_page_size
-        self.upload_threshold = upload_threshold  # POST /files takes at most 512 MB
-        self.part_size = part_size  # an Uploads part holds at most 64 MB
-
-    def _pages(
-        self, path: str, params: Mapping[str, Any], limit: int
-    ) -> Iterator[Mapping[str, Any]]:
-        """Items of a cursor-paginated list (``after`` = last id seen), fetched lazily."""
-        after: str | None = None
-        while True:
-            query = {**params, "limit": limit, **({"after": after} if after else {})}
-            body = self.api.json("GET", path, params=query)
-            items = _items(body)
-            yield from items
-            last = _str(items[-1].get("id")) if items else None
-            more = isinstance(body, Mapping) and body.get("has_more") is True
-            if not more or not last or last == after:  # a repeated cursor would loop forever
-                return
-            after = last
-
-    # files
-
-    def find_file(self, sha256: str) -> RemoteFile | None:
-        """A file we uploaded earlier with this content (by the name's hash prefix)."""
-        prefix = f"rc-{sha256[:16]}-"
-        for item in self._pages("files", {"purpose": "fine-tune"}, self.files_page_size):
-            name = _str(item.get("filename")) or ""
-            # status is deprecated, but "error" still says the file is unusable
-            if name.startswith(prefix) and item.get("id") and item.get("status") != "error":
-                return _remote_file(item, name)
-        return None
-
-    def upload_file(self, path: Path, sha256: str) -> RemoteFile:
-        """``POST /files`` up to the threshold, the Uploads API above it. No processing wait."""
-        name = upload_filename(sha256, path)
-        size = path.stat().st_size
-        if size > self.upload_threshold:
-            return self._upload_in_parts(path, name, size)
-        with path.open("rb") as fh:  # httpx rewinds the handle if a retry re-sends it
-            body = self.api.json(
-                "POST",
-                "files",
-                files={"file": (name, fh, "application/jsonl")},
-                data={"purpose": "fine-tune"},
-            )
-        if not isinstance(body, Mapping) or not body.get("id"):
-            raise self._fail(f"upload of {name} answered without a file id", ErrorKind.RETRYABLE)
-        return _remote_file(body, name)
-
-    def _upload_in_parts(self, path: Path, name: str, size: int) -> RemoteFile:
-        meta = {"filename": name, "purpose": "fine-tune", "bytes": size, "mime_type": "text/jsonl"}
-        upload = self.api.json("POST", "uploads", json=meta)
-        upload_id = _str(upload.get("id")) if isinstance(upload, Mapping) else None
-        if not upload_id:
-            raise self._fail(f"upload of {name}: no upload id", ErrorKind.RETRYABLE)
-        try:
-            part_ids: list[str] = []
-            md5 = hashlib.md5(usedforsecurity=False)
-            with path.open("rb") as fh:
-                while chunk := fh.read(self.part_size):
-                    md5.update(chunk)
-                    part = self.api.json(
-                        "POST", f"uploads/{upload_id}/parts", files={"data": (name, chunk)}
-                    )
-                    if not isinstance(part, Mapping) or not _str(part.get("id")):
-                        raise self._fail(f"upload of {name}: a part got no id", ErrorKind.RETRYABLE)
-                    part_ids.append(str(part["id"]))
-            done = self.api.json(
-                "POST",
-                f"uploads/{upload_id}/complete",
-                json={"part_ids": part_ids, "md5": md5.hexdigest()},
-            )
-            file = done.get("file") if isinstance(done, Mapping) else None
-            if not isinstance(file, Mapping) or not file.get("id"):
-                raise self._fail(f"upload of {name}: completed without a file", ErrorKind.RETRYABLE)
-            return _remote_file(file, name)
-        except BaseException:
-            # an abandoned upload would linger for an hour; the next pass starts afresh
-            with contextlib.suppress(ProviderError):
-                self.api.request("POST", f"uploads/{upload_id}/cancel", retry=False)
-            raise
-
-    # jobs
-
-    def create_job(self, request: CreateRequest) -> RemoteJob:
-        """Post once (DESIGN §4): only a 429 is re-posted; anything ambiguous raises."""
-        response = self.api.request(
-            "POST", "fine_tuning/jobs", json=create_payload(request), create=True, ok=(400, 403)
-        )
-        if response.status_code in (400, 403):
-            self.api.errors += 1
-            said = error_message(response)
-            if _CLOSED.search(said):
-                raise ProviderError(
-                    PROVIDER,
-                    f"{CLOSED_MESSAGE} (OpenAI said: {said})",
-                    kind=ErrorKind.PERMANENT,
-                    status=response.status_code,
-                )
-            raise classify(PROVIDER, response)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        job = job_from_wire(body if isinstance(body, Mapping) else {})
-        if not job.id:
-            # it may exist all the same: the caller resolves this by tag, never by reposting
-            err = self._fail("create answered without a job id", ErrorKind.RETRYABLE)
-            err.ambiguous = True
-            raise err
-        return job if job.tag else replace(job, tag=request.tag)
-
-    def get_job(self, job_id: str) -> RemoteJob:
-        return self._job("GET", f"fine_tuning/jobs/{job_id}")
-
-    def list_jobs(self) -> Iterator[RemoteJob]:
-        """All jobs, newest first, one page at a time as the consumer asks for them."""
-        for item in self._pages("fine_tuning/jobs", {}, self.page_size):
-            yield job_from_wire(item)
-
-    def find_jobs_by_tag(self, tag: str) -> list[RemoteJob]:
-        """Jobs carrying our tag: the server filters on metadata, so normally one call."""
-        items = self._pages("fine_tuning/jobs", {f"metadata[{TAG_KEY}]": tag}, self.page_size)
-        # filtered again here, in case a server ignores the metadata filter
-        return [job for job in map(job_from_wire, items) if job.tag == tag]
-
-    def cancel_job(self, job_id: str) -> RemoteJob:
-        """Cancel (immediate at OpenAI); a job that already ended is returned as is."""
-        try:
-            return self._job("POST", f"fine_tuning/jobs/{job_id}/cancel")
-        except ProviderError as exc:
-            if exc.kind is not ErrorKind.PERMANENT:
-                raise
-            job = self.get_job(job_id)  # a 400 for a finished job is not a failure
-            if job.phase.terminal:
-                return job
-            raise
-
-    def pause_job(self, job_id: str) -> RemoteJob:
-        return self._job("POST", f"fine_tuning/jobs/{job_id}/pause")
-
-    def resume_job(self, job_id: str) -> RemoteJob:
-        return self._job("POST", f"fine_tuning/jobs/{job_id}/resume")
-
-    def job_events(self, job_id: str, *, newest: int | None = None) -> list[RemoteEvent]:
-        """The job's events, oldest first (the API lists newest first); ``newest`` caps it."""
-        pages = self._pages(f"fine_tuning/jobs/{job_id}/events", {}, self.page_size)
-        events: list[RemoteEvent] = []
-        for item in pages:
-            events.append(event_from_wire(item))
-            if newest is not None and len(events) >= newest:
-                break
-        return events[::-1]
-
-    def job_progress(self, job_id: str) -> str | None:
-        """Progress from the newest metrics event (one page of events): "step 30/100, loss 0.41"."""
-        for item in self._pages(f"fine_tuning/jobs/{job_id}/events", {}, 20):
-            data = item.get("data") if isinstance(item, Mapping) else None
-            if isinstance(data, Mapping) and (found := progress_from_metrics(data)):
-                loss = _number(data.get("train_loss"))
-                return f"{found}, loss {loss:.3f}" if loss is not None else found
-        return self.get_job(job_id).progress
-
-    def checkpoints(self, job_id: str) -> list[Checkpoint]:
-        """The job's checkpoints, by step ascending."""
-        items = self._pages(f"fine_tuning/jobs/{job_id}/checkpoints", {}, self.page_size)
-        found = [checkpoint_from_wire(item) for item in items]
-        return sorted(found, key=lambda c: (c.step is None, c.step or 0))
-
-    def close(self) -> None:
-        self.api.close()
-
-    def _job(self, method: str, path: str) -> RemoteJob:
-        body = self.api.json(method, path)
-        return job_from_wire(body if isinstance(body, Mapping) else {})
-
-    def _fail(self, message: str, kind: ErrorKind = ErrorKind.PERMANENT) -> ProviderError:
-        return ProviderError(self.provider, message, kind=kind)

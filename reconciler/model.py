@@ -1,0 +1,229 @@
+"""The domain model: phases, what a provider reports, what a spec asks for, and what the
+ledger knows. Values only.
+
+Pure module: it imports nothing that does I/O (no httpx, sqlite, structlog, watchfiles),
+so the planner, the fingerprint, the cost estimate and the catalog can all lean on it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .spec import JobSpec
+
+
+class Phase(enum.StrEnum):
+    """A job's phase, common to all providers (DESIGN §3 columns)."""
+
+    PENDING = "pending"  # intent written, no remote id known yet
+    QUEUED = "queued"
+    VALIDATING = "validating"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"  # a status string we do not know: treated as active, never terminal
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_PHASES
+
+    @property
+    def active(self) -> bool:
+        return self in ACTIVE_PHASES
+
+
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
+ACTIVE_PHASES = frozenset(
+    {Phase.QUEUED, Phase.VALIDATING, Phase.RUNNING, Phase.CANCELLING, Phase.UNKNOWN}
+)
+
+
+# -- what a provider reports --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """A data file as the provider knows it."""
+
+    id: str
+    filename: str
+    bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class RemoteJob:
+    """A provider's fine-tune job, mapped onto the common vocabulary."""
+
+    id: str
+    phase: Phase
+    status: str  # the provider's own status string, verbatim
+    tag: str | None = None  # our tag, when the job carries one we can read back
+    fine_tuned_model: str | None = None
+    progress: str | None = None  # human text: "step 30/100", "epoch 1/3", "45%"
+    error: str | None = None
+    error_retryable: bool = False  # a failure worth a new attempt (infrastructure, not data)
+    trained_tokens: int | None = None
+    created_at: float | None = None  # Unix seconds
+    cost_usd: float | None = None  # what the provider says the job costs, when it says
+
+
+@dataclass(frozen=True)
+class RemoteEvent:
+    """One line of a job's event log."""
+
+    created_at: float | None
+    level: str
+    message: str
+
+
+# -- what a spec asks for -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """Everything a driver needs to create one job; built from a spec by ``create_request``.
+
+    ``lora`` is None for the provider's default LoRA, False for a full fine-tune,
+    else the spec's LoRA settings (keys r, alpha, dropout, trainable_modules).
+    ``hyperparameters`` and ``dpo`` use the project's own names (DESIGN §2); the
+    driver maps them. ``options`` are passed through verbatim and win on conflict.
+    """
+
+    name: str
+    tag: str
+    model: str
+    method: str  # "sft" | "dpo"
+    training_file_id: str
+    validation_file_id: str | None = None
+    lora: dict[str, Any] | bool | None = None
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    dpo: dict[str, Any] | None = None
+    suffix: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    from_output: str | None = None  # the upstream job's result, for `from: {job: X}`
+
+
+# the tag a request carries where only its shape matters (validation, price estimates)
+PLACEHOLDER_TAG = "rc-000000000000"
+
+
+def create_request(
+    name: str,
+    spec: JobSpec,
+    *,
+    tag: str,
+    training_file_id: str,
+    validation_file_id: str | None = None,
+    from_output: str | None = None,
+) -> CreateRequest:
+    """The create request a spec asks for, in the project's own vocabulary."""
+    lora: dict[str, Any] | bool | None
+    if spec.lora is True:
+        lora = None
+    elif spec.lora is False:
+        lora = False
+    else:
+        lora = spec.lora.model_dump(exclude_none=True) or None
+    return CreateRequest(
+        name=name,
+        tag=tag,
+        model=spec.model,
+        method=spec.method,
+        training_file_id=training_file_id,
+        validation_file_id=validation_file_id,
+        lora=lora,
+        hyperparameters=spec.hyperparameters.model_dump(exclude_none=True),
+        dpo=spec.dpo.model_dump(exclude_none=True) if spec.dpo else None,
+        suffix=spec.suffix,
+        options=dict(spec.options),
+        from_output=from_output,
+    )
+
+
+def upload_filename(sha256: str, path: Path) -> str:
+    """The name we upload a data file under: content hash first, so a crash is resolvable."""
+    return f"rc-{sha256[:16]}-{path.name}"
+
+
+@dataclass(frozen=True)
+class DesiredJob:
+    """A valid spec with its data files hashed: what the planner compares with the ledger."""
+
+    name: str
+    spec: JobSpec
+    file: str
+    training_sha256: str
+    validation_sha256: str | None = None
+    training_path: Path | None = None
+    validation_path: Path | None = None
+    estimated_cost_usd: float | None = None
+    estimate_basis: str | None = None
+
+
+# -- what the ledger knows ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    """What the ledger knows of one attempt (refreshed from the provider when online)."""
+
+    id: int
+    name: str
+    attempt: int
+    fingerprint: str
+    tag: str
+    provider: str
+    inputs: dict[str, Any]
+    phase: Phase
+    remote_id: str | None = None
+    status: str | None = None
+    error: str | None = None
+    error_retryable: bool = False
+    cancel_requested: bool = False
+    paused: bool = False  # paused by reconciler for `suspend: true`
+    on_delete: str = "cancel"
+    posted: bool = False  # the create POST may have been sent (intent needs a look-up)
+    created_at: float = 0.0
+    finished_at: float | None = None
+    fine_tuned_model: str | None = None
+    progress: str | None = None
+    git_commit: str | None = None  # the commit the spec came from (provenance)
+    spec_path: str | None = None
+
+
+@dataclass(frozen=True)
+class SpecRecord:
+    """A spec name's live attempts (oldest first, the last is current)."""
+
+    name: str
+    attempts: tuple[AttemptView, ...]
+    next_attempt: int  # one above every attempt number ever used, forgotten ones included
+
+    @property
+    def current(self) -> AttemptView | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+Records = Mapping[str, SpecRecord]
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """One consistent read of the ledger: the records, and what they were read at."""
+
+    records: Mapping[str, SpecRecord] = field(default_factory=dict)
+    lineage: str = ""  # fixed when the ledger is born ("" for a ledger not created yet)
+    serial: int = 0  # bumped by every write
+
+    def attempts(self) -> list[AttemptView]:
+        return [a for r in self.records.values() for a in r.attempts]
+
+    def with_records(self, records: Mapping[str, SpecRecord]) -> LedgerView:
+        return LedgerView(records, self.lineage, self.serial)

@@ -1,0 +1,1 @@
+"""Mistral: ``entry`` (the catalog record), ``mapping`` (pure), ``client`` (HTTP)."""

@@ -1,0 +1,1 @@
+"""OpenAI: ``entry`` (the catalog record), ``mapping`` (pure), ``client`` (HTTP)."""

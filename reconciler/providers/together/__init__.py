@@ -1,0 +1,1 @@
+"""Together AI: ``entry`` (the catalog record), ``mapping`` (pure), ``client`` (HTTP)."""
