@@ -34,10 +34,16 @@ from . import mistral, openai, together
 from .clock import Clock
 from .core import FILE, JOB, Emulator, ProviderApi, apply_rules_to_existing, iso
 from .faults import FaultConfig, Faults
+from .storage import storage_routes
 from .store import Store
 
-# an explicit registry: URL prefix → provider module
-PROVIDERS: dict[str, ProviderApi] = {"together": together, "openai": openai, "mistral": mistral}
+# the registry: URL prefix (``/<name>/…``) → provider package, each of the same shape
+# (routes, files, jobs, create, dialect); a new provider is one package and one line here
+PROVIDERS: dict[str, ProviderApi] = {
+    "together": together,
+    "openai": openai,
+    "mistral": mistral,
+}
 
 
 class DroppedConnection(Exception):
@@ -294,7 +300,7 @@ def create_app(
         keys=frozenset(keys) if keys else None,
         file_processing_seconds=file_processing_seconds,
     )
-    routes: list[BaseRoute] = [*admin_routes(emu), *together.storage_routes(emu)]
+    routes: list[BaseRoute] = [*admin_routes(emu), *storage_routes(emu)]
     for name, api in PROVIDERS.items():
         routes += [*api.routes(emu), _fallback(name, api)]
 

@@ -9,6 +9,7 @@ import math
 import secrets
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -19,7 +20,7 @@ from starlette.routing import BaseRoute
 
 from .clock import Clock
 from .faults import FailRule, Faults
-from .lifecycle import JobKind, Snapshot, plan_failure, snapshot
+from .lifecycle import JobKind, Snapshot, plan_failure, request_cancel, snapshot
 from .store import Row, Store
 
 JOB = "job"
@@ -169,6 +170,19 @@ def inspect_jsonl(content: bytes) -> DataInfo:
     return DataInfo(size, lines, found, None)
 
 
+def content_facts(content: bytes) -> dict[str, Any]:
+    """What a file's record keeps of its bytes: size, checksum and what inspection finds."""
+    info = inspect_jsonl(content)
+    return {
+        "bytes": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "lines": info.lines,
+        "tokens": info.tokens,
+        "format": info.format,
+        "error": info.error,
+    }
+
+
 # ---------------------------------------------------------------- jobs
 
 
@@ -178,7 +192,10 @@ def haystack(*parts: Any) -> str:
 
 
 def plan_fault_failure(emu: Emulator, kind: JobKind, life: dict[str, Any], hay: str) -> None:
-    """At creation: schedule the failure a ``fail_jobs`` rule asks for, if one matches."""
+    """At creation: schedule the failure a ``fail_jobs`` rule asks for, if one matches and
+    the job's data has not doomed it already."""
+    if life["fail"] is not None:
+        return
     rule = emu.faults.fail_rule(kind.provider, hay)
     if rule is not None:
         _apply(rule, kind, life, 0.0)
@@ -221,6 +238,31 @@ def apply_rules_to_existing(emu: Emulator, kinds: dict[str, JobKind]) -> int:
         emu.store.update(row)
         touched += 1
     return touched
+
+
+def job_files(
+    body: dict[str, Any], vet: Callable[[str, str], Row | Response]
+) -> tuple[Row, Row | None] | Response:
+    """The training file and the optional validation file a create body names, each
+    vetted by ``vet(file_id, param)`` (the row, or the provider's refusal)."""
+    train = vet(body["training_file"], "training_file")
+    if isinstance(train, Response):
+        return train
+    if not body.get("validation_file"):
+        return train, None
+    valid = vet(body["validation_file"], "validation_file")
+    return valid if isinstance(valid, Response) else (train, valid)
+
+
+def cancel_job(emu: Emulator, kind: JobKind, row: Row) -> str | None:
+    """Ask a job to cancel (once); answers its status instead when it has already ended."""
+    snap = job_snapshot(emu, kind, row)
+    if snap.terminal:
+        return snap.status
+    if row.data["life"].get("cancel_at") is None:
+        request_cancel(row.data["life"], snap, emu.now())
+        emu.store.update(row)
+    return None
 
 
 def job_snapshot(emu: Emulator, kind: JobKind, row: Row, now: float | None = None) -> Snapshot:

@@ -1,21 +1,21 @@
-"""OpenAI fine-tuning jobs in the emulator (providers.md §2.4–2.6): the create-body
-schema, hyperparameter resolution, and the wire views of a job, its events and its
-checkpoints, all derived from the job's life on the clock."""
+"""OpenAI fine-tuning jobs in the emulator (providers.md §2.4–2.6): the lifecycle, the
+model catalogue, and the wire views of a job, its events, checkpoints and result file,
+all derived from the job's life on the clock."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
-
-from .core import Emulator, digest, job_snapshot, loss_at, steps_between
-from .lifecycle import JobKind, Snapshot
-from .schema import STR, Node, Problem, nullable, type_name
-from .store import Row
+from ..core import FILE, JOB, Emulator, digest, job_snapshot, loss_at, steps_between
+from ..lifecycle import JobKind, Snapshot
+from ..store import Row
+from .dialect import NAME
 
 KIND = JobKind(
-    provider="openai",
+    provider=NAME,
     run_status="running",
     failed="failed",
     failed_permanent="failed",
@@ -43,174 +43,30 @@ RFT_MODELS = ("o4-mini-2025-04-16",)
 MIN_EXAMPLES = 10
 
 
-def error(
-    status: int,
-    message: str,
-    *,
-    type: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-) -> Response:
-    """OpenAI's error body."""
-    body = {"error": {"message": message, "type": type, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status)
-
-
-def problem_error(p: Problem) -> Response:
-    """A schema problem in the words the API uses."""
-    param = p.param
-    if p.kind == "missing":
-        return error(
-            400,
-            f"Missing required parameter: '{param}'.",
-            param=param,
-            code="missing_required_parameter",
-        )
-    if p.kind == "extra":
-        return error(
-            400,
-            f"Unrecognized request argument supplied: {param}",
-            param=param,
-            code="unknown_parameter",
-        )
-    if p.kind == "type":
-        got = type_name(p.value)
-        return error(
-            400,
-            f"Invalid type for '{param}': expected {p.expected}, but got {got} instead.",
-            param=param,
-            code="invalid_type",
-        )
-    if p.kind == "enum":
-        return error(
-            400,
-            f"Invalid value: '{p.value}'. Supported values are: {p.expected}.",
-            param=param,
-            code="invalid_value",
-        )
-    return error(400, f"Invalid '{param}': {p.message}.", param=param, code="invalid_value")
-
-
-def _auto(node: Node) -> Node:
-    return {"anyOf": [{"enum": ["auto"]}, node]}
-
-
-EPOCHS = _auto({"type": "integer", "minimum": 1, "maximum": 50})
-BATCH = _auto({"type": "integer", "minimum": 1, "maximum": 256})
-LR = _auto({"type": "number", "exclusiveMinimum": 0})
-HP_SFT: Node = {
-    "type": "object",
-    "properties": {"n_epochs": EPOCHS, "batch_size": BATCH, "learning_rate_multiplier": LR},
-}
-HP_DPO: Node = {
-    "type": "object",
-    "properties": {
-        **HP_SFT["properties"],
-        "beta": _auto({"type": "number", "exclusiveMinimum": 0, "maximum": 2}),
-    },
-}
-HP_RFT: Node = {
-    "type": "object",
-    "properties": {
-        **HP_SFT["properties"],
-        "reasoning_effort": {"enum": ["default", "low", "medium", "high"]},
-        "compute_multiplier": _auto({"type": "number", "exclusiveMinimum": 1e-5, "maximum": 10}),
-        "eval_interval": _auto({"type": "integer", "minimum": 1}),
-        "eval_samples": _auto({"type": "integer", "minimum": 1}),
-    },
-}
-METHOD: Node = {
-    "type": "object",
-    "discriminator": "type",
-    "cases": {
-        "supervised": {
-            "properties": {
-                "type": STR,
-                "supervised": {"type": "object", "properties": {"hyperparameters": HP_SFT}},
-            }
-        },
-        "dpo": {
-            "properties": {
-                "type": STR,
-                "dpo": {"type": "object", "properties": {"hyperparameters": HP_DPO}},
-            }
-        },
-        "reinforcement": {
-            "required": ["reinforcement"],
-            "properties": {
-                "type": STR,
-                "reinforcement": {
-                    "type": "object",
-                    "required": ["grader"],
-                    "properties": {"grader": {"type": "object"}, "hyperparameters": HP_RFT},
-                },
-            },
-        },
-    },
-}
-WANDB: Node = {
-    "type": "object",
-    "required": ["project"],
-    "properties": {
-        "project": STR,
-        "name": nullable(STR),
-        "entity": nullable(STR),
-        "tags": {"type": "array", "items": STR},
-    },
-}
-CREATE: Node = {
-    "type": "object",
-    "required": ["model", "training_file"],
-    "properties": {
-        "model": STR,
-        "training_file": STR,
-        "validation_file": nullable(STR),
-        "suffix": nullable({"type": "string", "minLength": 1, "maxLength": 64}),
-        "seed": nullable({"type": "integer", "minimum": 0, "maximum": 2147483647}),
-        "metadata": nullable(
-            {"type": "object", "maxProperties": 16, "values": {"type": "string", "maxLength": 512}}
-        ),
-        "integrations": nullable(
-            {
-                "type": "array",
-                "maxItems": 5,
-                "items": {
-                    "type": "object",
-                    "required": ["type", "wandb"],
-                    "properties": {"type": {"enum": ["wandb"]}, "wandb": WANDB},
-                },
-            }
-        ),
-        "hyperparameters": HP_SFT,
-        "method": METHOD,
-    },
-}
-
-
-def resolved(method: dict[str, Any], lines: int) -> dict[str, Any]:
-    """The method with every "auto" replaced by what the service picks."""
-    kind = method["type"]
-    hp = dict((method.get(kind) or {}).get("hyperparameters") or {})
-    picks: dict[str, Any] = {
-        "n_epochs": 3 if lines >= 100 else 4,
-        "batch_size": max(1, min(256, lines // 100)),
-        "learning_rate_multiplier": 1.8 if kind == "supervised" else 1.0,
-    }
-    if kind == "dpo":
-        picks["beta"] = 0.1
-    if kind == "reinforcement":
-        picks.update(compute_multiplier=1.0, eval_interval=1, eval_samples=1)
-        hp.setdefault("reasoning_effort", "default")
-    for key, pick in picks.items():
-        if hp.get(key, "auto") == "auto":
-            hp[key] = pick
-    out = {"type": kind, kind: {**(method.get(kind) or {}), "hyperparameters": hp}}
-    return out
-
-
 def fine_tuned_model(model: str, suffix: str | None, job_id: str) -> str:
     """``ft:<base>:<org>:<suffix>:<id>``: the name OpenAI gives the result."""
     return f"ft:{model}:{ACCOUNT}:{suffix or ''}:{digest(job_id)}"
+
+
+def tuned_jobs(emu: Emulator) -> Iterator[tuple[Row, Snapshot]]:
+    """Succeeded jobs whose fine-tuned model is not deleted, with their snapshots."""
+    for row in emu.store.all(JOB, NAME):
+        if not row.data.get("model_deleted"):
+            snap = job_snapshot(emu, KIND, row)
+            if snap.status == "succeeded":
+                yield row, snap
+
+
+def job_summary(emu: Emulator, row: Row) -> dict[str, Any]:
+    """The job in ``/_emulator/state``."""
+    return {
+        "status": job_snapshot(emu, KIND, row).status,
+        "model": row.data["model"],
+        "suffix": row.data.get("suffix"),
+        "metadata": row.data.get("metadata"),
+        "training_file": row.data["training_file"],
+        "fine_tuned_model": row.data["fine_tuned_model"],
+    }
 
 
 # ---------------------------------------------------------------- views
@@ -373,3 +229,27 @@ def result_csv(row: Row) -> bytes:
         loss = loss_at(step, total, row.id)
         lines.append(f"{step},{loss},{round(1 - loss / 3, 4)},,")
     return ("\n".join(lines) + "\n").encode()
+
+
+def ensure_result_file(emu: Emulator, row: Row) -> None:
+    """A succeeded job's ``step_metrics.csv`` exists from the first time anyone looks."""
+    if row.data.get("result_file") or job_snapshot(emu, KIND, row).status != "succeeded":
+        return
+    content = result_csv(row)
+    file_id = f"file-{digest(row.id, 'result', n=22)}"
+    if emu.store.get(FILE, file_id) is None:
+        emu.store.insert(
+            FILE,
+            NAME,
+            file_id,
+            emu.now(),
+            {
+                "filename": "step_metrics.csv",
+                "purpose": "fine-tune-results",
+                "bytes": len(content),
+                "sha256": hashlib.sha256(content).hexdigest(),
+            },
+            content,
+        )
+    row.data["result_file"] = file_id
+    emu.store.update(row)

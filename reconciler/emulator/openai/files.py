@@ -11,13 +11,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .core import FILE, PART, UPLOAD, Emulator, inspect_jsonl, json_body, token
-from .openai_jobs import error, problem_error
-from .schema import STR, Node, check
-from .store import Row
+from ..core import FILE, PART, UPLOAD, Emulator, content_facts, json_body, token
+from ..schema import STR, Node, check
+from ..store import Row
+from ..wire import Endpoint, RowEndpoint, lookup
+from .dialect import (
+    NAME,
+    PREFIX,
+    cursor_list,
+    error,
+    invalid_value,
+    missing_parameter,
+    not_found,
+    problem_error,
+)
 
-NAME = "openai"
-PREFIX = "/openai/v1"
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision")
 MAX_UPLOAD = 8 * 1024**3
@@ -47,33 +55,6 @@ COMPLETE_UPLOAD: Node = {
 }
 
 
-def not_found(what: str, obj_id: str, param: str) -> Response:
-    return error(404, f"No such {what}: {obj_id}", param=param, code=None)
-
-
-def page(
-    items: list[dict[str, Any]], after: str | None, limit: int
-) -> tuple[list[dict[str, Any]], bool]:
-    """Cursor pagination: the items after the one whose id is ``after``."""
-    if after:
-        ids = [item["id"] for item in items]
-        items = items[ids.index(after) + 1 :] if after in ids else []
-    return items[:limit], len(items) > limit
-
-
-def limit_param(request: Request, default: int, top: int) -> int | Response:
-    raw = request.query_params.get("limit")
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        return error(400, f"Invalid 'limit': expected an integer, got '{raw}'.", param="limit")
-    if not 1 <= value <= top:
-        return error(400, f"Invalid 'limit': must be between 1 and {top}.", param="limit")
-    return value
-
-
 # ---------------------------------------------------------------- files
 
 
@@ -96,24 +77,19 @@ def file_view(row: Row) -> dict[str, Any]:
 def new_file(
     emu: Emulator, filename: str, purpose: str, content: bytes, expires: int | None
 ) -> Row:
-    info = inspect_jsonl(content)
     now = emu.now()
     data = {
         "filename": filename,
         "purpose": purpose,
-        "bytes": len(content),
-        "sha256": hashlib.sha256(content).hexdigest(),
-        "lines": info.lines,
-        "tokens": info.tokens,
-        "format": info.format,
-        "error": info.error,
+        **content_facts(content),
         "expires_at": now + expires if expires else None,
     }
-    row = emu.store.insert(FILE, NAME, f"file-{token(22)}", now, data, content)
-    return row
+    return emu.store.insert(FILE, NAME, f"file-{token(22)}", now, data, content)
 
 
 def file_routes(emu: Emulator) -> list[BaseRoute]:
+    no_file = not_found("file", "file_id")
+
     async def create_file(request: Request) -> Response:
         form = await request.form(max_part_size=MAX_PART)
         known = {"file", "purpose", "expires_after[anchor]", "expires_after[seconds]"}
@@ -122,19 +98,9 @@ def file_routes(emu: Emulator) -> list[BaseRoute]:
                 return error(400, f"Unrecognized request argument supplied: {key}", param=key)
         upload, purpose = form.get("file"), form.get("purpose")
         if upload is None or isinstance(upload, str):
-            return error(
-                400,
-                "Missing required parameter: 'file'.",
-                param="file",
-                code="missing_required_parameter",
-            )
+            return missing_parameter("file")
         if purpose not in PURPOSES:
-            return error(
-                400,
-                f"Invalid value: '{purpose}'. Supported values are: {', '.join(PURPOSES)}.",
-                param="purpose",
-                code="invalid_value",
-            )
+            return invalid_value(purpose, ", ".join(PURPOSES), "purpose")
         name = upload.filename or "file"
         if purpose == "fine-tune" and not name.endswith(".jsonl"):
             return error(
@@ -147,42 +113,32 @@ def file_routes(emu: Emulator) -> list[BaseRoute]:
         row = new_file(emu, name, str(purpose), await upload.read(), expires)
         return JSONResponse(file_view(row))
 
-    async def list_files(request: Request) -> Response:
-        limit = limit_param(request, 10000, 10000)
-        if isinstance(limit, Response):
-            return limit
+    def listed_files(request: Request) -> list[dict[str, Any]]:
         purpose = request.query_params.get("purpose")
         rows = [r for r in emu.store.all(FILE, NAME) if purpose in (None, r.data["purpose"])]
         items = [file_view(r) for r in rows]
         if request.query_params.get("order", "desc") == "desc":
             items.reverse()
-        data, more = page(items, request.query_params.get("after"), limit)
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": data,
-                "has_more": more,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-            }
-        )
+        return items
 
-    async def get_file(request: Request) -> Response:
-        row = emu.store.get(FILE, request.path_params["file_id"], NAME)
-        if row is None:
-            return not_found("file", request.path_params["file_id"], "file_id")
+    async def list_files(request: Request) -> Response:
+        return cursor_list(request, lambda: listed_files(request), 10000, 10000, ends=True)
+
+    @lookup(emu, FILE, NAME, "file_id", no_file)
+    async def get_file(request: Request, row: Row) -> Response:
         return JSONResponse(file_view(row))
 
+    # delete and content find a file of any provider, as they always have
     async def delete_file(request: Request) -> Response:
         file_id = request.path_params["file_id"]
         if not emu.store.delete(FILE, file_id):
-            return not_found("file", file_id, "file_id")
+            return no_file(file_id)
         return JSONResponse({"id": file_id, "object": "file", "deleted": True})
 
     async def content(request: Request) -> Response:
         data = emu.store.content(FILE, request.path_params["file_id"])
         if data is None:
-            return not_found("file", request.path_params["file_id"], "file_id")
+            return no_file(request.path_params["file_id"])
         return Response(data, media_type="application/octet-stream")
 
     return [
@@ -217,14 +173,19 @@ def upload_view(emu: Emulator, row: Row) -> dict[str, Any]:
 
 
 def upload_routes(emu: Emulator) -> list[BaseRoute]:
-    def pending(request: Request) -> Row | Response:
-        row = emu.store.get(UPLOAD, request.path_params["upload_id"], NAME)
-        if row is None:
-            return not_found("upload", request.path_params["upload_id"], "upload_id")
-        status = upload_view(emu, row)["status"]
-        if status != "pending":
-            return error(400, f"Upload {row.id} is {status}; it cannot be changed.", param=None)
-        return row
+    upload = lookup(emu, UPLOAD, NAME, "upload_id", not_found("upload", "upload_id"))
+
+    def pending(handler: RowEndpoint) -> Endpoint:
+        """An endpoint about an upload that must still be pending."""
+
+        @upload
+        async def endpoint(request: Request, row: Row) -> Response:
+            status = upload_view(emu, row)["status"]
+            if status != "pending":
+                return error(400, f"Upload {row.id} is {status}; it cannot be changed.")
+            return await handler(request, row)
+
+        return endpoint
 
     async def create_upload(request: Request) -> Response:
         body, bad = await json_body(request)
@@ -245,19 +206,12 @@ def upload_routes(emu: Emulator) -> list[BaseRoute]:
         row = emu.store.insert(UPLOAD, NAME, f"upload_{token(24)}", now, data)
         return JSONResponse(upload_view(emu, row))
 
-    async def add_part(request: Request) -> Response:
-        row = pending(request)
-        if isinstance(row, Response):
-            return row
+    @pending
+    async def add_part(request: Request, row: Row) -> Response:
         form = await request.form(max_part_size=MAX_PART)
         part = form.get("data")
         if part is None:
-            return error(
-                400,
-                "Missing required parameter: 'data'.",
-                param="data",
-                code="missing_required_parameter",
-            )
+            return missing_parameter("data")
         content = part.encode() if isinstance(part, str) else await part.read()
         if len(content) > MAX_PART:
             return error(400, "Invalid 'data': a part holds at most 64 MB.", param="data")
@@ -273,10 +227,8 @@ def upload_routes(emu: Emulator) -> list[BaseRoute]:
             }
         )
 
-    async def complete(request: Request) -> Response:
-        row = pending(request)
-        if isinstance(row, Response):
-            return row
+    @pending
+    async def complete(request: Request, row: Row) -> Response:
         body, bad = await json_body(request)
         if bad or not isinstance(body, dict):
             return error(400, bad or "The request body must be a JSON object.")
@@ -306,10 +258,8 @@ def upload_routes(emu: Emulator) -> list[BaseRoute]:
         emu.store.update(row)
         return JSONResponse(upload_view(emu, row))
 
-    async def cancel(request: Request) -> Response:
-        row = pending(request)
-        if isinstance(row, Response):
-            return row
+    @pending
+    async def cancel(request: Request, row: Row) -> Response:
         row.data["status"] = "cancelled"
         emu.store.update(row)
         return JSONResponse(upload_view(emu, row))

@@ -1,23 +1,21 @@
 """Together files in the emulator: the SDK's signed-URL upload (checksum dedupe → 409),
 the documented multipart upload, preprocessing (``processing_status`` PENDING → COMPLETED
-or INVALID_FORMAT), and the emulator's object storage ``/_storage/<token>`` that signed
-URLs point to (PUT without auth, as to S3; GET for signed downloads)."""
+or INVALID_FORMAT); the bytes of a signed-URL upload arrive through ``..storage``."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .core import FILE, SLOT, Emulator, inspect_jsonl, new_uuid, token
-from .schema import Problem
-from .store import Row
+from ..core import FILE, Emulator, new_uuid
+from ..storage import keep_content, signed_url
+from ..store import Row
+from ..wire import lookup
+from .dialect import NAME, PREFIX, error, not_found
 
-NAME = "together"
-PREFIX = "/together/v1"
 PURPOSES = (
     "fine-tune",
     "eval",
@@ -29,32 +27,6 @@ PURPOSES = (
     "calibration",
 )
 FILE_TYPES = ("jsonl", "csv", "parquet")
-
-
-def error(
-    status: int,
-    message: str,
-    *,
-    type: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> Response:
-    """Together's ``ErrorData`` body."""
-    body: dict[str, Any] = {
-        "error": {"message": message, "type": type, "param": param, "code": code}
-    }
-    body.update(extra or {})
-    return JSONResponse(body, status_code=status)
-
-
-def problem_error(p: Problem) -> Response:
-    where = p.param or "body"
-    return error(400, f"{where}: {p.message}", param=p.param or None, code="invalid_value")
-
-
-def not_found(what: str, obj_id: str) -> Response:
-    return error(404, f"{what} {obj_id} not found", param="id", code="not_found")
 
 
 # ---------------------------------------------------------------- files
@@ -109,22 +81,8 @@ def file_view(emu: Emulator, row: Row) -> dict[str, Any]:
     return out
 
 
-def store_content(emu: Emulator, row: Row, content: bytes) -> None:
-    """Keep a file's bytes and what inspecting them tells."""
-    info = inspect_jsonl(content)
-    row.data.update(
-        uploaded=True,
-        bytes=len(content),
-        sha256=hashlib.sha256(content).hexdigest(),
-        lines=info.lines,
-        tokens=info.tokens,
-        format=info.format,
-        error=info.error,
-    )
-    emu.store.update(row, content)  # one statement: a crash never splits data and bytes
-
-
-def _formproblem_error(form: Any, required: tuple[str, ...]) -> Response | None:
+def _form_problem(form: Any, required: tuple[str, ...]) -> Response | None:
+    """The first problem of an upload form, in the order the server checks."""
     for name in required:
         if not form.get(name):
             return error(400, f"{name} is required", param=name, code="missing_required_parameter")
@@ -137,13 +95,13 @@ def _formproblem_error(form: Any, required: tuple[str, ...]) -> Response | None:
 
 
 def file_routes(emu: Emulator) -> list[BaseRoute]:
-    def file_row(file_id: str) -> Row | None:
-        return emu.store.get(FILE, file_id, NAME)
+    no_file = not_found("file")
+    file = lookup(emu, FILE, NAME, "id", no_file)
 
     async def upload_url(request: Request) -> Response:
         """The SDK's step 1: no bytes, a checksum; 302 to storage, or 409 when known."""
         form = await request.form()
-        if (bad := _formproblem_error(form, ("purpose", "file_name"))) is not None:
+        if (bad := _form_problem(form, ("purpose", "file_name"))) is not None:
             return bad
         checksum = str(form.get("checksum") or "").lower()
         if checksum:
@@ -166,9 +124,7 @@ def file_routes(emu: Emulator) -> list[BaseRoute]:
             "checksum": checksum,
         }
         emu.store.insert(FILE, NAME, file_id, emu.now(), data)
-        slot = token(32)
-        emu.store.insert(SLOT, NAME, slot, emu.now(), {"file_id": file_id, "writable": True})
-        location = str(request.base_url).rstrip("/") + f"/_storage/{slot}"
+        location = signed_url(emu, request, NAME, file_id, writable=True)
         return Response(
             status_code=302, headers={"Location": location, "X-Together-File-Id": file_id}
         )
@@ -176,7 +132,7 @@ def file_routes(emu: Emulator) -> list[BaseRoute]:
     async def upload_multipart(request: Request) -> Response:
         """The documented ``POST /files/upload``: the bytes in the form; no dedupe."""
         form = await request.form()
-        if (bad := _formproblem_error(form, ("purpose", "file_name", "file"))) is not None:
+        if (bad := _form_problem(form, ("purpose", "file_name", "file"))) is not None:
             return bad
         upload = form["file"]
         if isinstance(upload, str):
@@ -189,13 +145,11 @@ def file_routes(emu: Emulator) -> list[BaseRoute]:
             "processing_started_at": emu.now(),
         }
         row = emu.store.insert(FILE, NAME, f"file-{new_uuid()}", emu.now(), data)
-        store_content(emu, row, content)
+        keep_content(emu, row, content)
         return JSONResponse(file_view(emu, row))
 
-    async def preprocess(request: Request) -> Response:
-        row = file_row(request.path_params["id"])
-        if row is None:
-            return not_found("file", request.path_params["id"])
+    @file
+    async def preprocess(request: Request, row: Row) -> Response:
         if not row.data.get("uploaded"):
             return error(400, f"file {row.id} has no content yet: upload it first", param="id")
         if row.data.get("processing_started_at") is None:
@@ -206,23 +160,22 @@ def file_routes(emu: Emulator) -> list[BaseRoute]:
     async def list_files(request: Request) -> Response:
         return JSONResponse({"data": [file_view(emu, r) for r in emu.store.all(FILE, NAME)]})
 
-    async def get_file(request: Request) -> Response:
-        row = file_row(request.path_params["id"])
-        if row is None:
-            return not_found("file", request.path_params["id"])
+    @file
+    async def get_file(request: Request, row: Row) -> Response:
         return JSONResponse(file_view(emu, row))
 
+    # delete finds a file of any provider, as it always has
     async def delete_file(request: Request) -> Response:
         file_id = request.path_params["id"]
         if not emu.store.delete(FILE, file_id):
-            return not_found("file", file_id)
+            return no_file(file_id)
         return JSONResponse({"id": file_id, "deleted": True})
 
-    async def file_content(request: Request) -> Response:
-        row = file_row(request.path_params["id"])
-        content = emu.store.content(FILE, row.id) if row else None
-        if row is None or content is None:
-            return not_found("file", request.path_params["id"])
+    @file
+    async def file_content(request: Request, row: Row) -> Response:
+        content = emu.store.content(FILE, row.id)
+        if content is None:
+            return no_file(row.id)
         return Response(content, media_type="text/plain")
 
     return [
@@ -233,32 +186,4 @@ def file_routes(emu: Emulator) -> list[BaseRoute]:
         Route(f"{PREFIX}/files/{{id}}", delete_file, methods=["DELETE"]),
         Route(f"{PREFIX}/files/{{id}}/content", file_content, methods=["GET"]),
         Route(f"{PREFIX}/files/{{id}}/preprocess", preprocess, methods=["POST"]),
-    ]
-
-
-def storage_routes(emu: Emulator) -> list[BaseRoute]:
-    """``/_storage/<token>``: signed URLs, no auth (the token is the credential)."""
-
-    async def put(request: Request) -> Response:
-        slot = emu.store.get(SLOT, request.path_params["token"])
-        row = emu.store.get(FILE, slot.data["file_id"]) if slot else None
-        if slot is None or row is None:
-            return Response("NoSuchUpload", status_code=404, media_type="text/plain")
-        if not slot.data.get("writable"):
-            return Response("AccessDenied", status_code=403, media_type="text/plain")
-        content = await request.body()
-        store_content(emu, row, content)
-        etag = hashlib.md5(content, usedforsecurity=False).hexdigest()
-        return Response(status_code=200, headers={"ETag": f'"{etag}"'})
-
-    async def get(request: Request) -> Response:
-        slot = emu.store.get(SLOT, request.path_params["token"])
-        content = emu.store.content(FILE, slot.data["file_id"]) if slot else None
-        if content is None:
-            return Response("NoSuchKey", status_code=404, media_type="text/plain")
-        return Response(content, media_type="application/octet-stream")
-
-    return [
-        Route("/_storage/{token}", put, methods=["PUT"]),
-        Route("/_storage/{token}", get, methods=["GET"]),
     ]

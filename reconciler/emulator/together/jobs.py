@@ -1,5 +1,5 @@
-"""Together fine-tune jobs in the emulator: the model catalogue and its limits, the
-create-body schema, and the job's wire views (truncated, full, events, checkpoints)
+"""Together fine-tune jobs in the emulator: the lifecycle, the model catalogue and its
+limits, and the job's wire views (truncated, full, events, checkpoints)
 derived from its life on the clock (providers.md §3.4–3.6)."""
 
 from __future__ import annotations
@@ -7,13 +7,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .core import Emulator, digest, iso, job_snapshot, loss_at, steps_between
-from .lifecycle import JobKind, Snapshot
-from .schema import BOOL, INT, NUM, STR, Node, nullable
-from .store import Row
+from ..core import Emulator, digest, iso, job_snapshot, loss_at, steps_between
+from ..lifecycle import JobKind, Snapshot
+from ..store import Row
+from .dialect import NAME
 
 KIND = JobKind(
-    provider="together",
+    provider=NAME,
     run_status="running",
     failed="error",
     failed_permanent="user_error",  # in the SDK's enum, not the spec's
@@ -88,117 +88,6 @@ def price_per_million(model: str, *, full: bool, dpo: bool) -> float:
     return (full_rate if full else lora) * (2.5 if dpo else 1.0)
 
 
-# ---------------------------------------------------------------- the create body
-
-_SCHEDULER: Node = {
-    "type": "object",
-    "required": ["lr_scheduler_type"],
-    "properties": {
-        "lr_scheduler_type": {"enum": ["linear", "cosine"]},
-        "lr_scheduler_args": {
-            "type": "object",
-            "properties": {
-                "min_lr_ratio": {"type": "number", "minimum": 0, "maximum": 1},
-                "num_cycles": {"type": "number", "exclusiveMinimum": 0},
-            },
-        },
-    },
-}
-TRAINING_METHOD: Node = {
-    "type": "object",
-    "discriminator": "method",
-    "cases": {
-        "sft": {
-            "properties": {"method": STR, "train_on_inputs": {"anyOf": [BOOL, {"enum": ["auto"]}]}}
-        },
-        "dpo": {
-            "properties": {
-                "method": STR,
-                "dpo_beta": NUM,
-                "rpo_alpha": {"type": "number", "minimum": 0},
-                "dpo_normalize_logratios_by_length": BOOL,
-                "dpo_reference_free": BOOL,
-                "simpo_gamma": {"type": "number", "minimum": 0},
-            }
-        },
-    },
-}
-TRAINING_TYPE: Node = {
-    "type": "object",
-    "discriminator": "type",
-    "cases": {
-        "Lora": {
-            "required": ["lora_r", "lora_alpha"],
-            "properties": {
-                "type": STR,
-                "lora_r": {"type": "integer", "minimum": 1},
-                "lora_alpha": {"type": "number", "exclusiveMinimum": 0},
-                "lora_dropout": {"type": "number", "minimum": 0, "maximum": 0.999999},
-                "lora_trainable_modules": STR,
-            },
-        },
-        "Full": {"properties": {"type": STR}},
-    },
-}
-CREATE: Node = {
-    "type": "object",
-    "required": ["training_file"],
-    "properties": {
-        "training_file": STR,
-        "validation_file": STR,
-        "model": STR,
-        "packing": BOOL,
-        "max_seq_length": INT,
-        "n_epochs": {"type": "integer", "minimum": 1},
-        "n_checkpoints": {"type": "integer", "minimum": 1},
-        "n_evals": {"type": "integer", "minimum": 0},
-        "batch_size": {"anyOf": [{"type": "integer", "minimum": 1}, {"enum": ["max"]}]},
-        "learning_rate": {"type": "number", "exclusiveMinimum": 0},
-        "lr_scheduler": _SCHEDULER,
-        "warmup_ratio": {"type": "number", "minimum": 0, "maximum": 1},
-        "max_grad_norm": {"type": "number", "minimum": 0},
-        "weight_decay": {"type": "number", "minimum": 0},
-        "random_seed": nullable(INT),
-        "suffix": {"type": "string", "maxLength": 40},
-        "train_on_inputs": {"anyOf": [BOOL, {"enum": ["auto"]}]},
-        "training_method": TRAINING_METHOD,
-        "training_type": nullable(TRAINING_TYPE),
-        "multimodal_params": {"type": "object", "properties": {"train_vision": BOOL}},
-        "from_checkpoint": STR,
-        "from_hf_model": STR,
-        "hf_model_revision": STR,
-        "hf_api_token": STR,
-        "hf_output_repo_name": STR,
-        # the spec names the W&B key wandb_api_key; the SDK sends wandb_key: both are taken
-        "wandb_api_key": STR,
-        "wandb_key": STR,
-        "wandb_base_url": STR,
-        "wandb_project_name": STR,
-        "wandb_name": STR,
-        "wandb_entity": STR,
-        # sent by the SDK, absent from the spec snapshot
-        "gradient_accumulation_steps": {"type": "integer", "minimum": 0},
-        "early_stopping_enabled": BOOL,
-        "early_stopping_patience": {"type": "integer", "minimum": 1},
-        "early_stopping_min_delta": {"type": "number", "minimum": 0},
-        "early_stopping_warmup_evals": {"type": "integer", "minimum": 0},
-    },
-}
-ESTIMATE: Node = {
-    "type": "object",
-    "required": ["training_file"],
-    "properties": {
-        "training_file": STR,
-        "validation_file": STR,
-        "model": STR,
-        "n_epochs": {"type": "integer", "minimum": 1},
-        "n_evals": {"type": "integer", "minimum": 0},
-        "training_method": TRAINING_METHOD,
-        "training_type": nullable(TRAINING_TYPE),
-        "from_checkpoint": STR,
-    },
-}
-SECRET_FIELDS = ("wandb_api_key", "wandb_key", "hf_api_token")
 # what a truncated job (create, list, cancel) carries; the full form has every field
 TRUNCATED = (
     "id",
@@ -237,6 +126,18 @@ TRUNCATED = (
     "hf_model_revision",
     "progress",
 )
+
+
+def job_summary(emu: Emulator, row: Row) -> dict[str, Any]:
+    """The job in ``/_emulator/state``."""
+    job = row.data["job"]
+    return {
+        "status": job_snapshot(emu, KIND, row).status,
+        "model": job["model"],
+        "suffix": job.get("suffix"),
+        "training_file": job["training_file"],
+        "fine_tuned_model": job["model_output_name"],
+    }
 
 
 def train_seconds(trained_tokens: int) -> float:

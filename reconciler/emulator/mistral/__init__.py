@@ -1,0 +1,11 @@
+"""Mistral under ``/mistral/v1`` (providers.md §4): files (``files``), job creation
+(``create``), lifecycle and wire views (``jobs``), endpoints (``routes``), and how it
+words a refusal (``dialect``)."""
+
+from __future__ import annotations
+
+from .dialect import NAME, error
+from .jobs import KIND, job_summary
+from .routes import routes
+
+__all__ = ["KIND", "NAME", "error", "job_summary", "routes"]

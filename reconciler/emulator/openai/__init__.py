@@ -1,0 +1,11 @@
+"""OpenAI under ``/openai/v1`` (providers.md §2): files and uploads (``files``), job
+creation (``create``), lifecycle and wire views (``jobs``), endpoints (``routes``), and
+how it words a refusal (``dialect``)."""
+
+from __future__ import annotations
+
+from .dialect import NAME, error
+from .jobs import KIND, job_summary
+from .routes import routes
+
+__all__ = ["KIND", "NAME", "error", "job_summary", "routes"]
