@@ -88,9 +88,9 @@ def run(work: Path, jobs: int, rpm: int, speed: float) -> list[Figure]:
             reconciler_argv(specs, ledger, "apply", "--yes"), env=reconciler_env(emu.url)
         )
         seen = emu.requests("together")[skip:]
-    from reconciler.ledger import Ledger
+    from reconciler.ledger import open_ledger
 
-    book = Ledger.open(ledger, readonly=True)
+    book = open_ledger(ledger, readonly=True)
     try:
         recorded = sum(
             1 for r in book.records().values() if r.current and r.current.remote_id is not None

@@ -28,6 +28,7 @@ from .model import (
     upload_filename,
 )
 from .plan import Action, Kind, Plan
+from .pricing import provider_price
 from .providers import CATALOG
 from .providers.pool import DriverPool
 from .redact import scrub
@@ -46,101 +47,6 @@ class Outcome:
     ok: bool
     message: str
     pending: bool = False  # not failed, not done: resolved on a later pass
-
-
-# -- refresh -----------------------------------------------------------------------
-
-
-@dataclass
-class Refresh:
-    """What the providers said about the active attempts, and which providers failed."""
-
-    observed: dict[int, RemoteJob] = dataclasses.field(default_factory=dict)
-    errors: dict[str, ReconcilerError] = dataclasses.field(default_factory=dict)
-
-
-MISSING_STATUS = "missing"  # our word for a job the provider answers 404 about
-
-
-def refresh(records: Mapping[str, SpecRecord], drivers: DriverPool) -> Refresh:
-    """Ask each provider about every live, active attempt: one list per provider where
-    the API allows, a get for any job the list did not show. Terminal jobs are never polled.
-
-    A provider that fails is reported in ``errors``; the others are still refreshed.
-    Reads only: starting parked jobs is ``Executor.start_parked``'s business.
-    """
-    wanted: dict[str, dict[str, AttemptView]] = {}
-    for record in records.values():
-        for a in record.attempts:
-            if a.phase.active and a.remote_id:
-                wanted.setdefault(a.provider, {})[a.remote_id] = a
-    result = Refresh()
-    for provider, by_remote in sorted(wanted.items()):
-        try:
-            result.observed.update(_refresh_provider(drivers, provider, by_remote))
-        except (ProviderError, ConfigError) as exc:
-            log.warning("refresh failed", provider=provider, error=str(exc))
-            result.errors[provider] = exc
-    return result
-
-
-def _refresh_provider(
-    drivers: DriverPool, provider: str, by_remote: dict[str, AttemptView]
-) -> dict[int, RemoteJob]:
-    driver = drivers.get(provider)
-    observed: dict[int, RemoteJob] = {}
-    missing = dict(by_remote)
-    for job in driver.list_jobs():
-        attempt = missing.pop(job.id, None)
-        if attempt is not None:
-            observed[attempt.id] = job
-        if not missing:
-            break
-    for remote_id, attempt in missing.items():
-        try:
-            observed[attempt.id] = driver.get_job(remote_id)
-        except ProviderError as exc:
-            if exc.kind is not ErrorKind.NOT_FOUND:
-                raise
-            # gone at the provider (deleted, another account or endpoint): never wait on it
-            observed[attempt.id] = RemoteJob(
-                remote_id,
-                Phase.CANCELLED,
-                MISSING_STATUS,
-                tag=attempt.tag,
-                error=f"{remote_id} no longer exists at {provider}",
-            )
-    return observed
-
-
-def with_observations(
-    records: Mapping[str, SpecRecord], observed: Mapping[int, RemoteJob], now: float
-) -> dict[str, SpecRecord]:
-    """The ledger view as it would be with the observations recorded (for ``plan``)."""
-    out: dict[str, SpecRecord] = {}
-    for name, record in records.items():
-        attempts = tuple(
-            dataclasses.replace(
-                a,
-                phase=job.phase,
-                status=job.status,
-                progress=job.progress,
-                error=job.error,
-                error_retryable=job.error_retryable,
-                fine_tuned_model=job.fine_tuned_model or a.fine_tuned_model,
-                finished_at=a.finished_at or (now if job.phase.terminal else None),
-            )
-            if (job := observed.get(a.id)) is not None
-            else a
-            for a in record.attempts
-        )
-        out[name] = dataclasses.replace(record, attempts=attempts)
-    return out
-
-
-def persist_observations(ledger: Ledger, observed: Mapping[int, RemoteJob]) -> int:
-    """Write what the providers said; returns how many attempts changed."""
-    return sum(ledger.record_job(attempt_id, job) for attempt_id, job in observed.items())
 
 
 # -- execution ---------------------------------------------------------------------
@@ -327,28 +233,20 @@ class Executor:
     def _provider_estimate(
         self, want: DesiredJob, action: Action, training_id: str, validation_id: str | None
     ) -> float | None:
-        """The provider's own price for this create (Together's estimate-price) when it
-        has one, checked against the spec's budget; else the offline estimate."""
-        if (
-            not CATALOG[want.spec.provider].capabilities.estimates_price
-            or want.spec.policy.budget_usd is None
-        ):
+        """The provider's own price for this create when it has one, checked against the
+        spec's budget; else the offline estimate."""
+        budget = want.spec.policy.budget_usd
+        if budget is None:
             return action.estimated_cost_usd  # the provider's price matters only to a budget
-        request = create_request(
-            want.name,
-            want.spec,
-            tag=action.tag or "",
+        price = provider_price(
+            self.drivers,
+            want,
             training_file_id=training_id,
             validation_file_id=validation_id,
+            tag=action.tag or "",
             from_output=action.from_output,
         )
-        try:
-            price = self.drivers.get(want.spec.provider).estimate_price(training_id, request)
-        except ProviderError as exc:  # an estimate is advice: the offline one stands
-            log.info("no provider estimate", name=want.name, error=str(exc))
-            return action.estimated_cost_usd
-        budget = want.spec.policy.budget_usd
-        if price is not None and budget is not None and price > budget:
+        if price is not None and price > budget:
             raise ConfigError(
                 f"refused: {want.spec.provider} estimates ${price:,.2f}, over "
                 f"policy.budget_usd ${budget:,.2f}"

@@ -1,7 +1,7 @@
 """Command line: argument parsing and the one error funnel (DESIGN §6).
 
 Kept light on purpose: ``reconciler --help`` imports only the standard library;
-each command imports what it needs when it runs (``commands.py``).
+each command imports what it needs when it runs (``commands/``).
 """
 
 from __future__ import annotations
@@ -247,15 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     verbose = int(getattr(args, "verbose", 0) or 0)
     try:
-        from . import commands
+        from .commands import run
         from .log import configure
 
         configure(
             verbose if args.command != "watch" else max(verbose, 1),
             json=getattr(args, "log_format", "console") == "json",
         )
-        handler = getattr(commands, f"cmd_{args.command}")
-        return int(handler(args))
+        return run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

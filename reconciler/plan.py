@@ -145,6 +145,17 @@ def make_plan(
     return Plan(tuple(actions), fingerprints, lineage, serial)
 
 
+def new_spend(plan: Plan) -> float | None:
+    """What the creates apply would make are estimated to cost (refused ones excluded)."""
+    costs = [
+        a.estimated_cost_usd
+        for a in plan.actions
+        if a.kind in (Kind.CREATE, Kind.RETRY, Kind.REPLACE) and not a.refused
+    ]
+    known = [c for c in costs if c is not None]
+    return sum(known) if known else None
+
+
 def _budget(
     action: Action, want: DesiredJob, max_cost: float | None, spent: float
 ) -> tuple[Action, float]:

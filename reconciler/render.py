@@ -2,22 +2,18 @@
 
 Human output is in the spirit of ``terraform plan``: one symbol per action, the
 reason under it, the field changes old → new, a summary line. Colour only on a TTY
-and never with ``NO_COLOR`` (rich honours both). JSON carries ``format_version``.
+and never with ``NO_COLOR`` (rich honours both). The JSON form is ``planfile``'s.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .plan import CHANGES, Action, Kind, Plan
+from .plan import Action, Kind, Plan, new_spend
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-FORMAT_VERSION = "1.0"
 
 SYMBOLS: dict[Kind, tuple[str, str]] = {
     Kind.CREATE: ("+", "green"),
@@ -34,18 +30,6 @@ SYMBOLS: dict[Kind, tuple[str, str]] = {
     Kind.DRIFT: ("!", "yellow"),
     Kind.PAUSE: ("‖", "cyan"),
     Kind.RESUME: (">", "cyan"),
-}
-
-# Terraform-style action lists, so consumers can scan for "delete"
-WIRE_ACTIONS: dict[Kind, list[str]] = {
-    Kind.CREATE: ["create"],
-    Kind.RETRY: ["create"],
-    Kind.REPLACE: ["delete", "create"],
-    Kind.CANCEL: ["delete"],
-    Kind.ADOPT: ["adopt"],
-    Kind.FORGET: ["forget"],
-    Kind.PAUSE: ["pause"],
-    Kind.RESUME: ["resume"],
 }
 
 
@@ -189,76 +173,6 @@ def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = True) -> None
     style = _Style(out.color_system is not None)
     out.file.write("\n".join(plan_lines(plan, style, show_unchanged=show_unchanged)) + "\n")
     out.file.flush()
-
-
-def new_spend(plan: Plan) -> float | None:
-    """What the creates apply would make are estimated to cost (refused ones excluded)."""
-    costs = [
-        a.estimated_cost_usd
-        for a in plan.actions
-        if a.kind in (Kind.CREATE, Kind.RETRY, Kind.REPLACE) and not a.refused
-    ]
-    known = [c for c in costs if c is not None]
-    return sum(known) if known else None
-
-
-def action_json(action: Action) -> dict[str, Any]:
-    cur = action.current
-    return {
-        "name": action.name,
-        "kind": action.kind.value,
-        "actions": WIRE_ACTIONS.get(action.kind, ["no-op"]),
-        "change": action.kind in CHANGES,
-        "provider": action.provider,
-        "reason": action.reason,
-        "changes": [{"path": c.path, "old": c.old, "new": c.new} for c in action.changes],
-        "replace_paths": [c.path for c in action.changes],
-        "fingerprint": action.fingerprint,
-        "attempt": action.attempt,
-        "tag": action.tag,
-        "then": action.then.value if action.then else None,
-        "blocked_on": action.blocked_on,
-        "estimated_cost_usd": action.estimated_cost_usd,
-        "estimate_basis": action.estimate_basis,
-        "refused": action.refused,
-        "current": None
-        if cur is None
-        else {
-            "attempt": cur.attempt,
-            "remote_id": cur.remote_id,
-            "phase": cur.phase.value,
-            "provider_status": cur.status,
-            "tag": cur.tag,
-            "fingerprint": cur.fingerprint,
-        },
-    }
-
-
-def plan_json(
-    plan: Plan, *, ledger: Mapping[str, Any], specs_root: str, offline: bool
-) -> dict[str, Any]:
-    counts = plan.counts()
-    from . import __version__
-
-    return {
-        "format_version": FORMAT_VERSION,
-        "reconciler_version": __version__,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "offline": offline,
-        "specs_root": specs_root,
-        "ledger": dict(ledger),
-        "fingerprints": dict(plan.fingerprints),
-        "actions": [action_json(a) for a in plan.actions],
-        "summary": {
-            **{k.value: counts.get(k, 0) for k in Kind},
-            "changes": len(plan.changes),
-        },
-        "estimated_new_spend_usd": new_spend(plan),
-    }
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=False, default=str)
 
 
 # -- markdown, for a pull-request comment ---------------------------------------------

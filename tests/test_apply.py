@@ -15,12 +15,15 @@ import sqlite_utils
 from fakes import Crash, FakeDriver, FakePool, FakeProvider
 from support import Clock, SpecTree
 
-from reconciler.apply import Executor, Outcome, persist_observations, refresh
+from reconciler.apply import Outcome
 from reconciler.errors import ErrorKind, ProviderError
-from reconciler.ledger import Ledger
+from reconciler.ledger import open_ledger
+from reconciler.ledger.sqlite import SqliteLedger
 from reconciler.loader import load_tree
 from reconciler.model import Phase
-from reconciler.plan import Kind, Plan, make_plan
+from reconciler.observe import refresh
+from reconciler.plan import Kind, Plan
+from reconciler.reconcile import Reconciler
 from reconciler.validation import desired_state
 
 
@@ -41,7 +44,7 @@ class Killer:
         self.tick(f"{method}:{moment}")
 
 
-class CrashingLedger(Ledger):
+class CrashingLedger(SqliteLedger):
     killer: Killer = Killer()
 
     @contextlib.contextmanager
@@ -75,21 +78,9 @@ class World:
         ledger.killer = killer
         pool = FakePool(FakeDriver(self.provider, hook=hook or killer.hook))
         try:
-            jobs = self.jobs()
-            fresh = refresh(ledger.records(), pool)  # type: ignore[arg-type]
-            executor = Executor(
-                ledger,
-                pool,  # type: ignore[arg-type]
-                jobs,
-                clock=self.clock,
-                adopt_grace=adopt_grace,
-                broken=fresh.errors,
-            )
-            executor.start_parked(ledger.records(), fresh.observed)
-            persist_observations(ledger, fresh.observed)
-            ledger.sync_policies({j.name: j.spec.policy.on_delete for j in jobs})
-            plan = make_plan(jobs, ledger.records(), self.clock())
-            return plan, executor.execute(plan)
+            core = Reconciler(ledger, pool, clock=self.clock, adopt_grace=adopt_grace)  # type: ignore[arg-type]
+            result = core.pass_once(self.jobs())
+            return result.plan, list(result.outcomes)
         finally:
             ledger.close()
 
@@ -317,7 +308,7 @@ def test_succeeded_jobs_are_never_polled_again(world: World) -> None:
     world.provider.finish_all()
     world.run()  # records success
     driver = FakeDriver(world.provider)
-    ledger = Ledger.open(world.ledger_path)
+    ledger = open_ledger(world.ledger_path)
     try:
         assert refresh(ledger.records(), FakePool(driver)).observed == {}  # type: ignore[arg-type]
     finally:
@@ -328,7 +319,7 @@ def test_succeeded_jobs_are_never_polled_again(world: World) -> None:
 def test_refresh_uses_one_list_call_for_many_active_jobs(world: World) -> None:
     world.run()
     driver = FakeDriver(world.provider)
-    ledger = Ledger.open(world.ledger_path)
+    ledger = open_ledger(world.ledger_path)
     try:
         observed = refresh(ledger.records(), FakePool(driver)).observed  # type: ignore[arg-type]
     finally:

@@ -233,14 +233,14 @@ def test_saved_plan_is_refused_when_a_spec_changed(
 def test_saved_plan_is_refused_when_the_ledger_moved(
     tree: SpecTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from reconciler.ledger import Ledger
+    from reconciler.ledger import open_ledger
 
     tree.spec("bot")
     ledger_path = tree.root.parent / "state" / "ledger.db"
-    Ledger.open(ledger_path).close()
+    open_ledger(ledger_path).close()
     saved = tmp_path / "plan.json"
     assert run(tree, "plan", "--offline", "--out", str(saved)) == 0
-    ledger = Ledger.open(ledger_path)
+    ledger = open_ledger(ledger_path)
     ledger.record_event("note", "someone else wrote")
     ledger.close()
     assert run(tree, "apply", "--plan", str(saved)) == 1

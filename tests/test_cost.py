@@ -133,19 +133,14 @@ def _pricing_and_parking(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _run_priced(world: World, driver: PricedDriver) -> tuple[Any, list[Any]]:
-    from reconciler.apply import Executor, persist_observations, refresh
-    from reconciler.ledger import Ledger
+    from reconciler.ledger import open_ledger
+    from reconciler.reconcile import Reconciler
 
-    ledger = Ledger.open(world.ledger_path, clock=world.clock)
-    pool = FakePool(driver)
+    ledger = open_ledger(world.ledger_path, clock=world.clock)
     try:
-        jobs = world.jobs()
-        fresh = refresh(ledger.records(), pool)  # type: ignore[arg-type]
-        executor = Executor(ledger, pool, jobs, clock=world.clock, adopt_grace=0)  # type: ignore[arg-type]
-        executor.start_parked(ledger.records(), fresh.observed)
-        persist_observations(ledger, fresh.observed)
-        plan = make_plan(jobs, ledger.records(), world.clock())
-        return plan, executor.execute(plan)
+        core = Reconciler(ledger, FakePool(driver), clock=world.clock, adopt_grace=0)  # type: ignore[arg-type]
+        result = core.pass_once(world.jobs())
+        return result.plan, list(result.outcomes)
     finally:
         ledger.close()
 

@@ -39,12 +39,12 @@ def start_watch(cli: Cli, *extra: str) -> subprocess.Popen[str]:
 
 def remote_ids(cli: Cli) -> dict[str, str | None]:
     from reconciler.errors import EmptyLedgerError
-    from reconciler.ledger import Ledger
+    from reconciler.ledger import open_ledger
 
     if not cli.ledger.exists():
         return {}
     try:
-        ledger = Ledger.open(cli.ledger, readonly=True)
+        ledger = open_ledger(cli.ledger, readonly=True)
     except EmptyLedgerError:
         return {}
     try:

@@ -69,9 +69,9 @@ def run_cli(spec_text: str, data: bytes, *command: str) -> tuple[int, str, Path]
 
 
 def _ledger_state(path: Path) -> tuple[int, int, int]:
-    from reconciler.ledger import Ledger
+    from reconciler.ledger import open_ledger
 
-    ledger = Ledger.open(path, readonly=True)
+    ledger = open_ledger(path, readonly=True)
     try:
         events = ledger.db.execute("SELECT count(*) FROM events").fetchone()[0]
         attempts = ledger.db.execute("SELECT count(*) FROM attempts").fetchone()[0]
@@ -83,10 +83,10 @@ def _ledger_state(path: Path) -> tuple[int, int, int]:
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(spec_text=yaml_junk, data=data_junk)
 def test_bad_input_never_changes_an_existing_ledger(spec_text: str, data: bytes) -> None:
-    from reconciler.ledger import Ledger
+    from reconciler.ledger import open_ledger
 
     state = Path(tempfile.mkdtemp()) / "l.db"
-    Ledger.open(state).close()
+    open_ledger(state).close()
     before = _ledger_state(state)
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.endswith("_API_KEY")}
     try:

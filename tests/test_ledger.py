@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import LedgerError, LockedError
-from reconciler.ledger import SCHEMA_VERSION, Ledger, WriterLock
+from reconciler.ledger import SCHEMA_VERSION, Ledger, WriterLock, open_ledger
 from reconciler.model import Phase, RemoteJob
 
 
@@ -30,7 +30,7 @@ def _intent(ledger: Ledger, name: str = "bot", attempt: int = 1) -> int:
 
 
 def test_new_ledger_is_wal_full_sync_with_lineage_and_serial(tmp_path: Path) -> None:
-    ledger = Ledger.open(tmp_path / "state" / "ledger.db")
+    ledger = open_ledger(tmp_path / "state" / "ledger.db")
     try:
         conn = ledger.db.conn
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -41,7 +41,7 @@ def test_new_ledger_is_wal_full_sync_with_lineage_and_serial(tmp_path: Path) -> 
         assert ledger.serial == 1
     finally:
         ledger.close()
-    again = Ledger.open(tmp_path / "state" / "ledger.db")
+    again = open_ledger(tmp_path / "state" / "ledger.db")
     try:
         assert again.lineage == lineage and again.serial == 1
     finally:
@@ -49,7 +49,7 @@ def test_new_ledger_is_wal_full_sync_with_lineage_and_serial(tmp_path: Path) -> 
 
 
 def test_every_write_bumps_the_serial_and_is_logged(tmp_path: Path) -> None:
-    ledger = Ledger.open(tmp_path / "l.db")
+    ledger = open_ledger(tmp_path / "l.db")
     try:
         attempt_id = _intent(ledger)
         ledger.mark_posting(attempt_id, "file-1", None)
@@ -76,7 +76,7 @@ def test_every_write_bumps_the_serial_and_is_logged(tmp_path: Path) -> None:
 
 
 def test_forgotten_and_absent_attempts_leave_the_view_but_keep_numbering(tmp_path: Path) -> None:
-    ledger = Ledger.open(tmp_path / "l.db")
+    ledger = open_ledger(tmp_path / "l.db")
     try:
         first = _intent(ledger, attempt=1)
         ledger.mark_absent(first, "never posted")
@@ -89,7 +89,7 @@ def test_forgotten_and_absent_attempts_leave_the_view_but_keep_numbering(tmp_pat
 
 
 def test_tags_are_unique(tmp_path: Path) -> None:
-    ledger = Ledger.open(tmp_path / "l.db")
+    ledger = open_ledger(tmp_path / "l.db")
     try:
         _intent(ledger)
         with pytest.raises(sqlite3.IntegrityError):
@@ -101,24 +101,24 @@ def test_tags_are_unique(tmp_path: Path) -> None:
 
 def test_readonly_open_never_creates_a_file(tmp_path: Path) -> None:
     with pytest.raises(LedgerError):
-        Ledger.open(tmp_path / "absent.db", readonly=True)
+        open_ledger(tmp_path / "absent.db", readonly=True)
     assert not (tmp_path / "absent.db").exists()
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    ledger = Ledger.open(tmp_path / "l.db")
+    ledger = open_ledger(tmp_path / "l.db")
     ledger.db.execute(
         "UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)]
     )
     ledger.close()
     with pytest.raises(LedgerError, match="newer than this reconciler"):
-        Ledger.open(tmp_path / "l.db")
+        open_ledger(tmp_path / "l.db")
 
 
 def test_a_garbage_file_is_a_clear_ledger_error(tmp_path: Path) -> None:
     (tmp_path / "l.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(LedgerError, match="cannot open ledger"):
-        Ledger.open(tmp_path / "l.db")
+        open_ledger(tmp_path / "l.db")
 
 
 def _hold_lock(

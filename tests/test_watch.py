@@ -9,9 +9,10 @@ from fakes import FakeDriver, FakePool, FakeProvider
 from support import Clock, SpecTree
 
 from reconciler.errors import ErrorKind, ProviderError
-from reconciler.ledger import Ledger
+from reconciler.ledger import open_ledger
 from reconciler.model import Phase
-from reconciler.watch import Source, Watcher
+from reconciler.source import SpecSource
+from reconciler.watch import Watcher
 
 
 class Flaky(FakeDriver):
@@ -28,12 +29,12 @@ class Flaky(FakeDriver):
 def setup(tree: SpecTree, tmp_path: Path, clock: Clock):  # type: ignore[no-untyped-def]
     provider = FakeProvider()
     driver = Flaky(provider)
-    ledger = Ledger.open(tmp_path / "ledger.db", clock=clock)
+    ledger = open_ledger(tmp_path / "ledger.db", clock=clock)
     finished: list[str] = []
     watcher = Watcher(
         ledger=ledger,
         drivers=FakePool(driver),  # type: ignore[arg-type]
-        source=Source(tree.root),
+        source=SpecSource(tree.root, reuse=True),
         interval=10,
         adopt_grace=0,
         clock=clock,

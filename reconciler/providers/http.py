@@ -285,7 +285,7 @@ class ApiClient:
             self.errors += 1
             return Failure(err, retryable, parse_retry_after(response.headers))
 
-        result: None | Failure[ProviderError] = retrying(once, self.backoff, sleep=self.sleep)
+        result: Failure[ProviderError] | None = retrying(once, self.backoff, sleep=self.sleep)
         if isinstance(result, Failure):
             raise result.error
 

@@ -1,180 +1,30 @@
-"""The ledger: a SQLite file recording every attempt, upload and transition (DESIGN §5).
+"""The SQLite ledger (the default backend): one file recording every attempt, upload
+and transition (DESIGN §5), behind the ``Ledger`` protocol.
 
 WAL with ``synchronous=FULL`` (a committed intent must survive power loss), write
 transactions opened with ``BEGIN IMMEDIATE`` (sqlite-utils calls inside join them
 as savepoints), a ``serial`` that every write bumps and a ``lineage`` fixed at birth.
-Only one process writes at a time: ``WriterLock`` (an ``flock`` the OS releases when
-its holder dies) names the holder to whoever is refused.
+Only one process writes at a time: ``lock.WriterLock`` guards the file.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
-import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from .errors import EmptyLedgerError, LedgerError, LockedError
-from .model import AttemptView, Phase, RemoteJob, SpecRecord
+from ..errors import EmptyLedgerError, LedgerError
+from ..model import AttemptView, LedgerView, Phase, RemoteJob, SpecRecord
+from .schema import MIGRATIONS, SCHEMA_VERSION
 
 Clock = Callable[[], float]
-
-
-def _m1_initial(db: sqlite_utils.Database) -> None:
-    db.table("meta").create({"key": str, "value": str}, pk="key")
-    db.table("attempts").create(
-        {
-            "id": int,
-            "spec_name": str,
-            "attempt": int,
-            "fingerprint": str,
-            "tag": str,
-            "provider": str,
-            "remote_id": str,
-            "status": str,  # our phase: pending, queued, …, or absent
-            "provider_status": str,  # the provider's own word
-            "progress": str,
-            "fine_tuned_model": str,
-            "error": str,
-            "error_retryable": int,
-            "cancel_requested": int,
-            "posted_at": float,  # set just before the create POST goes out
-            "cost_estimate_usd": float,
-            "trained_tokens": int,
-            "inputs": str,  # JSON of the training-defining fields (for diffs)
-            "on_delete": str,
-            "spec_path": str,
-            "git_commit": str,
-            "training_file_id": str,
-            "validation_file_id": str,
-            "forgotten": int,
-            "created_at": float,
-            "updated_at": float,
-            "finished_at": float,
-        },
-        pk="id",
-        not_null={"spec_name", "attempt", "fingerprint", "tag", "provider", "status"},
-        defaults={"error_retryable": 0, "cancel_requested": 0, "forgotten": 0},
-    )
-    db.table("attempts").create_index(["tag"], unique=True)
-    db.table("attempts").create_index(["spec_name", "attempt"], unique=True)
-    db.table("attempts").create_index(["status"])
-    db.table("files").create(
-        {
-            "id": int,
-            "provider": str,
-            "sha256": str,
-            "remote_id": str,
-            "filename": str,
-            "bytes": int,
-            "status": str,  # intent | uploaded
-            "created_at": float,
-            "updated_at": float,
-        },
-        pk="id",
-        not_null={"provider", "sha256", "status"},
-    )
-    db.table("files").create_index(["provider", "sha256"], unique=True)
-    db.table("events").create(
-        {
-            "id": int,
-            "ts": float,
-            "spec_name": str,
-            "attempt_id": int,
-            "kind": str,
-            "message": str,
-            "data": str,
-        },
-        pk="id",
-        not_null={"ts", "kind", "message"},
-    )
-    db.table("events").create_index(["spec_name", "id"])
-
-
-def _m2_paused(db: sqlite_utils.Database) -> None:
-    """Jobs reconciler paused for ``suspend: true`` (OpenAI's status does not say so)."""
-    db.table("attempts").add_column("paused", int, not_null_default=0)
-
-
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_paused]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-class WriterLock:
-    """The single-writer lock beside the ledger; the holder is written into the file."""
-
-    def __init__(self, ledger_path: Path, clock: Clock = time.time) -> None:
-        self.path = ledger_path.with_name(ledger_path.name + ".lock")
-        self.clock = clock
-        self._fd: int | None = None
-
-    def acquire(self, command: str = "apply") -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise LedgerError(f"cannot create the lock {self.path}: {exc.strerror or exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = self._read_holder(fd)
-            for _ in range(5):  # the holder writes its name just after locking: give it a moment
-                if holder != "another process":
-                    break
-                time.sleep(0.01)
-                holder = self._read_holder(fd)
-            os.close(fd)
-            raise LockedError(
-                f"ledger {self.path.with_suffix('')} is locked by {holder}; "
-                "only one apply or watch writes at a time"
-            ) from None
-        # the OS drops an flock when its holder dies, so a dead holder's lock is simply free
-        info = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "since": datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="seconds"),
-            "command": command,
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._fd = fd
-
-    @staticmethod
-    def _read_holder(fd: int) -> str:
-        try:
-            info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        except ValueError:
-            info = {}
-        if not info:
-            return "another process"
-        return (
-            f"{info.get('command', 'a process')} (pid {info.get('pid')} on {info.get('host')}, "
-            f"since {info.get('since')})"
-        )
-
-    def release(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self) -> WriterLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
@@ -190,8 +40,8 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-class Ledger:
-    """Reads and writes of the ledger. Construct with ``Ledger.open``."""
+class SqliteLedger:
+    """The ledger in one SQLite file. Construct with ``SqliteLedger.open``."""
 
     def __init__(self, db: sqlite_utils.Database, path: Path, clock: Clock = time.time) -> None:
         self.db = db
@@ -200,7 +50,7 @@ class Ledger:
 
     # -- opening -----------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False, clock: Clock = time.time) -> Ledger:
+    def open(cls, path: Path, *, readonly: bool = False, clock: Clock = time.time) -> SqliteLedger:
         """Open (and create or migrate, unless ``readonly``) the ledger at ``path``."""
         try:
             conn = _connect(path, readonly)
@@ -287,20 +137,25 @@ class Ledger:
         return self._meta("lineage") or ""
 
     # -- reading -----------------------------------------------------------------
-    def snapshot(self) -> tuple[dict[str, SpecRecord], str, int]:
+    def view(self) -> LedgerView:
         """Records, lineage and serial read in one transaction (a consistent view)."""
         conn = self.db.conn
         conn.execute("BEGIN")
         try:
-            return self.records(), self.lineage, self.serial
+            return LedgerView(self.records(), self.lineage, self.serial)
         finally:
             conn.execute("COMMIT")
 
-    def records(self) -> dict[str, SpecRecord]:
-        """The planner's view: live attempts per spec name."""
+    def records(self, names: Iterable[str] | None = None) -> dict[str, SpecRecord]:
+        """The planner's view: live attempts per spec name (of ``names`` only, if given)."""
         live: dict[str, list[AttemptView]] = {}
         highest: dict[str, int] = {}
-        for row in self.db.query("SELECT * FROM attempts ORDER BY spec_name, attempt"):
+        sql, args = "SELECT * FROM attempts ORDER BY spec_name, attempt", []
+        if names is not None:
+            args = sorted(set(names))
+            marks = ", ".join("?" * len(args))
+            sql = f"SELECT * FROM attempts WHERE spec_name IN ({marks}) ORDER BY spec_name, attempt"
+        for row in self.db.query(sql, args):
             name = row["spec_name"]
             highest[name] = max(highest.get(name, 0), row["attempt"])
             if row["forgotten"] or row["status"] == "absent":

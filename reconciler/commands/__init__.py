@@ -1,0 +1,24 @@
+"""The commands: each parses nothing (``cli`` did), calls the reconcile core, prints,
+and returns an exit code. One module per group; imported only when its command runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# command → (module, function): an explicit table, read by ``cli.main``
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("planning", "cmd_validate"),
+    "plan": ("planning", "cmd_plan"),
+    "apply": ("applying", "cmd_apply"),
+    "status": ("status", "cmd_status"),
+    "watch": ("daemon", "cmd_watch"),
+    "import": ("jobs", "cmd_import"),
+    "logs": ("jobs", "cmd_logs"),
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    module, function = COMMANDS[args.command]
+    handler = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+    return int(handler(args))

@@ -1,0 +1,175 @@
+"""``apply`` (and ``apply --wait``): one pass of the reconcile core, shown and confirmed;
+with ``--wait``, passes until every job settles."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+
+from .. import planfile
+from ..apply import Outcome
+from ..errors import ConfigError
+from ..model import AttemptView, Phase, SpecRecord
+from ..plan import Kind, Plan
+from ..providers.pool import DriverPool
+from ..reconcile import Observation, PassResult, Reconciler, Settled
+from ..redact import scrub
+from ..render import print_plan
+from .workspace import Workspace
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    ws = Workspace.from_args(args)
+    for option in ("timeout", "interval", "adopt_grace"):
+        if getattr(args, option) < 0:
+            raise ConfigError(f"--{option.replace('_', '-')} must not be negative")
+    state = ws.source.desired()  # before the lock and the ledger: a bad spec touches nothing
+    saved = planfile.read(Path(args.plan)) if args.plan else None
+    out = ws.out()
+    with ws.writing("apply") as ledger:
+        drivers = DriverPool(ws.env)
+        try:
+            core = Reconciler(
+                ledger,
+                drivers,
+                provenance=ws.source,
+                adopt_grace=args.adopt_grace,
+                max_cost=args.max_cost,
+                on_outcome=lambda o: _outcome_line(out, o),
+            )
+
+            def confirm(plan: Plan, obs: Observation) -> bool:
+                print_plan(plan, out, show_unchanged=False)
+                for provider, err in obs.errors.items():
+                    out.print(
+                        f"[yellow]warning:[/] cannot refresh {provider} jobs ({scrub(str(err))}); "
+                        f"{provider} actions are skipped this time"
+                    )
+                if not plan.changes:
+                    return True
+                if not _confirmed(args):
+                    out.print("Apply cancelled.")
+                    return False
+                out.print()
+                return True
+
+            first = core.pass_once(state.jobs, confirm=confirm, saved=saved)
+            if first.declined:
+                return 1
+            if args.wait:
+                return _wait(args, core, state.jobs, first, out, saved is not None)
+            return _summary(first, out)
+        finally:
+            drivers.close()
+
+
+def _confirmed(args: argparse.Namespace) -> bool:
+    if args.yes or args.plan:
+        return True
+    if not sys.stdin.isatty():
+        raise ConfigError("apply needs confirmation: pass --yes (no terminal to ask on)")
+    try:
+        answer = input("\nApply these changes? Only 'yes' is accepted: ")
+    except EOFError:
+        return False
+    return answer.strip() == "yes"
+
+
+def _outcome_line(out: Any, o: Outcome) -> None:
+    mark = "[green]✓[/]" if o.ok else ("[yellow]…[/]" if o.pending else "[red]✗[/]")
+    out.print(f"{mark} {escape(o.name)}: {o.kind.value}: {escape(scrub(o.message))}")
+
+
+def _summary(result: PassResult, out: Any) -> int:
+    outcomes = result.outcomes
+    done = sum(1 for o in outcomes if o.ok)
+    pending = sum(1 for o in outcomes if o.pending)
+    summary = f"Apply complete: {done} done, {pending} pending, {len(result.failed)} failed."
+    out.print(("\n" if outcomes else "") + f"[bold]{summary}[/]")
+    waiting = any(a.kind is Kind.WAIT for a in result.plan.actions)
+    if any(o.ok or o.pending for o in outcomes) or waiting:
+        out.print(
+            "Jobs run at the provider: follow them with `reconciler status` or `apply --wait`."
+        )
+    return 1 if result.failed else 0
+
+
+def _wait(
+    args: argparse.Namespace,
+    core: Reconciler,
+    desired: Any,
+    first: PassResult,
+    out: Any,
+    saved: bool,
+) -> int:
+    """``--wait``: pass after pass until settled; each phase change printed once."""
+    progress = _Progress(out, first.records)
+    settled = core.until_settled(
+        desired,
+        first,
+        timeout=args.timeout,
+        interval=args.interval,
+        execute=not saved,
+        on_pass=progress.show,
+    )
+    return _finish(args, settled, out, saved)
+
+
+class _Progress:
+    """Prints each attempt's phase and progress changes between passes, and provider
+    trouble once per distinct error."""
+
+    def __init__(self, out: Any, records: Any) -> None:
+        self.out = out
+        self.seen = {a.id: (a.phase, a.progress) for a in _attempts(records)}
+        self.warned: set[str] = set()
+
+    def show(self, result: PassResult) -> None:
+        for provider, err in result.observation.errors.items():
+            if str(err) not in self.warned:  # a provider down while we wait: say so once
+                self.warned.add(str(err))
+                self.out.print(f"[yellow]warning:[/] {provider}: {escape(scrub(str(err)))}")
+        for a in _attempts(result.records):
+            was = self.seen.get(a.id)
+            if was == (a.phase, a.progress):
+                continue
+            self.seen[a.id] = (a.phase, a.progress)
+            if was is not None and was[0] is a.phase:  # same phase, new progress
+                self.out.print(f"  {escape(a.name)}: {a.phase.value}, {escape(a.progress or '')}")
+                continue
+            detail = f" ({a.progress})" if a.progress else ""
+            if a.phase is Phase.SUCCEEDED and a.fine_tuned_model:
+                detail = f": {a.fine_tuned_model}"
+            elif a.error:
+                detail = f": {a.error}"
+            start = was[0].value if was else "new"
+            self.out.print(f"  {escape(a.name)}: {start} → {a.phase.value}{escape(detail)}")
+
+
+def _attempts(records: dict[str, SpecRecord] | Any) -> list[AttemptView]:
+    return [a for r in records.values() for a in r.attempts]
+
+
+def _finish(args: argparse.Namespace, settled: Settled, out: Any, saved: bool) -> int:
+    plan = settled.last.plan
+    out.print()
+    if plan.actions and all(a.kind is Kind.NOOP for a in plan.actions):
+        out.print(f"[green]All {len(plan.actions)} job(s) succeeded.[/] Reality matches the specs.")
+    else:
+        print_plan(plan, out)
+    if settled.timed_out:
+        out.print(
+            f"[red]Timed out after {args.timeout:.0f}s;[/] jobs keep running: "
+            "see `reconciler status`."
+        )
+        return 1
+    if saved and plan.changes:
+        names = ", ".join(f"{a.name} ({a.kind.value})" for a in plan.changes)
+        out.print(f"[yellow]Not in the saved plan:[/] {names}; run `reconciler plan` again.")
+        return 1
+    bad = [a for a in plan.actions if a.kind in (Kind.DEGRADED, Kind.DRIFT)]
+    return 1 if settled.failed or bad else 0

@@ -1,0 +1,67 @@
+"""What every command starts from: the paths, the environment, the specs source, and
+the two consoles of one invocation."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..ledger import Ledger, WriterLock, open_ledger, read_view
+from ..model import LedgerView
+from ..render import console
+from ..source import SpecSource
+
+
+@dataclass
+class Workspace:
+    """Paths and streams of one invocation."""
+
+    specs: Path
+    ledger: Path
+    no_color: bool
+    git_ref: str | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    source: SpecSource = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.source = SpecSource(self.specs, self.git_ref)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Workspace:
+        return cls(
+            Path(args.specs), Path(args.ledger), bool(args.no_color), getattr(args, "git_ref", None)
+        )
+
+    def require_specs(self) -> None:
+        if not self.specs.is_dir():
+            raise ConfigError(
+                f"specs folder {self.specs} does not exist (set --specs or RECONCILER_SPECS)"
+            )
+
+    def view(self) -> LedgerView:
+        """The ledger read once, without writing (an absent ledger reads as empty)."""
+        return read_view(self.ledger)
+
+    @contextmanager
+    def writing(self, command: str) -> Iterator[Ledger]:
+        """The ledger, opened for writing under its single-writer lock."""
+        with WriterLock(self.ledger) as lock:
+            lock.acquire(command)
+            ledger = open_ledger(self.ledger)
+            try:
+                yield ledger
+            finally:
+                ledger.close()
+
+    def out(self) -> Any:
+        return console(sys.stdout, no_color=self.no_color)
+
+    def err(self) -> Any:
+        return console(sys.stderr, no_color=self.no_color)

@@ -1,0 +1,88 @@
+"""The ledger's schema as versioned migrations, in code: the SQL tables every backend
+holds (attempts, files, events, meta). A ledger records its version in ``meta``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+
+def _m1_initial(db: sqlite_utils.Database) -> None:
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("attempts").create(
+        {
+            "id": int,
+            "spec_name": str,
+            "attempt": int,
+            "fingerprint": str,
+            "tag": str,
+            "provider": str,
+            "remote_id": str,
+            "status": str,  # our phase: pending, queued, …, or absent
+            "provider_status": str,  # the provider's own word
+            "progress": str,
+            "fine_tuned_model": str,
+            "error": str,
+            "error_retryable": int,
+            "cancel_requested": int,
+            "posted_at": float,  # set just before the create POST goes out
+            "cost_estimate_usd": float,
+            "trained_tokens": int,
+            "inputs": str,  # JSON of the training-defining fields (for diffs)
+            "on_delete": str,
+            "spec_path": str,
+            "git_commit": str,
+            "training_file_id": str,
+            "validation_file_id": str,
+            "forgotten": int,
+            "created_at": float,
+            "updated_at": float,
+            "finished_at": float,
+        },
+        pk="id",
+        not_null={"spec_name", "attempt", "fingerprint", "tag", "provider", "status"},
+        defaults={"error_retryable": 0, "cancel_requested": 0, "forgotten": 0},
+    )
+    db.table("attempts").create_index(["tag"], unique=True)
+    db.table("attempts").create_index(["spec_name", "attempt"], unique=True)
+    db.table("attempts").create_index(["status"])
+    db.table("files").create(
+        {
+            "id": int,
+            "provider": str,
+            "sha256": str,
+            "remote_id": str,
+            "filename": str,
+            "bytes": int,
+            "status": str,  # intent | uploaded
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="id",
+        not_null={"provider", "sha256", "status"},
+    )
+    db.table("files").create_index(["provider", "sha256"], unique=True)
+    db.table("events").create(
+        {
+            "id": int,
+            "ts": float,
+            "spec_name": str,
+            "attempt_id": int,
+            "kind": str,
+            "message": str,
+            "data": str,
+        },
+        pk="id",
+        not_null={"ts", "kind", "message"},
+    )
+    db.table("events").create_index(["spec_name", "id"])
+
+
+def _m2_paused(db: sqlite_utils.Database) -> None:
+    """Jobs reconciler paused for ``suspend: true`` (OpenAI's status does not say so)."""
+    db.table("attempts").add_column("paused", int, not_null_default=0)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_paused]
+SCHEMA_VERSION = len(MIGRATIONS)

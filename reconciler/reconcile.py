@@ -1,0 +1,300 @@
+"""The reconcile core: observe → plan → execute, one pass for every trigger.
+
+``apply``, ``apply --wait``, ``watch`` and ``import`` all go through ``Reconciler``;
+only the trigger differs (as controller-runtime's ``Reconciler`` is called alike by
+events, timers and requeues). A pass reads the ledger view once; the plan it shows,
+confirms or was handed (a saved plan) is the object it executes. ``plan`` and
+``status`` use the same ``observe`` and ``plan_for`` without writing anything.
+Time and sleep arrive as arguments, so the loops are tested without a wall clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .apply import DEFAULT_ADOPT_GRACE, Executor, Outcome
+from .errors import ConfigError, ErrorKind, ProviderError, ReconcilerError
+from .fingerprint import fingerprint, training_inputs
+from .ledger import Ledger
+from .model import AttemptView, DesiredJob, LedgerView, RemoteJob, SpecRecord
+from .observe import Refresh, persist_observations, refresh, with_observations
+from .plan import Action, Kind, Plan, make_plan, upstream_output
+from .planfile import SavedPlan
+from .providers.pool import DriverPool
+
+Clock = Callable[[], float]
+
+
+class Provenance(Protocol):
+    """Where a spec file comes from in git (``source.SpecSource``)."""
+
+    def commit_of(self, spec_file: str) -> str | None: ...
+
+    def spec_path_of(self, spec_file: str) -> str: ...
+
+
+class NoProvenance:
+    """Specs outside git: no commit, paths as given."""
+
+    def commit_of(self, spec_file: str) -> str | None:
+        return None
+
+    def spec_path_of(self, spec_file: str) -> str:
+        return spec_file
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The ledger as read at the start of a pass, and what the providers said of it."""
+
+    view: LedgerView
+    records: Mapping[str, SpecRecord]  # the view with the observations applied, in memory
+    refresh: Refresh
+    now: float
+
+    @property
+    def errors(self) -> Mapping[str, ReconcilerError]:
+        return self.refresh.errors
+
+
+def observe(
+    view: LedgerView,
+    drivers: DriverPool | None,
+    now: float,
+    *,
+    select: Callable[[AttemptView], bool] | None = None,
+) -> Observation:
+    """Refresh the view's active attempts (none without ``drivers``: offline)."""
+    fresh = Refresh() if drivers is None else refresh(view.records, drivers, select)
+    return Observation(view, with_observations(view.records, fresh.observed, now), fresh, now)
+
+
+def plan_for(
+    desired: Sequence[DesiredJob], obs: Observation, *, max_cost: float | None = None
+) -> Plan:
+    """The plan for an observation, on its basis (the view's lineage and serial)."""
+    return make_plan(
+        desired,
+        obs.records,
+        obs.now,
+        max_cost=max_cost,
+        lineage=obs.view.lineage,
+        serial=obs.view.serial,
+    )
+
+
+def hold_removals(plan: Plan, desired: Sequence[DesiredJob]) -> tuple[Plan, tuple[Action, ...]]:
+    """Some specs failed to load, so a name missing from ``desired`` may be a broken file:
+    nothing is cancelled or forgotten until they load again. Returns the plan and what
+    it holds back."""
+    valid = {d.name for d in desired}
+    held = tuple(a for a in plan.actions if a.is_change and a.name not in valid)
+    return plan.only(a for a in plan.actions if a not in held), held
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """One pass: its plan, what executing it did, and the records as the pass left them
+    (the observations applied in memory, and the specs acted on read back: the view is
+    read once)."""
+
+    plan: Plan
+    observation: Observation
+    outcomes: tuple[Outcome, ...] = ()
+    records: Mapping[str, SpecRecord] = field(default_factory=dict)
+    held: tuple[Action, ...] = ()  # removals held back while specs have errors
+    declined: bool = False  # the plan was shown and not confirmed: nothing was written
+
+    @property
+    def failed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.ok and not o.pending]
+
+    def finished(self) -> list[AttemptView]:
+        """Attempts that reached a terminal phase during this pass."""
+        before = {a.id: a.phase for a in self.observation.view.attempts()}
+        return [
+            a
+            for r in self.records.values()
+            for a in r.attempts
+            if a.phase.terminal and a.id in before and not before[a.id].terminal
+        ]
+
+
+Confirm = Callable[[Plan, Observation], bool]
+
+
+class Reconciler:
+    """Observe, plan and execute against one ledger and the providers' drivers."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        drivers: DriverPool,
+        *,
+        clock: Clock = time.time,
+        provenance: Provenance | None = None,
+        adopt_grace: float = DEFAULT_ADOPT_GRACE,
+        max_cost: float | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.drivers = drivers
+        self.clock = clock
+        self.provenance: Provenance = provenance or NoProvenance()
+        self.adopt_grace = adopt_grace
+        self.max_cost = max_cost
+        self.on_outcome = on_outcome
+
+    def pass_once(
+        self,
+        desired: Sequence[DesiredJob],
+        *,
+        confirm: Confirm | None = None,
+        saved: SavedPlan | None = None,
+        execute: bool = True,
+        select: Callable[[AttemptView], bool] | None = None,
+        broken: Mapping[str, ReconcilerError] | None = None,
+        holding: bool = False,
+        stop: Callable[[], bool] | None = None,
+    ) -> PassResult:
+        """Observe, plan, confirm (when asked), record what was observed, execute.
+
+        ``confirm`` sees the plan (to show it) and says whether to go on. ``saved``: a
+        reviewed plan, executed instead of the fresh one once it is found current.
+        ``execute=False`` observes, records and plans, and acts on nothing. ``holding``:
+        some specs did not load, so removals are held (``hold_removals``).
+        """
+        obs = observe(self.ledger.view(), self.drivers, self.clock(), select=select)
+        executor = Executor(
+            self.ledger,
+            self.drivers,
+            desired,
+            git_commit=self.provenance.commit_of,
+            spec_path=self.provenance.spec_path_of,
+            clock=self.clock,
+            adopt_grace=self.adopt_grace,
+            on_outcome=self.on_outcome,
+            broken={**obs.errors, **(broken or {})},
+        )
+        if confirm is None:  # unattended: the plan sees parked jobs already started
+            obs = self._record(executor, desired, obs)
+        plan = plan_for(desired, obs, max_cost=self.max_cost)
+        held: tuple[Action, ...] = ()
+        if holding:
+            plan, held = hold_removals(plan, desired)
+        if saved is not None:
+            saved.check(plan)
+            plan = saved.plan
+        if confirm is not None:  # nothing is written, nothing started, before a yes
+            if not confirm(plan, obs):
+                return PassResult(plan, obs, records=obs.records, held=held, declined=True)
+            obs = self._record(executor, desired, obs)
+        outcomes = executor.execute(plan, stop=stop) if execute else []
+        touched = {o.name for o in outcomes}
+        records = {**obs.records, **(self.ledger.records(touched) if touched else {})}
+        return PassResult(plan, obs, tuple(outcomes), records, held)
+
+    def _record(
+        self, executor: Executor, desired: Sequence[DesiredJob], obs: Observation
+    ) -> Observation:
+        """Start (or refuse) parked jobs, write what was observed and the specs' current
+        policies; returns the observation as it now stands."""
+        observed = dict(obs.refresh.observed)
+        executor.start_parked(obs.records, observed)
+        persist_observations(self.ledger, observed)
+        self.ledger.sync_policies({j.name: j.spec.policy.on_delete for j in desired})
+        fresh = Refresh(observed, dict(obs.refresh.errors))
+        return Observation(
+            obs.view, with_observations(obs.view.records, observed, obs.now), fresh, obs.now
+        )
+
+    def until_settled(
+        self,
+        desired: Sequence[DesiredJob],
+        first: PassResult,
+        *,
+        timeout: float,
+        interval: float,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Clock = time.monotonic,
+        execute: bool = True,
+        on_pass: Callable[[PassResult], None] | None = None,
+    ) -> Settled:
+        """Pass after pass until every job settles, an action fails, or ``timeout``.
+
+        ``execute=False`` (a saved plan): nothing new is executed, running jobs are
+        waited for.
+        """
+        deadline = monotonic() + timeout
+        result, failed = first, list(first.failed)
+        while True:
+            plan = result.plan
+            waiting = any(a.kind is Kind.WAIT for a in plan.actions)
+            if failed or (not waiting if not execute else _settled(result)):
+                return Settled(result, failed, timed_out=False)
+            if monotonic() >= deadline:
+                return Settled(result, failed, timed_out=True)
+            sleep(interval)
+            result = self.pass_once(desired, execute=execute)
+            failed += result.failed
+            if on_pass is not None:
+                on_pass(result)
+
+    def import_job(self, want: DesiredJob, job_id: str) -> tuple[RemoteJob, int]:
+        """Adopt an existing provider job as ``want``'s current job (Terraform's import);
+        returns the job and the attempt number it was recorded as."""
+        provider = want.spec.provider
+        upstream = [want.spec.from_.job] if want.spec.from_ is not None else []
+        records = self.ledger.records([want.name, *upstream])
+        record = records.get(want.name)
+        if record is not None and record.current is not None:
+            cur = record.current
+            raise ConfigError(
+                f"{want.name!r} already tracks {cur.remote_id or cur.tag} "
+                f"({cur.phase.value}); remove or rename the spec first"
+            )
+        if any(row["remote_id"] == job_id for row in self.ledger.attempts()):
+            raise ConfigError(f"{provider}:{job_id} is already in the ledger")
+        try:
+            job = self.drivers.get(provider).get_job(job_id)
+        except ProviderError as exc:
+            if exc.kind is ErrorKind.NOT_FOUND:
+                raise ConfigError(f"{provider} has no job {job_id}") from exc
+            raise
+        from_output = None
+        if want.spec.from_ is not None:
+            from_output = upstream_output(records.get(want.spec.from_.job))
+        inputs = training_inputs(
+            want.spec, want.training_sha256, want.validation_sha256, from_output
+        )
+        attempt = record.next_attempt if record is not None else 1
+        attempt_id = self.ledger.insert_intent(
+            name=want.name,
+            attempt=attempt,
+            fingerprint=fingerprint(inputs),
+            tag=job.tag or f"import-{job_id}",
+            provider=provider,
+            inputs=inputs,
+            on_delete=want.spec.policy.on_delete,
+            spec_path=self.provenance.spec_path_of(want.file),
+            git_commit=self.provenance.commit_of(want.file),
+        )
+        self.ledger.record_job(attempt_id, job, event="imported")
+        return job, attempt
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How ``until_settled`` ended: the last pass, every failed action, and a timeout."""
+
+    last: PassResult
+    failed: list[Outcome]
+    timed_out: bool
+
+
+def _settled(result: PassResult) -> bool:
+    """Nothing left to do or wait for; a pass that acted is looked at once more."""
+    return not result.outcomes and result.plan.settled

@@ -1,0 +1,151 @@
+"""Where specs come from, and the provenance of each: the working tree, or a git ref.
+
+``SpecSource`` is the one reader every command and the daemon use. With a ``git_ref``
+only committed content is read (``gitref.export``), and a job's commit is that of the
+snapshot; in the working tree it is ``HEAD`` of the spec's repository, ``-dirty`` when
+the file was edited since. Unchanged files are not parsed or checked again between
+two loads (a daemon's passes).
+"""
+
+from __future__ import annotations
+
+import atexit
+import subprocess
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, SpecError, SpecErrors
+from .loader import SpecSet, load_tree
+from .validation import DesiredState, desired_state
+
+
+@cache
+def _git_head(folder: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", folder, "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def git_commit(spec_path: str) -> str | None:
+    """The commit a spec file comes from; ``-dirty`` when the file differs from it."""
+    path = Path(spec_path)
+    head = _git_head(str(path.parent.resolve()))
+    if head is None:
+        return None
+    status = subprocess.run(
+        ["git", "-C", str(path.parent.resolve()), "status", "--porcelain", "--", path.name],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return head + ("-dirty" if status.stdout.strip() else "")
+
+
+@dataclass
+class SpecSource:
+    """The specs tree of one invocation or daemon: read, checked, and traced to git."""
+
+    specs: Path
+    git_ref: str | None = None
+    reuse: bool = False  # a daemon: keep what each file parsed to, for the next load
+    _snapshot: Any = None
+    _registered: bool = False
+    # unchanged spec files are not re-parsed, unchanged data files not re-checked
+    _files: dict[Any, Any] = field(default_factory=dict)
+    _data: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def commit(self) -> str | None:
+        """The commit being read with ``--git-ref`` (None for the working tree)."""
+        return str(self._snapshot.commit) if self._snapshot is not None else None
+
+    def snapshot(self, *, again: bool = False) -> Any:
+        """The specs tree as committed at ``git_ref``, exported once (or ``again``: the
+        ref may have moved)."""
+        if self.git_ref is None:
+            return None
+        if self._snapshot is None or again:
+            from .gitref import export
+
+            self.close()
+            self._snapshot = export(self.specs, self.git_ref)
+            if not self._registered:
+                atexit.register(self.close)
+                self._registered = True
+        return self._snapshot
+
+    def load(self, paths: list[Path] | None = None, *, again: bool = False) -> DesiredState:
+        """Every spec and data file checked; problems are collected in ``errors``."""
+        return self.load_set(paths, again=again)[1]
+
+    def load_set(
+        self, paths: list[Path] | None = None, *, again: bool = False
+    ) -> tuple[SpecSet, DesiredState]:
+        snap = self.snapshot(again=again)
+        if snap is not None:
+            if paths:
+                raise ConfigError("--git-ref reads the whole specs tree of a commit: give no PATH")
+            specs = load_tree([snap.specs_dir], cache=self._file_cache)
+            state = desired_state(specs, snap.specs_dir, cache=self._data_cache)
+            state.errors = [self._at_ref(err, snap) for err in state.errors]
+            return specs, state
+        if paths is None and not self.specs.is_dir():
+            raise ConfigError(
+                f"specs folder {self.specs} does not exist (set --specs or RECONCILER_SPECS)"
+            )
+        specs = load_tree(paths or [self.specs], cache=self._file_cache)
+        root = self.specs if self.specs.is_dir() else (paths[0] if paths else self.specs)
+        return specs, desired_state(specs, root, cache=self._data_cache)
+
+    @property
+    def _file_cache(self) -> dict[Any, Any] | None:
+        return self._files if self.reuse else None
+
+    @property
+    def _data_cache(self) -> dict[Any, Any] | None:
+        return self._data if self.reuse else None
+
+    def desired(self) -> DesiredState:
+        """The desired state, or every problem raised at once (``SpecErrors``)."""
+        state = self.load()
+        if state.errors:
+            raise SpecErrors(state.errors)
+        return state
+
+    def _at_ref(self, err: SpecError, snap: Any) -> SpecError:
+        """A problem in an exported snapshot, named as ``REF:path`` rather than a temp path."""
+        try:
+            rel = Path(err.file).resolve().relative_to(Path(snap.root).resolve())
+        except ValueError:
+            return err
+        return SpecError(err.message, f"{self.git_ref}:{rel}", err.line, err.field)
+
+    def commit_of(self, spec_file: str) -> str | None:
+        """Provenance: the commit being reconciled, or the working tree's (``-dirty``)."""
+        if self._snapshot is not None:
+            return str(self._snapshot.commit)
+        return git_commit(spec_file)
+
+    def spec_path_of(self, spec_file: str) -> str:
+        """The spec's path as the repository names it (for ``--git-ref``), else as given."""
+        if self._snapshot is None:
+            return spec_file
+        from .gitref import commit_of
+
+        return commit_of(Path(spec_file), self._snapshot)[1]
+
+    def close(self) -> None:
+        if self._snapshot is not None:
+            self._snapshot.close()
+            self._snapshot = None
