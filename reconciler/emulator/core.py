@@ -1,4 +1,4 @@
-"""What every provider module of the emulator shares: the ``Emulator`` context (store,
+"""What every provider package of the emulator shares: the ``Emulator`` context (store,
 clock, faults), ids, timestamps, training-data inspection and job bookkeeping."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class Emulator:
 
 
 class ProviderApi(Protocol):
-    """What a provider module offers the app (modules satisfy it structurally)."""
+    """What a provider package offers the app (packages satisfy it structurally)."""
 
     NAME: str
     KIND: JobKind
