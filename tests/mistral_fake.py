@@ -1,47 +1,19 @@
-"""Helpers for the Mistral driver tests: realistic wire objects, a driver on a respx
-router, and validators built from the official OpenAPI extract in ../shared/provider-specs.
+"""Mistral's answers for the driver tests, with the UUID ids its spec insists on: a
+completion job (list form, or detailed with events and checkpoints), status events,
+files and the page-with-total; plus the mistral.yaml pointers, checked with formats.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import httpx
-import respx
-from openapi_check import document, require_specs, validator
+from driver_fixtures import ENDPOINTS, TAG, file_object
+from openapi_check import document, validator
 
-from reconciler.providers import CATALOG
-from reconciler.providers.http import ApiClient, make_http_client
-from reconciler.providers.mistral.client import MistralDriver
-
-BASE_URL = "https://api.mistral.test/v1/"
-# long and unmistakable, so a leak into any message is easy to spot
-KEY = "mistral-SENTINEL-4c3b2a19-0f8e7d6c5b4a-KEY"
-ENV = {"MISTRAL_API_KEY": KEY, "MISTRAL_BASE_URL": "https://api.mistral.test"}
-SHA = "0123456789abcdef" + "0" * 48
-TAG = "rc-0123456789ab"
 JOB_ID = "2813b7e6-c511-43ac-a16a-1a54a5b884b2"
-TRAIN_ID = "66f96d02-8b51-4c76-a5ac-a78e28b2584f"
+TRAIN_ID = ENDPOINTS["mistral"].training_file_id
 VAL_ID = "84482011-dfe9-4245-9103-d28b6aef30d4"
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "provider-specs" / "mistral.yaml"
-
-
-def make_driver(
-    router: respx.MockRouter, *, conflict_recheck: tuple[float, ...] = (1.0, 3.0)
-) -> tuple[MistralDriver, list[float], list[float]]:
-    """A driver whose HTTP goes to ``router``; returns it with the api and driver sleep logs."""
-    http = make_http_client(CATALOG["mistral"], ENV, transport=httpx.MockTransport(router.handler))
-    api_sleeps: list[float] = []
-    driver_sleeps: list[float] = []
-    api = ApiClient("mistral", http, sleep=api_sleeps.append)
-    driver = MistralDriver(api, sleep=driver_sleeps.append, conflict_recheck=conflict_recheck)
-    return driver, api_sleeps, driver_sleeps
-
-
-def new_router() -> respx.MockRouter:
-    return respx.MockRouter(base_url=BASE_URL, assert_all_called=False)
 
 
 def job_id(n: int) -> str:
@@ -117,21 +89,9 @@ def wire_file(
     file_id: str = TRAIN_ID, *, filename: str | None = None, **over: Any
 ) -> dict[str, Any]:
     """A file object as upload and list answer it."""
-    f: dict[str, Any] = {
-        "id": file_id,
-        "object": "file",
-        "bytes": 1234,
-        "created_at": 1717164199,
-        "filename": filename or f"rc-{SHA[:16]}-train.jsonl",
-        "purpose": "fine-tune",
-        "sample_type": "instruct",
-        "num_lines": 2,
-        "mimetype": "application/jsonl",
-        "source": "upload",
-        "signature": "d4821d2de1917341",
-    }
-    f.update(over)
-    return f
+    extra = {"sample_type": "instruct", "num_lines": 2, "mimetype": "application/jsonl"}
+    own = {**extra, "source": "upload", "signature": "d4821d2de1917341"}
+    return {**file_object(file_id, filename, created_at=1717164199), **own, **over}
 
 
 def page(items: list[dict[str, Any]], total: int | None) -> dict[str, Any]:
@@ -147,10 +107,6 @@ def page(items: list[dict[str, Any]], total: int | None) -> dict[str, Any]:
 def spec_document() -> dict[str, Any]:
     # OpenAPI 3.1: JSON Schema 2020-12 already; `discriminator` is an annotation
     return document("mistral")
-
-
-def need_spec() -> None:
-    require_specs("mistral")
 
 
 def spec_validator(pointer: str) -> Callable[[Any], None]:

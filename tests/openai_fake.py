@@ -1,43 +1,15 @@
-"""Helpers for the OpenAI driver tests: realistic wire objects, a driver on a respx
-router, and validators built from the official OpenAPI extract in ../shared/provider-specs.
+"""OpenAI's answers for the driver tests: a fine_tuning.job carrying our metadata tag,
+events, checkpoints, files and the Uploads API objects, and the cursor page that wraps
+lists; plus the component schemas of openai.yaml they are checked against.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import httpx
-import pytest
-import respx
-from openapi_check import document, validator
-
-from reconciler.providers import CATALOG
-from reconciler.providers.http import ApiClient, make_http_client
-from reconciler.providers.openai.client import OpenAIDriver
-
-BASE_URL = "https://api.openai.test/v1/"
-# long and unmistakable, so a leak into any message is easy to spot
-KEY = "sk-proj-SENTINEL-0a1b2c3d4e5f60718293-KEY"
-ENV = {"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": "https://api.openai.test/v1"}
-SHA = "0123456789abcdef" + "0" * 48
-TAG = "rc-0123456789ab"
-NAME = "support-bot"
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "provider-specs" / "openai.yaml"
-
-
-def make_driver(router: respx.MockRouter, **options: Any) -> tuple[OpenAIDriver, list[float]]:
-    """A driver whose HTTP goes to ``router``; returns it with the api's sleep log."""
-    http = make_http_client(CATALOG["openai"], ENV, transport=httpx.MockTransport(router.handler))
-    api_sleeps: list[float] = []
-    api = ApiClient("openai", http, sleep=api_sleeps.append)
-    return OpenAIDriver(api, sleep=api_sleeps.append, **options), api_sleeps
-
-
-def new_router() -> respx.MockRouter:
-    return respx.MockRouter(base_url=BASE_URL, assert_all_called=False)
-
+from driver_fixtures import NAME, TAG, UPLOAD_NAME, file_object
+from openapi_check import document, require_specs, validator
 
 # ---------------------------------------------------------------- wire objects
 
@@ -111,17 +83,8 @@ def wire_checkpoint(step: int = 100, **over: Any) -> dict[str, Any]:
 def wire_file(
     file_id: str = "file-abc", *, filename: str | None = None, **over: Any
 ) -> dict[str, Any]:
-    f: dict[str, Any] = {
-        "id": file_id,
-        "object": "file",
-        "bytes": 1234,
-        "created_at": 1747500000,
-        "filename": filename or f"rc-{SHA[:16]}-train.jsonl",
-        "purpose": "fine-tune",
-        "status": "processed",
-    }
-    f.update(over)
-    return f
+    """A file once OpenAI has processed it (the deprecated status field still sent)."""
+    return {**file_object(file_id, filename, created_at=1747500000), "status": "processed", **over}
 
 
 def wire_upload(status: str = "pending", *, file: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -130,7 +93,7 @@ def wire_upload(status: str = "pending", *, file: dict[str, Any] | None = None) 
         "object": "upload",
         "created_at": 1747500000,
         "expires_at": 1747503600,
-        "filename": f"rc-{SHA[:16]}-train.jsonl",
+        "filename": UPLOAD_NAME,
         "bytes": 1234,
         "purpose": "fine-tune",
         "status": status,
@@ -167,8 +130,7 @@ def spec_validator(pointer: str) -> Callable[[Any], None]:
 
 def schema(name: str) -> dict[str, Any]:
     """A component schema (for its property names); skips when the spec is absent."""
-    if not SPEC_PATH.exists():
-        pytest.skip("../shared/provider-specs not present")
+    require_specs("openai")
     found: dict[str, Any] = spec_document()["components"]["schemas"][name]
     return found
 

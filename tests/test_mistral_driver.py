@@ -1,17 +1,21 @@
-"""The Mistral driver: pure mappings, wire format against the official spec, and the
-HTTP behaviour (create once, 409 adoption, parked start, pagination) against a respx
-router. No network."""
+"""What only the Mistral driver does: its pure mappings (suffix tags, costs, events),
+its wire format against the official spec, and over a respx router the 409 adoption,
+the parked start, paging by total and its upload refusals. The contract every driver
+keeps (create once, 429, auth, cancel...) is in test_drivers.py. No network."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
+import driver_fixtures
 import httpx
 import jsonschema
 import pytest
 import respx
+from driver_fixtures import SHA, TAG, make_driver, write_data_file
 from mistral_fake import (
     CHECKPOINT,
     CREATE_ANSWER,
@@ -24,16 +28,13 @@ from mistral_fake import (
     JOB,
     JOB_ID,
     JOBS,
-    KEY,
-    SHA,
     STATUS_ENUM,
-    TAG,
     TRAIN_ID,
     VAL_ID,
     VALIDATION_ERROR,
     job_id,
-    make_driver,
     page,
+    spec_document,
     spec_validator,
     wire_checkpoint,
     wire_event,
@@ -42,7 +43,7 @@ from mistral_fake import (
 )
 
 from reconciler.errors import ErrorKind, ProviderError
-from reconciler.model import CreateRequest, Phase, RemoteJob
+from reconciler.model import Phase
 from reconciler.providers.mistral.mapping import (
     HYPERPARAMETERS,
     PAGE_SIZE,
@@ -51,7 +52,6 @@ from reconciler.providers.mistral.mapping import (
     event_from_wire,
     events_from_wire,
     job_from_wire,
-    phase_for,
     request_problems,
     tag_from_wire,
 )
@@ -59,53 +59,11 @@ from reconciler.providers.mistral.mapping import (
 JOBS_PATH = "fine_tuning/jobs"
 
 
-@pytest.fixture
-def router() -> respx.MockRouter:
-    return respx.MockRouter(base_url="https://api.mistral.test/v1/", assert_all_called=False)
-
-
-def request(**over: Any) -> CreateRequest:
-    base: dict[str, Any] = {
-        "name": "support-bot",
-        "tag": TAG,
-        "model": "open-mistral-7b",
-        "method": "sft",
-        "training_file_id": TRAIN_ID,
-    }
-    base.update(over)
-    return CreateRequest(**base)
-
-
 # ---------------------------------------------------------------- status mapping
-
-
-@pytest.mark.parametrize(
-    ("status", "phase"),
-    [
-        ("QUEUED", Phase.QUEUED),
-        ("STARTED", Phase.RUNNING),
-        ("RUNNING", Phase.RUNNING),
-        ("VALIDATING", Phase.VALIDATING),
-        ("VALIDATED", Phase.VALIDATING),  # parked: not running yet
-        ("CANCELLATION_REQUESTED", Phase.CANCELLING),
-        ("SUCCESS", Phase.SUCCEEDED),
-        ("FAILED", Phase.FAILED),
-        ("FAILED_VALIDATION", Phase.FAILED),
-        ("CANCELLED", Phase.CANCELLED),
-        ("running", Phase.RUNNING),
-        (" Success ", Phase.SUCCEEDED),
-        ("PAUSED", Phase.UNKNOWN),
-        ("", Phase.UNKNOWN),
-    ],
-)
-def test_phase_for(status: str, phase: Phase) -> None:
-    assert phase_for(status) is phase
 
 
 def test_every_spec_status_is_mapped() -> None:
     spec_validator(STATUS_ENUM)("QUEUED")  # skips when the spec is absent
-    from mistral_fake import spec_document
-
     enum = spec_document()["components"]["schemas"]["CompletionJobOut"]["properties"]["status"]
     assert set(enum["enum"]) == set(STATUS_TO_PHASE)
 
@@ -119,10 +77,9 @@ def test_failed_is_retryable_failed_validation_is_not() -> None:
     assert invalid.error is not None and "FAILED_VALIDATION" in invalid.error
 
 
-def test_unknown_status_is_active_not_terminal() -> None:
-    job = job_from_wire(wire_job("DEFROSTING"))
-    assert job.phase is Phase.UNKNOWN and job.phase.active and not job.phase.terminal
-    assert job.status == "DEFROSTING" and job.error is None
+# this module's router fixture and create request, both for Mistral
+router = driver_fixtures.router_fixture("mistral")
+request = functools.partial(driver_fixtures.make_request, "mistral")
 
 
 # ---------------------------------------------------------------- create payload
@@ -371,9 +328,8 @@ def test_error_from_the_newest_event_that_says_why() -> None:
     assert job.error == "GPU node lost" and job.error_retryable is True
 
 
-def test_job_from_wire_tolerates_missing_and_odd_fields() -> None:
-    job = job_from_wire({})
-    assert job.id == "" and job.phase is Phase.UNKNOWN and job.created_at is None
+def test_job_from_wire_tolerates_odd_fields() -> None:
+    # the empty object, the same for every provider: test_drivers.py
     odd = job_from_wire(
         {
             "id": "j",
@@ -417,60 +373,6 @@ def test_events_oldest_first_with_levels() -> None:
 # ---------------------------------------------------------------- the driver over HTTP
 
 
-def test_create_posts_the_payload_once(router: respx.MockRouter) -> None:
-    route = router.post(JOBS_PATH).respond(200, json=wire_job("QUEUED"))
-    driver, _, _ = make_driver(router)
-    req = request(hyperparameters={"epochs": 3})
-    job = driver.create_job(req)
-    assert route.call_count == 1
-    sent = route.calls.last.request
-    assert json.loads(sent.content) == create_payload(req)
-    assert sent.headers["Authorization"] == f"Bearer {KEY}"
-    assert job.phase is Phase.QUEUED and job.tag == TAG and job.id == JOB_ID
-
-
-def test_create_keeps_our_tag_when_the_answer_omits_it(router: respx.MockRouter) -> None:
-    router.post(JOBS_PATH).respond(200, json=wire_job("QUEUED", suffix=None))
-    driver, _, _ = make_driver(router)
-    assert driver.create_job(request()).tag == TAG
-
-
-@pytest.mark.parametrize(
-    "answer",
-    [httpx.Response(500, json={"message": "internal"}), httpx.ReadTimeout("slow")],
-    ids=["500", "timeout"],
-)
-def test_create_is_not_reposted_when_ambiguous(
-    router: respx.MockRouter, answer: httpx.Response | Exception
-) -> None:
-    route = router.post(JOBS_PATH).mock(side_effect=[answer])
-    driver, api_sleeps, _ = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        driver.create_job(request())
-    assert route.call_count == 1 and api_sleeps == []
-    assert info.value.ambiguous is True and info.value.kind is ErrorKind.RETRYABLE
-
-
-def test_create_without_an_id_is_ambiguous(router: respx.MockRouter) -> None:
-    router.post(JOBS_PATH).respond(200, json={"object": "job"})
-    driver, _, _ = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        driver.create_job(request())
-    assert info.value.ambiguous is True
-
-
-def test_create_is_reposted_after_429_honouring_retry_after(router: respx.MockRouter) -> None:
-    route = router.post(JOBS_PATH)
-    route.side_effect = [
-        httpx.Response(429, headers={"Retry-After": "7"}, json={"message": "slow down"}),
-        httpx.Response(200, json=wire_job("QUEUED")),
-    ]
-    driver, api_sleeps, _ = make_driver(router)
-    job = driver.create_job(request())
-    assert route.call_count == 2 and job.phase is Phase.QUEUED
-    assert len(api_sleeps) == 1 and 7.0 <= api_sleeps[0] <= 7.2
-
-
 CONFLICT = {
     "object": "error",
     "message": "A similar job is already queued, validated or running",
@@ -484,7 +386,7 @@ def test_409_is_resolved_by_adopting_our_tagged_job(router: respx.MockRouter) ->
     post = router.post(JOBS_PATH).respond(409, json=CONFLICT)
     tagged = [wire_job("CANCELLED", id=job_id(1)), wire_job("VALIDATED", id=job_id(2))]
     lookup = router.get(JOBS_PATH, params={"suffix": TAG}).respond(200, json=page(tagged, 2))
-    driver, api_sleeps, driver_sleeps = make_driver(router)
+    driver, api_sleeps, driver_sleeps = make_driver("mistral", router)
     job = driver.create_job(request())
     assert job.id == job_id(2) and job.tag == TAG  # the active one
     assert post.call_count == 1 and lookup.call_count == 1
@@ -498,7 +400,7 @@ def test_409_waits_for_a_lagging_list(router: respx.MockRouter) -> None:
         httpx.Response(200, json=page([], 0)),
         httpx.Response(200, json=page([wire_job("QUEUED")], 1)),
     ]
-    driver, _, driver_sleeps = make_driver(router, conflict_recheck=(1.0, 3.0))
+    driver, _, driver_sleeps = make_driver("mistral", router, conflict_recheck=(1.0, 3.0))
     assert driver.create_job(request()).id == JOB_ID
     assert lookup.call_count == 2 and driver_sleeps == [1.0]
 
@@ -508,7 +410,7 @@ def test_409_without_our_tag_is_permanent(router: respx.MockRouter) -> None:
     # the server filter returned someone else's job: checked again client-side
     other = wire_job("RUNNING", suffix="rc-ffffffffffff")
     lookup = router.get(JOBS_PATH, params={"suffix": TAG}).respond(200, json=page([other], 1))
-    driver, _, driver_sleeps = make_driver(router, conflict_recheck=(1.0, 3.0))
+    driver, _, driver_sleeps = make_driver("mistral", router, conflict_recheck=(1.0, 3.0))
     with pytest.raises(ProviderError) as info:
         driver.create_job(request())
     err = info.value
@@ -521,7 +423,7 @@ def test_start_if_parked_only_starts_validated_jobs(router: respx.MockRouter) ->
     start = router.post(f"{JOBS_PATH}/{JOB_ID}/start").respond(
         200, json=wire_job("QUEUED", detailed=True)
     )
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     for status in ("QUEUED", "VALIDATING", "RUNNING", "SUCCESS", "FAILED_VALIDATION"):
         job = job_from_wire(wire_job(status))
         assert driver.start_if_parked(job) is job
@@ -540,7 +442,7 @@ def test_created_job_is_parked_then_started(router: respx.MockRouter) -> None:
     start = router.post(f"{JOBS_PATH}/{JOB_ID}/start").respond(
         200, json=wire_job("RUNNING", detailed=True)
     )
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     created = driver.create_job(request())
     assert json.loads(router.calls[0].request.content)["auto_start"] is False
     assert driver.start_if_parked(created) is created
@@ -553,21 +455,21 @@ def test_created_job_is_parked_then_started(router: respx.MockRouter) -> None:
 def test_start_that_lost_a_race_returns_the_job(router: respx.MockRouter) -> None:
     router.post(f"{JOBS_PATH}/{JOB_ID}/start").respond(400, json={"message": "not validated"})
     router.get(f"{JOBS_PATH}/{JOB_ID}").respond(200, json=wire_job("RUNNING", detailed=True))
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     assert driver.start_if_parked(job_from_wire(wire_job("VALIDATED"))).phase is Phase.RUNNING
 
 
 def test_start_refused_while_still_parked_raises(router: respx.MockRouter) -> None:
     router.post(f"{JOBS_PATH}/{JOB_ID}/start").respond(400, json={"message": "quota"})
     router.get(f"{JOBS_PATH}/{JOB_ID}").respond(200, json=wire_job("VALIDATED", detailed=True))
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     with pytest.raises(ProviderError, match="quota"):
         driver.start_if_parked(job_from_wire(wire_job("VALIDATED")))
 
 
 def test_estimate_cost(router: respx.MockRouter) -> None:
     router.get(f"{JOBS_PATH}/{JOB_ID}").respond(200, json=wire_job("VALIDATED", detailed=True))
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     assert driver.estimate_cost(JOB_ID) == 2.6214
 
 
@@ -580,7 +482,7 @@ def test_list_jobs_pages_by_total(router: respx.MockRouter, n: int, calls: int) 
         return httpx.Response(200, json=page(jobs[number * size : (number + 1) * size], n))
 
     route = router.get(JOBS_PATH).mock(side_effect=answer)
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     assert [j.id for j in driver.list_jobs()] == [job_id(i) for i in range(n)]
     assert route.call_count == calls == max(1, -(-n // PAGE_SIZE))
     assert [int(c.request.url.params["page"]) for c in route.calls] == list(range(calls))
@@ -590,7 +492,7 @@ def test_list_jobs_pages_by_total(router: respx.MockRouter, n: int, calls: int) 
 def test_list_jobs_is_lazy(router: respx.MockRouter) -> None:
     jobs = [wire_job("RUNNING", id=job_id(i)) for i in range(PAGE_SIZE)]
     route = router.get(JOBS_PATH).respond(200, json=page(jobs, 1000))
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     listing = driver.list_jobs()
     assert route.call_count == 0
     assert next(listing).id == job_id(0)
@@ -604,14 +506,14 @@ def test_list_jobs_without_total_stops_at_a_short_page(router: respx.MockRouter)
         httpx.Response(200, json=page([wire_job(id=job_id(i)) for i in range(PAGE_SIZE)], None)),
         httpx.Response(200, json=page([wire_job(id=job_id(PAGE_SIZE))], None)),
     ]
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     assert len(list(driver.list_jobs())) == PAGE_SIZE + 1 and route.call_count == 2
 
 
 def test_find_jobs_by_tag_uses_the_suffix_filter(router: respx.MockRouter) -> None:
     answer = page([wire_job("RUNNING"), wire_job("QUEUED", id=job_id(9), suffix="rc-0123")], 2)
     route = router.get(JOBS_PATH).respond(200, json=answer)
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     assert [j.id for j in driver.find_jobs_by_tag(TAG)] == [JOB_ID]
     assert route.call_count == 1
     assert route.calls.last.request.url.params["suffix"] == TAG
@@ -632,70 +534,12 @@ UNPROCESSABLE = {
 def test_422_detail_list_is_readable(router: respx.MockRouter) -> None:
     detail = UNPROCESSABLE
     router.post(JOBS_PATH).respond(422, json=detail)
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     with pytest.raises(ProviderError) as info:
         driver.create_job(request())
     err = info.value
     assert err.kind is ErrorKind.PERMANENT and err.status == 422 and not err.ambiguous
     assert err.message == "hyperparameters.learning_rate: Input should be less than or equal to 1"
-
-
-def test_auth_error_names_the_variable_never_the_key(router: respx.MockRouter) -> None:
-    body = {"object": "error", "message": f"Unauthorized: {KEY}", "type": "invalid_request_error"}
-    router.get(JOBS_PATH).respond(401, json=body)
-    driver, api_sleeps, _ = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        list(driver.list_jobs())
-    err = info.value
-    assert err.kind is ErrorKind.AUTH and api_sleeps == []
-    assert "MISTRAL_API_KEY" in str(err)
-    assert KEY not in str(err) and KEY not in err.message and KEY not in repr(err.args)
-
-
-def test_not_found(router: respx.MockRouter) -> None:
-    router.get(f"{JOBS_PATH}/{JOB_ID}").respond(404, json={"detail": "Job not found"})
-    driver, _, _ = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        driver.get_job(JOB_ID)
-    assert info.value.kind is ErrorKind.NOT_FOUND and "Job not found" in info.value.message
-
-
-def test_get_retries_503_then_succeeds(router: respx.MockRouter) -> None:
-    route = router.get(f"{JOBS_PATH}/{JOB_ID}")
-    route.side_effect = [
-        httpx.Response(503, text="overloaded"),
-        httpx.Response(200, json=wire_job("RUNNING", detailed=True)),
-    ]
-    driver, api_sleeps, _ = make_driver(router)
-    assert driver.get_job(JOB_ID).phase is Phase.RUNNING
-    assert route.call_count == 2 and len(api_sleeps) == 1
-
-
-def test_cancel_is_asynchronous(router: respx.MockRouter) -> None:
-    route = router.post(f"{JOBS_PATH}/{JOB_ID}/cancel")
-    route.side_effect = [
-        httpx.Response(502, text="bad gateway"),
-        httpx.Response(200, json=wire_job("CANCELLATION_REQUESTED", detailed=True)),
-    ]
-    driver, _, _ = make_driver(router)
-    job = driver.cancel_job(JOB_ID)
-    assert job.phase is Phase.CANCELLING and route.call_count == 2
-
-
-def test_cancel_of_a_finished_job_returns_it(router: respx.MockRouter) -> None:
-    router.post(f"{JOBS_PATH}/{JOB_ID}/cancel").respond(400, json={"message": "job is done"})
-    router.get(f"{JOBS_PATH}/{JOB_ID}").respond(200, json=wire_job("SUCCESS", detailed=True))
-    driver, _, _ = make_driver(router)
-    assert driver.cancel_job(JOB_ID).phase is Phase.SUCCEEDED
-
-
-def test_cancel_refused_for_a_running_job_raises(router: respx.MockRouter) -> None:
-    router.post(f"{JOBS_PATH}/{JOB_ID}/cancel").respond(400, json={"message": "no"})
-    router.get(f"{JOBS_PATH}/{JOB_ID}").respond(200, json=wire_job("RUNNING", detailed=True))
-    driver, _, _ = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        driver.cancel_job(JOB_ID)
-    assert info.value.kind is ErrorKind.PERMANENT and info.value.status == 400
 
 
 def test_job_events_come_from_the_detailed_job(router: respx.MockRouter) -> None:
@@ -707,7 +551,7 @@ def test_job_events_come_from_the_detailed_job(router: respx.MockRouter) -> None
     route = router.get(f"{JOBS_PATH}/{JOB_ID}").respond(
         200, json=wire_job("SUCCESS", detailed=True, events=events)
     )
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     got = driver.job_events(JOB_ID)
     assert [e.message for e in got] == [
         "status-updated: QUEUED",
@@ -717,87 +561,19 @@ def test_job_events_come_from_the_detailed_job(router: respx.MockRouter) -> None
     assert got[0].created_at == 1717172592.0 and route.call_count == 1
 
 
-def test_close_closes_the_http_client(router: respx.MockRouter) -> None:
-    driver, _, _ = make_driver(router)
-    driver.close()
-    assert driver.api.http.is_closed
-
-
-def test_driver_has_the_protocol_surface(router: respx.MockRouter) -> None:
-    driver, _, _ = make_driver(router)
-    assert driver.provider == "mistral"
-    for name in (
-        "upload_file",
-        "find_file",
-        "create_job",
-        "get_job",
-        "list_jobs",
-        "find_jobs_by_tag",
-        "cancel_job",
-        "job_events",
-        "close",
-        "start_if_parked",
-        "estimate_cost",
-    ):
-        assert callable(getattr(driver, name)), name
-
-
 # ---------------------------------------------------------------- files
 
 
 @pytest.fixture
 def data_file(tmp_path: Path) -> Path:
-    path = tmp_path / "train.jsonl"
-    path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n', encoding="utf-8")
-    return path
-
-
-def _multipart(req: httpx.Request) -> dict[str, tuple[str | None, bytes]]:
-    """Multipart parts by field name: (filename, body)."""
-    boundary = req.headers["content-type"].split("boundary=")[1].encode()
-    parts: dict[str, tuple[str | None, bytes]] = {}
-    for chunk in req.content.split(b"--" + boundary):
-        head, sep, body = chunk.partition(b"\r\n\r\n")
-        if not sep or b'name="' not in head:
-            continue
-        text = head.decode()
-        name = text.split('name="')[1].split('"')[0]
-        filename = text.split('filename="')[1].split('"')[0] if 'filename="' in text else None
-        parts[name] = (filename, body.removesuffix(b"\r\n"))
-    return parts
-
-
-def test_upload_is_one_multipart_post(router: respx.MockRouter, data_file: Path) -> None:
-    name = f"rc-{SHA[:16]}-train.jsonl"
-    route = router.post("files").respond(200, json=wire_file(TRAIN_ID, filename=name))
-    driver, _, _ = make_driver(router)
-    remote = driver.upload_file(data_file, SHA)
-    assert remote.id == TRAIN_ID and remote.filename == name and remote.bytes == 1234
-    parts = _multipart(route.calls.last.request)
-    assert parts["file"] == (name, data_file.read_bytes())
-    assert parts["purpose"] == (None, b"fine-tune")
-    assert route.call_count == 1
-
-
-def test_upload_retries_a_5xx_because_mistral_dedupes(
-    router: respx.MockRouter, data_file: Path
-) -> None:
-    route = router.post("files")
-    route.side_effect = [
-        httpx.Response(503, text="busy"),
-        httpx.Response(200, json=wire_file(TRAIN_ID, bytes=None)),
-    ]
-    driver, api_sleeps, _ = make_driver(router)
-    remote = driver.upload_file(data_file, SHA)
-    assert remote.id == TRAIN_ID and route.call_count == 2 and len(api_sleeps) == 1
-    assert remote.bytes == data_file.stat().st_size  # the answer's bytes was null
+    return write_data_file(tmp_path)
 
 
 def test_upload_too_large_is_a_clear_permanent_error(
     router: respx.MockRouter, data_file: Path
 ) -> None:
     router.post("files").respond(413, text="Request Entity Too Large")
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     with pytest.raises(ProviderError) as info:
         driver.upload_file(data_file, SHA)
     assert info.value.kind is ErrorKind.PERMANENT and info.value.status == 413
@@ -808,7 +584,7 @@ def test_upload_rejected_file_is_permanent(router: respx.MockRouter, data_file: 
     router.post("files").respond(
         400, json={"object": "error", "message": "Invalid file format", "type": "x"}
     )
-    driver, api_sleeps, _ = make_driver(router)
+    driver, api_sleeps, _ = make_driver("mistral", router)
     with pytest.raises(ProviderError, match="Invalid file format") as info:
         driver.upload_file(data_file, SHA)
     assert info.value.kind is ErrorKind.PERMANENT and api_sleeps == []
@@ -823,7 +599,7 @@ def test_find_file_pages_by_total(router: respx.MockRouter) -> None:
         httpx.Response(200, json=page(others, PAGE_SIZE + 1)),
         httpx.Response(200, json=page([mine], PAGE_SIZE + 1)),
     ]
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     found = driver.find_file(SHA)
     assert (
         found is not None and found.id == job_id(500) and found.filename == prefix + "train.jsonl"
@@ -837,9 +613,5 @@ def test_find_file_none(router: respx.MockRouter) -> None:
     route = router.get("files").respond(
         200, json=page([wire_file(filename="rc-ffffffffffffffff-a.jsonl")], 1)
     )
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("mistral", router)
     assert driver.find_file(SHA) is None and route.call_count == 1
-
-
-def test_remote_job_is_the_common_type() -> None:
-    assert isinstance(job_from_wire(wire_job()), RemoteJob)

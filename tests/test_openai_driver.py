@@ -1,21 +1,25 @@
-"""The OpenAI driver: pure mappings, wire format against the official spec, and the
-HTTP behaviour (create once, the closing-organisation answer, cursor pagination, the
-Uploads API) against a respx router. No network."""
+"""What only the OpenAI driver does: its pure mappings (metadata tags, method blocks,
+request problems), its wire format against the official spec, and over a respx router
+the closing-organisation answer, cursor pagination, pause/resume and the Uploads API.
+The contract every driver keeps (create once, 429, auth, cancel...) is in
+test_drivers.py. No network."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import driver_fixtures
 import httpx
 import jsonschema
 import pytest
 import respx
+from driver_fixtures import NAME, SHA, TAG, make_driver, multipart, write_data_file
 from openai_fake import (
     CHECKPOINT_LIST,
     COMPLETE_UPLOAD,
@@ -25,14 +29,8 @@ from openai_fake import (
     FILE,
     JOB,
     JOB_LIST,
-    KEY,
-    NAME,
-    SHA,
-    TAG,
     UPLOAD,
     UPLOAD_PART,
-    make_driver,
-    new_router,
     page,
     schema,
     spec_validator,
@@ -45,9 +43,8 @@ from openai_fake import (
 )
 from support import no_nulls
 
-from reconciler import redact
 from reconciler.errors import ErrorKind, ProviderError
-from reconciler.model import CreateRequest, Phase, create_request
+from reconciler.model import Phase, create_request
 from reconciler.providers.openai.mapping import (
     CLOSED_MESSAGE,
     MAX_METADATA_KEY,
@@ -60,57 +57,12 @@ from reconciler.providers.openai.mapping import (
     create_payload,
     event_from_wire,
     job_from_wire,
-    phase_for,
     progress_from_metrics,
     request_problems,
 )
 from reconciler.spec import JobSpec
 
-
-@pytest.fixture(autouse=True)
-def _forget_keys() -> Iterator[None]:
-    yield
-    redact.clear()
-
-
-@pytest.fixture
-def router() -> respx.MockRouter:
-    return new_router()
-
-
-def request(**over: Any) -> CreateRequest:
-    base: dict[str, Any] = {
-        "name": NAME,
-        "tag": TAG,
-        "model": "gpt-4.1-mini-2025-04-14",
-        "method": "sft",
-        "training_file_id": "file-train",
-    }
-    base.update(over)
-    return CreateRequest(**base)
-
-
 # ---------------------------------------------------------------- status mapping
-
-
-@pytest.mark.parametrize(
-    ("status", "phase"),
-    [
-        ("validating_files", Phase.VALIDATING),
-        ("queued", Phase.QUEUED),
-        ("running", Phase.RUNNING),
-        ("paused", Phase.RUNNING),
-        ("succeeded", Phase.SUCCEEDED),
-        ("failed", Phase.FAILED),
-        ("cancelled", Phase.CANCELLED),
-        ("SUCCEEDED", Phase.SUCCEEDED),
-        (" running ", Phase.RUNNING),
-        ("defrosting", Phase.UNKNOWN),
-        ("", Phase.UNKNOWN),
-    ],
-)
-def test_phase_for(status: str, phase: Phase) -> None:
-    assert phase_for(status) is phase
 
 
 def test_every_spec_status_is_mapped() -> None:
@@ -119,16 +71,15 @@ def test_every_spec_status_is_mapped() -> None:
     assert set(STATUS_TO_PHASE) - set(enum) == {"paused"}  # from the spec's pause example
 
 
-def test_unknown_status_is_active_not_terminal() -> None:
-    job = job_from_wire({"id": "ftjob-1", "status": "defrosting"})
-    assert job.phase is Phase.UNKNOWN and job.phase.active and not job.phase.terminal
-    assert job.status == "defrosting" and job.error is None
-
-
 def test_paused_is_active_and_says_so() -> None:
     job = job_from_wire(wire_job("paused", estimated_finish=1747503600))
     assert job.phase is Phase.RUNNING and job.phase.active and not job.phase.terminal
     assert job.status == "paused" and job.progress == "paused"
+
+
+# this module's router fixture and create request, both for OpenAI
+router = driver_fixtures.router_fixture("openai")
+request = functools.partial(driver_fixtures.make_request, "openai")
 
 
 # ---------------------------------------------------------------- create payload
@@ -177,11 +128,6 @@ def test_dpo_with_beta() -> None:
 def test_beta_is_not_sent_for_supervised() -> None:
     body = create_payload(request(dpo={"beta": 0.1}))
     assert body["method"] == {"type": "supervised"}
-
-
-def test_unknown_method_is_refused() -> None:
-    with pytest.raises(ValueError, match="rl"):
-        create_payload(request(method="rl"))
 
 
 def test_from_output_becomes_the_base_model() -> None:
@@ -537,9 +483,8 @@ def test_error_key_is_ignored_unless_failed() -> None:
     assert job.error is None and job.error_retryable is False
 
 
-def test_job_from_wire_tolerates_missing_and_odd_fields() -> None:
-    job = job_from_wire({})
-    assert job.id == "" and job.phase is Phase.UNKNOWN and job.created_at is None
+def test_job_from_wire_tolerates_odd_fields() -> None:
+    # the empty object, the same for every provider: test_drivers.py
     odd = job_from_wire(
         {
             "id": "ftjob-2",
@@ -572,66 +517,6 @@ def test_event_and_checkpoint_from_wire() -> None:
 # ---------------------------------------------------------------- the driver over HTTP
 
 
-def test_create_posts_the_payload_once(router: respx.MockRouter) -> None:
-    route = router.post("fine_tuning/jobs").respond(200, json=wire_job("validating_files"))
-    driver, _ = make_driver(router)
-    req = request(suffix="support-v3", hyperparameters={"epochs": 3})
-    job = driver.create_job(req)
-    assert route.call_count == 1
-    sent = route.calls.last.request
-    assert json.loads(sent.content) == create_payload(req)
-    assert sent.headers["Authorization"] == f"Bearer {KEY}"
-    assert job.phase is Phase.VALIDATING and job.tag == TAG and job.id.startswith("ftjob-")
-
-
-def test_create_keeps_our_tag_when_the_answer_omits_it(router: respx.MockRouter) -> None:
-    router.post("fine_tuning/jobs").respond(200, json=wire_job("queued", metadata=None))
-    driver, _ = make_driver(router)
-    assert driver.create_job(request()).tag == TAG
-
-
-def test_create_is_not_reposted_after_500(router: respx.MockRouter) -> None:
-    route = router.post("fine_tuning/jobs").respond(500, json={"error": {"message": "internal"}})
-    driver, sleeps = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        driver.create_job(request())
-    assert route.call_count == 1 and sleeps == []
-    assert info.value.ambiguous is True and info.value.kind is ErrorKind.RETRYABLE
-
-
-def test_create_is_not_reposted_after_timeout(router: respx.MockRouter) -> None:
-    route = router.post("fine_tuning/jobs").mock(side_effect=httpx.ReadTimeout("slow"))
-    driver, sleeps = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        driver.create_job(request())
-    assert route.call_count == 1 and sleeps == [] and info.value.ambiguous is True
-
-
-def test_create_is_reposted_after_429_honouring_retry_after(router: respx.MockRouter) -> None:
-    route = router.post("fine_tuning/jobs")
-    route.side_effect = [
-        httpx.Response(
-            429,
-            headers={"Retry-After": "7"},
-            json={"error": {"message": "slow down", "code": "rate_limit_exceeded"}},
-        ),
-        httpx.Response(200, json=wire_job("queued")),
-    ]
-    driver, sleeps = make_driver(router)
-    job = driver.create_job(request())
-    assert route.call_count == 2 and job.phase is Phase.QUEUED
-    assert len(sleeps) == 1 and 7.0 <= sleeps[0] <= 7.2
-    assert route.calls[0].request.content == route.calls[1].request.content
-
-
-def test_create_without_an_id_is_ambiguous(router: respx.MockRouter) -> None:
-    router.post("fine_tuning/jobs").respond(200, json={"object": "fine_tuning.job"})
-    driver, _ = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        driver.create_job(request())
-    assert info.value.ambiguous is True and info.value.kind is ErrorKind.RETRYABLE
-
-
 @pytest.mark.parametrize(
     ("status", "message"),
     [
@@ -648,12 +533,12 @@ def test_closing_organisation_is_permanent_and_plain(
 ) -> None:
     body = {"error": {"message": message, "type": "invalid_request_error", "code": None}}
     route = router.post("fine_tuning/jobs").respond(status, json=body)
-    driver, sleeps = make_driver(router)
+    driver, api_sleeps, driver_sleeps = make_driver("openai", router)
     with pytest.raises(ProviderError) as info:
         driver.create_job(request())
     err = info.value
     assert err.kind is ErrorKind.PERMANENT and not err.retryable and not err.ambiguous
-    assert err.status == status and route.call_count == 1 and sleeps == []
+    assert err.status == status and route.call_count == 1 and api_sleeps == driver_sleeps == []
     assert err.message.startswith(
         "OpenAI no longer accepts new fine-tuning jobs for this organisation "
         "(self-serve fine-tuning closes 2027-01-06)"
@@ -679,53 +564,12 @@ def test_other_refusals_keep_their_class(
     router: respx.MockRouter, status: int, message: str, kind: ErrorKind
 ) -> None:
     router.post("fine_tuning/jobs").respond(status, json={"error": {"message": message}})
-    driver, _ = make_driver(router)
+    driver, _, _ = make_driver("openai", router)
     with pytest.raises(ProviderError) as info:
         driver.create_job(request())
     assert info.value.kind is kind and info.value.status == status
     assert CLOSED_MESSAGE not in str(info.value) and message in str(info.value)
     assert driver.api.errors == 1
-
-
-def test_auth_error_names_the_variable_never_the_key(router: respx.MockRouter) -> None:
-    body = {
-        "error": {
-            "message": f"Incorrect API key provided: {KEY}.",
-            "type": "invalid_request_error",
-            "code": "invalid_api_key",
-        }
-    }
-    router.get("fine_tuning/jobs").respond(401, json=body)
-    router.post("fine_tuning/jobs").respond(401, json=body)
-    driver, sleeps = make_driver(router)
-    for call in (lambda: list(driver.list_jobs()), lambda: driver.create_job(request())):
-        with pytest.raises(ProviderError) as info:
-            call()
-        err = info.value
-        assert err.kind is ErrorKind.AUTH and sleeps == []
-        assert "OPENAI_API_KEY" in str(err)
-        assert KEY not in str(err) and KEY not in err.message and KEY not in repr(err.args)
-
-
-def test_get_retries_503_then_succeeds(router: respx.MockRouter) -> None:
-    route = router.get("fine_tuning/jobs/ftjob-1")
-    route.side_effect = [
-        httpx.Response(503, text="overloaded"),
-        httpx.Response(200, json=wire_job("running", id="ftjob-1")),
-    ]
-    driver, sleeps = make_driver(router)
-    assert driver.get_job("ftjob-1").id == "ftjob-1"
-    assert route.call_count == 2 and len(sleeps) == 1
-
-
-def test_not_found(router: respx.MockRouter) -> None:
-    router.get("fine_tuning/jobs/ftjob-gone").respond(
-        404, json={"error": {"message": "No such job"}}
-    )
-    driver, _ = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        driver.get_job("ftjob-gone")
-    assert info.value.kind is ErrorKind.NOT_FOUND
 
 
 def _paged_jobs(router: respx.MockRouter, n: int) -> respx.Route:
@@ -745,7 +589,7 @@ def _paged_jobs(router: respx.MockRouter, n: int) -> respx.Route:
 @pytest.mark.parametrize("n", [0, 1, 100, 250])
 def test_list_jobs_follows_the_cursor(router: respx.MockRouter, n: int) -> None:
     route = _paged_jobs(router, n)
-    driver, _ = make_driver(router)
+    driver, _, _ = make_driver("openai", router)
     jobs = list(driver.list_jobs())
     assert [j.id for j in jobs] == [f"ftjob-{i:04d}" for i in range(n, 0, -1)]
     assert route.call_count == max(1, math.ceil(n / 100))
@@ -757,11 +601,11 @@ def test_list_jobs_follows_the_cursor(router: respx.MockRouter, n: int) -> None:
 
 def test_list_jobs_is_lazy_and_stops_with_the_consumer(router: respx.MockRouter) -> None:
     route = _paged_jobs(router, 250)
-    driver, _ = make_driver(router)
+    driver, _, _ = make_driver("openai", router)
     jobs = driver.list_jobs()
     assert route.call_count == 0  # nothing asked yet
     assert len(list(itertools.islice(jobs, 5))) == 5 and route.call_count == 1
-    driver2, _ = make_driver(router)
+    driver2, _, _ = make_driver("openai", router)
     assert len(list(itertools.islice(driver2.list_jobs(), 150))) == 150
     assert route.call_count == 3  # 1 + 2: the third page was never fetched
 
@@ -770,14 +614,14 @@ def test_list_stops_on_a_repeated_cursor(router: respx.MockRouter) -> None:
     route = router.get("fine_tuning/jobs").respond(
         200, json=page([wire_job(id="ftjob-same")], has_more=True)
     )
-    driver, _ = make_driver(router)
+    driver, _, _ = make_driver("openai", router)
     assert len(list(driver.list_jobs())) == 2 and route.call_count == 2
 
 
 def test_find_jobs_by_tag_uses_the_metadata_filter(router: respx.MockRouter) -> None:
     ours = wire_job("running", id="ftjob-ours")
     route = router.get("fine_tuning/jobs").respond(200, json=page([ours]))
-    driver, _ = make_driver(router)
+    driver, _, _ = make_driver("openai", router)
     assert [j.id for j in driver.find_jobs_by_tag(TAG)] == ["ftjob-ours"]
     assert route.call_count == 1
     params = route.calls.last.request.url.params
@@ -794,44 +638,15 @@ def test_find_jobs_by_tag_filters_again_when_the_server_ignores_the_filter(
         wire_job(id="ftjob-c", metadata=None),
     ]
     router.get("fine_tuning/jobs").respond(200, json=page(jobs))
-    driver, _ = make_driver(router)
+    driver, _, _ = make_driver("openai", router)
     assert [j.id for j in driver.find_jobs_by_tag(TAG)] == ["ftjob-a"]
     assert driver.find_jobs_by_tag("rc-000000000000") == []
-
-
-def test_cancel(router: respx.MockRouter) -> None:
-    route = router.post("fine_tuning/jobs/ftjob-1/cancel")
-    route.side_effect = [
-        httpx.Response(502, text="bad gateway"),
-        httpx.Response(200, json=wire_job("cancelled", id="ftjob-1")),
-    ]
-    driver, _ = make_driver(router)
-    job = driver.cancel_job("ftjob-1")
-    assert job.phase is Phase.CANCELLED and route.call_count == 2
-
-
-def test_cancel_of_a_finished_job_returns_it(router: respx.MockRouter) -> None:
-    router.post("fine_tuning/jobs/ftjob-1/cancel").respond(
-        400, json={"error": {"message": "Job has already completed"}}
-    )
-    router.get("fine_tuning/jobs/ftjob-1").respond(200, json=wire_job("succeeded", id="ftjob-1"))
-    driver, _ = make_driver(router)
-    assert driver.cancel_job("ftjob-1").phase is Phase.SUCCEEDED
-
-
-def test_cancel_refused_for_a_running_job_raises(router: respx.MockRouter) -> None:
-    router.post("fine_tuning/jobs/ftjob-1/cancel").respond(400, json={"error": {"message": "no"}})
-    router.get("fine_tuning/jobs/ftjob-1").respond(200, json=wire_job("running", id="ftjob-1"))
-    driver, _ = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        driver.cancel_job("ftjob-1")
-    assert info.value.kind is ErrorKind.PERMANENT and info.value.status == 400
 
 
 def test_pause_and_resume(router: respx.MockRouter) -> None:
     pause = router.post("fine_tuning/jobs/ftjob-1/pause").respond(200, json=wire_job("paused"))
     resume = router.post("fine_tuning/jobs/ftjob-1/resume").respond(200, json=wire_job("queued"))
-    driver, _ = make_driver(router)
+    driver, _, _ = make_driver("openai", router)
     paused = driver.pause_job("ftjob-1")
     assert paused.status == "paused" and paused.phase.active and paused.progress == "paused"
     assert driver.resume_job("ftjob-1").phase is Phase.QUEUED
@@ -851,7 +666,7 @@ def test_job_events_oldest_first_across_pages(router: respx.MockRouter) -> None:
         httpx.Response(200, json=page(newest_first, has_more=True)),
         httpx.Response(200, json=page(older)),
     ]
-    driver, _ = make_driver(router, page_size=3)
+    driver, _, _ = make_driver("openai", router, page_size=3)
     events = driver.job_events("ftjob-1")
     assert [e.message for e in events] == [f"event {i}" for i in range(1, 6)]
     assert [e.level for e in events[:3]] == ["error", "warning", "info"]
@@ -864,7 +679,7 @@ def test_job_events_newest_cap_stops_paging(router: respx.MockRouter) -> None:
     route = router.get("fine_tuning/jobs/ftjob-1/events").respond(
         200, json=page(events, has_more=True)
     )
-    driver, _ = make_driver(router, page_size=3)
+    driver, _, _ = make_driver("openai", router, page_size=3)
     got = driver.job_events("ftjob-1", newest=2)
     assert [e.message for e in got] == ["event 8", "event 9"] and route.call_count == 1
 
@@ -875,15 +690,9 @@ def test_checkpoints(router: respx.MockRouter) -> None:
         httpx.Response(200, json=page([wire_checkpoint(3000), wire_checkpoint(2000)], True)),
         httpx.Response(200, json=page([wire_checkpoint(1000)])),
     ]
-    driver, _ = make_driver(router, page_size=2)
+    driver, _, _ = make_driver("openai", router, page_size=2)
     assert [c.step for c in driver.checkpoints("ftjob-1")] == [1000, 2000, 3000]
     assert route.calls[1].request.url.params["after"] == "ftckpt_2000"
-
-
-def test_close_closes_the_http_client(router: respx.MockRouter) -> None:
-    driver, _ = make_driver(router)
-    driver.close()
-    assert driver.api.http.is_closed
 
 
 # ---------------------------------------------------------------- files
@@ -891,47 +700,8 @@ def test_close_closes_the_http_client(router: respx.MockRouter) -> None:
 
 @pytest.fixture
 def data_file(tmp_path: Path) -> Path:
-    path = tmp_path / "train.jsonl"
-    lines = [json.dumps({"messages": [{"role": "user", "content": f"hi {i}"}]}) for i in range(3)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def _multipart(req: httpx.Request) -> dict[str, tuple[str | None, bytes]]:
-    """The parts of a multipart request: name → (filename, bytes)."""
-    boundary = req.headers["content-type"].split("boundary=")[1].encode()
-    parts: dict[str, tuple[str | None, bytes]] = {}
-    for raw in req.content.split(b"--" + boundary):
-        head, sep, value = raw.partition(b"\r\n\r\n")
-        if not sep or b'name="' not in head:
-            continue
-        text = head.decode()
-        name = text.split('name="')[1].split('"')[0]
-        filename = text.split('filename="')[1].split('"')[0] if 'filename="' in text else None
-        parts[name] = (filename, value.removesuffix(b"\r\n"))
-    return parts
-
-
-def test_upload_small_file(router: respx.MockRouter, data_file: Path) -> None:
-    name = f"rc-{SHA[:16]}-train.jsonl"
-    route = router.post("files").respond(200, json=wire_file("file-new", filename=name))
-    uploads = router.post("uploads").respond(500)
-    driver, _ = make_driver(router)
-    remote = driver.upload_file(data_file, SHA)
-    assert remote.id == "file-new" and remote.filename == name and remote.bytes == 1234
-    parts = _multipart(route.calls.last.request)
-    assert parts["purpose"] == (None, b"fine-tune")
-    assert parts["file"] == (name, data_file.read_bytes())
-    assert route.call_count == 1 and uploads.call_count == 0
-
-
-def test_upload_retry_resends_the_whole_file(router: respx.MockRouter, data_file: Path) -> None:
-    route = router.post("files")
-    route.side_effect = [httpx.Response(503, text="busy"), httpx.Response(200, json=wire_file())]
-    driver, sleeps = make_driver(router)
-    assert driver.upload_file(data_file, SHA).id == "file-abc"
-    assert route.call_count == 2 and len(sleeps) == 1
-    assert _multipart(route.calls[1].request)["file"][1] == data_file.read_bytes()
+    # three lines, so a small part size splits it into several parts
+    return write_data_file(tmp_path, ("hi 0", "hi 1", "hi 2"))
 
 
 def test_large_file_goes_through_the_uploads_api(router: respx.MockRouter, data_file: Path) -> None:
@@ -949,7 +719,7 @@ def test_large_file_goes_through_the_uploads_api(router: respx.MockRouter, data_
     )
     cancel = router.post("uploads/upload_abc/cancel").respond(200, json=wire_upload("cancelled"))
     part_size = 50
-    driver, _ = make_driver(router, upload_threshold=10, part_size=part_size)
+    driver, _, _ = make_driver("openai", router, upload_threshold=10, part_size=part_size)
 
     remote = driver.upload_file(data_file, SHA)
 
@@ -963,7 +733,7 @@ def test_large_file_goes_through_the_uploads_api(router: respx.MockRouter, data_
         "mime_type": "text/jsonl",
     }
     spec_validator(CREATE_UPLOAD)(sent)
-    chunks = [_multipart(call.request)["data"][1] for call in parts.calls]
+    chunks = [multipart(call.request)["data"][1] for call in parts.calls]
     assert parts.call_count == math.ceil(len(content) / part_size) > 1
     assert b"".join(chunks) == content and all(len(c) <= part_size for c in chunks)
     done = json.loads(complete.calls.last.request.content)
@@ -979,7 +749,7 @@ def test_a_failed_part_cancels_the_upload(router: respx.MockRouter, data_file: P
     router.post("uploads/upload_abc/parts").respond(400, json={"error": {"message": "bad part"}})
     complete = router.post("uploads/upload_abc/complete").respond(500)
     cancel = router.post("uploads/upload_abc/cancel").respond(200, json=wire_upload("cancelled"))
-    driver, _ = make_driver(router, upload_threshold=10, part_size=50)
+    driver, _, _ = make_driver("openai", router, upload_threshold=10, part_size=50)
     with pytest.raises(ProviderError, match="bad part") as info:
         driver.upload_file(data_file, SHA)
     assert info.value.kind is ErrorKind.PERMANENT
@@ -993,7 +763,7 @@ def test_a_failed_cancel_does_not_hide_the_cause(router: respx.MockRouter, data_
         400, json={"error": {"message": "bytes mismatch"}}
     )
     cancel = router.post("uploads/upload_abc/cancel").respond(500)
-    driver, _ = make_driver(router, upload_threshold=10, part_size=50)
+    driver, _, _ = make_driver("openai", router, upload_threshold=10, part_size=50)
     with pytest.raises(ProviderError, match="bytes mismatch"):
         driver.upload_file(data_file, SHA)
     assert cancel.call_count == 1  # once: a best-effort clean-up is not retried
@@ -1014,7 +784,7 @@ def test_find_file_across_pages(router: respx.MockRouter) -> None:
         ),
         httpx.Response(200, json={**page(second), "first_id": "file-ok", "last_id": "file-ok"}),
     ]
-    driver, _ = make_driver(router, files_page_size=2)
+    driver, _, _ = make_driver("openai", router, files_page_size=2)
     found = driver.find_file(SHA)
     assert found is not None and found.id == "file-ok" and found.filename == prefix + "train.jsonl"
     params = [call.request.url.params for call in route.calls]
@@ -1026,5 +796,5 @@ def test_find_file_on_empty_list(router: respx.MockRouter) -> None:
     listing = {**page([]), "first_id": "", "last_id": ""}
     spec_validator("/components/schemas/ListFilesResponse")(listing)
     router.get("files").respond(200, json=listing)
-    driver, _ = make_driver(router)
+    driver, _, _ = make_driver("openai", router)
     assert driver.find_file(SHA) is None

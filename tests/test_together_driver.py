@@ -1,18 +1,22 @@
-"""The Together driver: pure mappings, wire format against the official spec, and the
-HTTP behaviour (create once, retries, upload flow) against a respx router. No network."""
+"""What only the Together driver does: its pure mappings (suffix tags, LoRA and DPO,
+schedulers, timestamps), its wire format against the official spec, and over a respx
+router the tag lookup, events, the price estimate and the signed-URL upload flow. The contract every driver
+keeps (create once, 429, auth, cancel...) is in test_drivers.py. No network."""
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import driver_fixtures
 import httpx
 import jsonschema
 import pytest
 import respx
+from driver_fixtures import SHA, TAG, make_driver, multipart, write_data_file
 from support import no_nulls
 from together_fake import (
     CREATE_BODY,
@@ -21,20 +25,14 @@ from together_fake import (
     FILE,
     JOB,
     JOB_TRUNCATED,
-    KEY,
-    SHA,
-    TAG,
-    make_driver,
-    new_router,
     spec_validator,
     wire_event,
     wire_file,
     wire_job,
 )
 
-from reconciler import redact
 from reconciler.errors import ErrorKind, ProviderError
-from reconciler.model import CreateRequest, Phase
+from reconciler.model import Phase
 from reconciler.providers.together.mapping import (
     HYPERPARAMETERS,
     MAX_SUFFIX,
@@ -45,60 +43,12 @@ from reconciler.providers.together.mapping import (
     event_from_wire,
     file_state,
     job_from_wire,
-    phase_for,
     request_problems,
     tag_from_suffix,
     timestamp,
 )
 
-
-@pytest.fixture(autouse=True)
-def _forget_keys() -> Iterator[None]:
-    yield
-    redact.clear()
-
-
-@pytest.fixture
-def router() -> respx.MockRouter:
-    return new_router()
-
-
-def request(**over: Any) -> CreateRequest:
-    base: dict[str, Any] = {
-        "name": "support-bot",
-        "tag": TAG,
-        "model": "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
-        "method": "sft",
-        "training_file_id": "file-train",
-    }
-    base.update(over)
-    return CreateRequest(**base)
-
-
 # ---------------------------------------------------------------- status mapping
-
-
-@pytest.mark.parametrize(
-    ("status", "phase"),
-    [
-        ("pending", Phase.QUEUED),
-        ("queued", Phase.QUEUED),
-        ("running", Phase.RUNNING),
-        ("compressing", Phase.RUNNING),
-        ("uploading", Phase.RUNNING),
-        ("cancel_requested", Phase.CANCELLING),
-        ("completed", Phase.SUCCEEDED),
-        ("error", Phase.FAILED),
-        ("user_error", Phase.FAILED),
-        ("cancelled", Phase.CANCELLED),
-        ("COMPLETED", Phase.SUCCEEDED),
-        (" Running ", Phase.RUNNING),
-        ("paused", Phase.UNKNOWN),
-        ("", Phase.UNKNOWN),
-    ],
-)
-def test_phase_for(status: str, phase: Phase) -> None:
-    assert phase_for(status) is phase
 
 
 def test_every_spec_status_is_mapped() -> None:
@@ -112,10 +62,9 @@ def test_every_spec_status_is_mapped() -> None:
         assert status in STATUS_TO_PHASE
 
 
-def test_unknown_status_is_active_not_terminal() -> None:
-    job = job_from_wire({"id": "ft-1", "status": "defrosting"})
-    assert job.phase is Phase.UNKNOWN and job.phase.active and not job.phase.terminal
-    assert job.status == "defrosting" and job.error is None
+# this module's router fixture and create request, both for Together
+router = driver_fixtures.router_fixture("together")
+request = functools.partial(driver_fixtures.make_request, "together")
 
 
 # ---------------------------------------------------------------- create payload
@@ -216,11 +165,6 @@ def test_dpo_minimal_and_simpo_implies_reference_free() -> None:
         request(method="dpo", dpo={"simpo_gamma": 0.5, "reference_free": False})
     )["training_method"]
     assert explicit["dpo_reference_free"] is False  # the user's explicit value wins
-
-
-def test_unknown_method_is_refused() -> None:
-    with pytest.raises(ValueError, match="rl"):
-        create_payload(request(method="rl"))
 
 
 @pytest.mark.parametrize(
@@ -502,9 +446,8 @@ def test_error_falls_back_to_status() -> None:
     assert job.error == "job ended with status error"
 
 
-def test_job_from_wire_tolerates_missing_and_odd_fields() -> None:
-    job = job_from_wire({})
-    assert job.id == "" and job.phase is Phase.UNKNOWN and job.created_at is None
+def test_job_from_wire_tolerates_odd_fields() -> None:
+    # the empty object, the same for every provider: test_drivers.py
     odd = job_from_wire(
         {
             "id": "ft-2",
@@ -575,88 +518,6 @@ def test_file_state(fields: dict[str, Any], state: str) -> None:
 # ---------------------------------------------------------------- the driver over HTTP
 
 
-def test_create_posts_the_payload_once(router: respx.MockRouter) -> None:
-    route = router.post("fine-tunes").respond(200, json=wire_job("pending", truncated=True))
-    driver, _, _ = make_driver(router)
-    req = request(suffix="support-v3", hyperparameters={"epochs": 3})
-    job = driver.create_job(req)
-    assert route.call_count == 1
-    sent = route.calls.last.request
-    assert json.loads(sent.content) == create_payload(req)
-    assert sent.headers["Authorization"] == f"Bearer {KEY}"
-    assert job.phase is Phase.QUEUED and job.tag == TAG and job.id.startswith("ft-")
-
-
-def test_create_keeps_our_tag_when_the_answer_omits_it(router: respx.MockRouter) -> None:
-    answer = wire_job("pending", truncated=True)
-    del answer["suffix"], answer["model_output_name"]
-    router.post("fine-tunes").respond(200, json=answer)
-    driver, _, _ = make_driver(router)
-    assert driver.create_job(request()).tag == TAG
-
-
-def test_create_is_not_reposted_after_500(router: respx.MockRouter) -> None:
-    route = router.post("fine-tunes").respond(500, json={"error": {"message": "internal"}})
-    driver, api_sleeps, _ = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        driver.create_job(request())
-    assert route.call_count == 1 and api_sleeps == []
-    assert info.value.ambiguous is True and info.value.kind is ErrorKind.RETRYABLE
-
-
-def test_create_is_not_reposted_after_timeout(router: respx.MockRouter) -> None:
-    route = router.post("fine-tunes").mock(side_effect=httpx.ReadTimeout("slow"))
-    driver, api_sleeps, _ = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        driver.create_job(request())
-    assert route.call_count == 1 and api_sleeps == []
-    assert info.value.ambiguous is True
-
-
-def test_create_is_reposted_after_429_honouring_retry_after(router: respx.MockRouter) -> None:
-    route = router.post("fine-tunes")
-    route.side_effect = [
-        httpx.Response(429, headers={"Retry-After": "7"}, json={"error": {"message": "slow"}}),
-        httpx.Response(200, json=wire_job("pending", truncated=True)),
-    ]
-    driver, api_sleeps, _ = make_driver(router)
-    job = driver.create_job(request())
-    assert route.call_count == 2 and job.phase is Phase.QUEUED
-    assert len(api_sleeps) == 1 and 7.0 <= api_sleeps[0] <= 7.2
-
-
-def test_get_retries_503_then_succeeds(router: respx.MockRouter) -> None:
-    route = router.get("fine-tunes/ft-1")
-    route.side_effect = [
-        httpx.Response(503, text="overloaded"),
-        httpx.Response(503, text="overloaded"),
-        httpx.Response(200, json=wire_job("running", id="ft-1")),
-    ]
-    driver, api_sleeps, _ = make_driver(router)
-    assert driver.get_job("ft-1").id == "ft-1"
-    assert route.call_count == 3 and len(api_sleeps) == 2
-
-
-def test_auth_error_names_the_variable_never_the_key(router: respx.MockRouter) -> None:
-    body = {"error": {"message": f"Invalid API key provided: {KEY}", "type": "invalid_api_key"}}
-    router.get("fine-tunes").respond(401, json=body)
-    driver, api_sleeps, _ = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        list(driver.list_jobs())
-    err = info.value
-    assert err.kind is ErrorKind.AUTH and api_sleeps == []
-    assert "TOGETHER_API_KEY" in str(err)
-    assert KEY not in str(err) and KEY not in err.message and KEY not in repr(err.args)
-
-
-def test_not_found(router: respx.MockRouter) -> None:
-    router.get("fine-tunes/ft-gone").respond(404, json={"error": {"message": "not found"}})
-    driver, _, _ = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        driver.get_job("ft-gone")
-    assert info.value.kind is ErrorKind.NOT_FOUND and info.value.status == 404
-
-
 def test_list_and_find_jobs_by_tag(router: respx.MockRouter) -> None:
     other = "rc-ffffffffffff"
     jobs = [
@@ -666,41 +527,12 @@ def test_list_and_find_jobs_by_tag(router: respx.MockRouter) -> None:
         wire_job("queued", truncated=True, id="ft-d", suffix=TAG),
     ]
     route = router.get("fine-tunes").respond(200, json={"data": jobs})
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("together", router)
     assert [j.id for j in driver.list_jobs()] == ["ft-a", "ft-b", "ft-c", "ft-d"]
     assert [j.id for j in driver.find_jobs_by_tag(TAG)] == ["ft-a", "ft-d"]
     assert [j.id for j in driver.find_jobs_by_tag(other)] == ["ft-b"]
     assert driver.find_jobs_by_tag("rc-000000000000") == []
     assert route.call_count == 4
-
-
-def test_cancel(router: respx.MockRouter) -> None:
-    route = router.post("fine-tunes/ft-1/cancel")
-    route.side_effect = [
-        httpx.Response(502, text="bad gateway"),
-        httpx.Response(200, json=wire_job("cancel_requested", truncated=True, id="ft-1")),
-    ]
-    driver, _, _ = make_driver(router)
-    job = driver.cancel_job("ft-1")
-    assert job.phase is Phase.CANCELLING and job.id == "ft-1" and route.call_count == 2
-
-
-def test_cancel_of_a_finished_job_returns_it(router: respx.MockRouter) -> None:
-    router.post("fine-tunes/ft-1/cancel").respond(
-        400, json={"error": {"message": "job is not running"}}
-    )
-    router.get("fine-tunes/ft-1").respond(200, json=wire_job("completed", id="ft-1"))
-    driver, _, _ = make_driver(router)
-    assert driver.cancel_job("ft-1").phase is Phase.SUCCEEDED
-
-
-def test_cancel_refused_for_a_running_job_raises(router: respx.MockRouter) -> None:
-    router.post("fine-tunes/ft-1/cancel").respond(400, json={"error": {"message": "no"}})
-    router.get("fine-tunes/ft-1").respond(200, json=wire_job("running", id="ft-1"))
-    driver, _, _ = make_driver(router)
-    with pytest.raises(ProviderError) as info:
-        driver.cancel_job("ft-1")
-    assert info.value.kind is ErrorKind.PERMANENT and info.value.status == 400
 
 
 def test_job_events(router: respx.MockRouter) -> None:
@@ -712,7 +544,7 @@ def test_job_events(router: respx.MockRouter) -> None:
     spec_validator("/components/schemas/FinetuneListEvents")({"data": events})
     events[1]["level"] = "Info"  # the SDK's title-case spelling, outside the spec's enum
     router.get("fine-tunes/ft-1/events").respond(200, json={"data": events})
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("together", router)
     got = driver.job_events("ft-1")
     assert [e.message for e in got] == ["Job queued", "Training started", "Out of credits"]
     assert [e.level for e in got] == ["info", "info", "error"]
@@ -730,18 +562,12 @@ def test_estimate_price(router: respx.MockRouter) -> None:
             "estimated_eval_token_count": 0,
         },
     )
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("together", router)
     req = request(lora=False, hyperparameters={"epochs": 2})
     assert driver.estimate_price("file-train", req) == 12.5
     assert json.loads(route.calls.last.request.content) == estimate_payload("file-train", req)
     router.post("fine-tunes/estimate-price").respond(200, json={"allowed_to_proceed": False})
     assert driver.estimate_price("file-train", req) is None
-
-
-def test_close_closes_the_http_client(router: respx.MockRouter) -> None:
-    driver, _, _ = make_driver(router)
-    driver.close()
-    assert driver.api.http.is_closed
 
 
 # ---------------------------------------------------------------- files
@@ -752,20 +578,12 @@ STORAGE = "https://storage.example.test/bucket/upload?X-Amz-Signature=secret-sig
 
 @pytest.fixture
 def data_file(tmp_path: Path) -> Path:
-    path = tmp_path / "train.jsonl"
-    path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n', encoding="utf-8")
-    return path
+    return write_data_file(tmp_path)
 
 
 def _form_fields(req: httpx.Request) -> dict[str, str]:
     """The (file-less) multipart fields of a request."""
-    boundary = req.headers["content-type"].split("boundary=")[1]
-    fields = {}
-    for part in req.content.decode().split(f"--{boundary}"):
-        if 'name="' in part:
-            head, _, value = part.partition("\r\n\r\n")
-            fields[head.split('name="')[1].split('"')[0]] = value.removesuffix("\r\n")
-    return fields
+    return {name: value.decode() for name, (_, value) in multipart(req).items()}
 
 
 def test_upload_signed_url_flow(router: respx.MockRouter, data_file: Path) -> None:
@@ -784,7 +602,7 @@ def test_upload_signed_url_flow(router: respx.MockRouter, data_file: Path) -> No
         ),
         httpx.Response(200, json=wire_file("file-new", filename=name)),
     ]
-    driver, _, poll_sleeps = make_driver(router)
+    driver, _, poll_sleeps = make_driver("together", router)
     remote = driver.upload_file(data_file, SHA)
 
     assert remote.id == "file-new" and remote.filename == name and remote.bytes == 1234
@@ -812,7 +630,7 @@ def test_upload_put_follows_redirects_without_the_key(
     first = router.put(STORAGE).respond(307, headers={"Location": second})
     final = router.put(second).respond(200)
     router.post("files/f-1/preprocess").respond(200, json=wire_file("f-1"))
-    driver, _, poll_sleeps = make_driver(router)
+    driver, _, poll_sleeps = make_driver("together", router)
     assert driver.upload_file(data_file, SHA).id == "f-1"
     assert first.call_count == 1 and final.call_count == 1
     assert "authorization" not in final.calls.last.request.headers
@@ -825,7 +643,7 @@ def test_upload_put_retries_a_5xx(router: respx.MockRouter, data_file: Path) -> 
     put = router.put(STORAGE)
     put.side_effect = [httpx.Response(503, text="slow down"), httpx.Response(200)]
     router.post("files/f-1/preprocess").respond(200, json=wire_file("f-1"))
-    driver, api_sleeps, _ = make_driver(router)
+    driver, api_sleeps, _ = make_driver("together", router)
     assert driver.upload_file(data_file, SHA).id == "f-1"
     assert put.call_count == 2 and len(api_sleeps) == 1
 
@@ -835,7 +653,7 @@ def test_upload_put_refused_is_permanent_without_the_signature(
 ) -> None:
     router.post("files").respond(302, headers={"Location": STORAGE, "X-Together-File-Id": "f-1"})
     router.put(STORAGE).respond(403, text="SignatureDoesNotMatch")
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("together", router)
     with pytest.raises(ProviderError) as info:
         driver.upload_file(data_file, SHA)
     assert info.value.kind is ErrorKind.PERMANENT
@@ -849,7 +667,7 @@ def test_upload_conflict_reuses_the_existing_file(
     router.post("files").respond(409, json={"message": "file exists", "file_id": "file-old"})
     put = router.put(STORAGE).respond(200)
     router.get("files/file-old").respond(200, json=wire_file("file-old"))
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("together", router)
     assert driver.upload_file(data_file, SHA).id == "file-old"
     assert put.call_count == 0
 
@@ -867,7 +685,7 @@ def test_upload_processing_failed_is_permanent(router: respx.MockRouter, data_fi
             "f-1", Processed=False, processing_status="INVALID_FORMAT", validation_report=report
         ),
     )
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("together", router)
     with pytest.raises(ProviderError) as info:
         driver.upload_file(data_file, SHA)
     err = info.value
@@ -879,7 +697,7 @@ def test_upload_processing_timeout_is_retryable(router: respx.MockRouter, data_f
     router.post("files").respond(409, json={"file_id": "f-1"})
     pending = wire_file("f-1", Processed=False, processing_status="RUNNING")
     poll = router.get("files/f-1").respond(200, json=pending)
-    driver, _, poll_sleeps = make_driver(router, file_ready_timeout=10.0)
+    driver, _, poll_sleeps = make_driver("together", router, file_ready_timeout=10.0)
     with pytest.raises(ProviderError) as info:
         driver.upload_file(data_file, SHA)
     assert info.value.kind is ErrorKind.RETRYABLE and "still processing" in str(info.value)
@@ -890,7 +708,7 @@ def test_upload_redirect_without_headers_is_an_error(
     router: respx.MockRouter, data_file: Path
 ) -> None:
     router.post("files").respond(302, headers={"Location": STORAGE})
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("together", router)
     with pytest.raises(ProviderError, match="X-Together-File-Id"):
         driver.upload_file(data_file, SHA)
 
@@ -904,7 +722,7 @@ def test_find_file(router: respx.MockRouter) -> None:
     ]
     spec_validator("/components/schemas/FileList")({"data": files})
     router.get("files").respond(200, json={"data": files})
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("together", router)
     found = driver.find_file(SHA)
     assert found is not None and found.id == "file-ok" and found.filename == prefix + "train.jsonl"
     assert driver.find_file("e" * 64) is None
@@ -912,5 +730,5 @@ def test_find_file(router: respx.MockRouter) -> None:
 
 def test_find_file_on_empty_list(router: respx.MockRouter) -> None:
     router.get("files").respond(200, json={"data": []})
-    driver, _, _ = make_driver(router)
+    driver, _, _ = make_driver("together", router)
     assert driver.find_file(SHA) is None

@@ -1,45 +1,15 @@
-"""Helpers for the Together driver tests: realistic wire objects, a driver on a respx
-router, and validators built from the official OpenAPI extract in ../shared/provider-specs.
+"""Together's answers as the driver tests need them: a job in full (GET) or truncated
+(list, create, cancel), its events with every field the spec requires, and a file with
+the SDK's processing state; plus the pointers into together.yaml to validate them by.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import httpx
-import respx
+from driver_fixtures import TAG, file_object
 from openapi_check import validator
-
-from reconciler.providers import CATALOG
-from reconciler.providers.http import ApiClient, make_http_client
-from reconciler.providers.together.client import TogetherDriver
-
-BASE_URL = "https://api.together.test/v1/"
-# long and unmistakable, so a leak into any message is easy to spot
-KEY = "tgp_v1_SENTINEL-9f8e7d6c5b4a39281706-KEY"
-ENV = {"TOGETHER_API_KEY": KEY, "TOGETHER_BASE_URL": "https://api.together.test"}
-SHA = "0123456789abcdef" + "0" * 48
-TAG = "rc-0123456789ab"
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "provider-specs" / "together.yaml"
-
-
-def make_driver(
-    router: respx.MockRouter, *, file_ready_timeout: float = 600.0
-) -> tuple[TogetherDriver, list[float], list[float]]:
-    """A driver whose HTTP goes to ``router``; returns it with the api and poll sleep logs."""
-    http = make_http_client(CATALOG["together"], ENV, transport=httpx.MockTransport(router.handler))
-    api_sleeps: list[float] = []
-    poll_sleeps: list[float] = []
-    api = ApiClient("together", http, sleep=api_sleeps.append)
-    driver = TogetherDriver(api, sleep=poll_sleeps.append, file_ready_timeout=file_ready_timeout)
-    return driver, api_sleeps, poll_sleeps
-
-
-def new_router() -> respx.MockRouter:
-    return respx.MockRouter(base_url=BASE_URL, assert_all_called=False)
-
 
 # ---------------------------------------------------------------- wire objects
 
@@ -103,19 +73,8 @@ def wire_file(
     file_id: str = "file-abc", *, filename: str | None = None, **over: Any
 ) -> dict[str, Any]:
     """A file object: the spec's fields plus the SDK's processing_status."""
-    f: dict[str, Any] = {
-        "id": file_id,
-        "object": "file",
-        "created_at": 1747500000,
-        "filename": filename or f"rc-{SHA[:16]}-train.jsonl",
-        "bytes": 1234,
-        "purpose": "fine-tune",
-        "FileType": "jsonl",
-        "Processed": True,
-        "processing_status": "COMPLETED",
-    }
-    f.update(over)
-    return f
+    state = {"FileType": "jsonl", "Processed": True, "processing_status": "COMPLETED"}
+    return {**file_object(file_id, filename, created_at=1747500000), **state, **over}
 
 
 # ---------------------------------------------------------------- the OpenAPI extract
