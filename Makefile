@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 
-.PHONY: demo test lint typecheck schema clean venv bench soak
+.PHONY: demo test unit lint typecheck schema clean venv bench soak
 
 venv: $(STAMP)
 
@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	@$(PY) examples/demo.py
+
+unit: $(STAMP)
+	@$(PY) -m pytest -q -m "not slow and not process"
 
 test: $(STAMP)
 	@$(PY) -m pytest -q

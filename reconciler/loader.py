@@ -13,7 +13,6 @@ import contextlib
 import difflib
 import gc
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,81 +23,16 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import SpecError
 from .spec import FineTuneJob
-
-MAX_SPEC_BYTES = 1 << 20  # a spec is a page of YAML; 1 MiB is generous
-MAX_DEPTH = 64
-MAX_NODES = 10_000  # per document, alias expansions included
-SPEC_SUFFIXES = (".yaml", ".yml")
-
-_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-_STR = "tag:yaml.org,2002:str"
-_INT = "tag:yaml.org,2002:int"
-_SEQ = "tag:yaml.org,2002:seq"
-_MAP = "tag:yaml.org,2002:map"
-# plain words with a meaning (YAML 1.1 booleans and null), looked up before any regex
-_WORDS = {
-    w: "tag:yaml.org,2002:bool"
-    for w in [
-        "yes",
-        "Yes",
-        "YES",
-        "no",
-        "No",
-        "NO",
-        "true",
-        "True",
-        "TRUE",
-        "false",
-        "False",
-        "FALSE",
-        "on",
-        "On",
-        "ON",
-        "off",
-        "Off",
-        "OFF",
-    ]
-} | {w: "tag:yaml.org,2002:null" for w in ("~", "null", "Null", "NULL", "")}
-
-
-class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
-    """Safe loader that reads YAML 1.2 floats such as ``1e-5`` as numbers, with a fast
-    tag resolver: the stock one runs its path machinery and regexes on every scalar,
-    which costs more than the C parser itself on a large tree."""
-
-    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
-        if kind is yaml.ScalarNode:
-            if not implicit[0]:
-                return _STR
-            tag = _WORDS.get(value)
-            if tag is not None:
-                return tag
-            if value[0] in "0123456789+-.<=":
-                for tag, regexp in self.yaml_implicit_resolvers.get(value[0], ()):
-                    if regexp.match(value):
-                        return str(tag)
-            return _STR
-        return _SEQ if kind is yaml.SequenceNode else _MAP
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
+from .yamlstrict import (
+    Builder,
+    Loader,
+    check_flow_depth,
+    key_lines,
+    node_line,
 )
 
-_CONSTRUCTOR = yaml.constructor.SafeConstructor()
-_SCALAR_TAGS = {
-    "tag:yaml.org,2002:str",
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null",
-    "tag:yaml.org,2002:timestamp",
-}
-_MERGE = "tag:yaml.org,2002:merge"
+MAX_SPEC_BYTES = 1 << 20  # a spec is a page of YAML; 1 MiB is generous
+SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -123,25 +57,6 @@ class LoadedSpec:
             if line is not None:
                 return line
         return self.line
-
-
-def _key_lines(
-    node: yaml.Node, prefix: tuple[str, ...] = (), depth: int = 3
-) -> dict[tuple[str, ...], int]:
-    out: dict[tuple[str, ...], int] = {}
-    if not isinstance(node, yaml.MappingNode) or depth == 0:
-        return out
-    for key, value in node.value:
-        if isinstance(key, yaml.ScalarNode):
-            path = (*prefix, str(key.value))
-            out[path] = key.start_mark.line + 1
-            if depth > 1 and isinstance(value, yaml.MappingNode):
-                out.update(_key_lines(value, path, depth - 1))
-    return out
-
-
-def _line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
 
 
 def display_path(path: Path, cwd: Path | None = None) -> Path:
@@ -169,90 +84,6 @@ def discover(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _check_flow_depth(text: str, file: Path) -> None:
-    # Guard before parsing: the C parser recurses once per '[' / '{' level.
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return
-    depth = 0
-    for match in re.finditer(r"[\[\]{}]", text):
-        depth += 1 if match.group() in "[{" else -1
-        if depth > MAX_DEPTH:
-            line = text.count("\n", 0, match.start()) + 1
-            raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", file, line)
-
-
-class _Builder:
-    """Turns a node tree into plain Python values, enforcing the strict rules."""
-
-    def __init__(self, file: Path) -> None:
-        self.file = file
-        self.count = 0
-
-    def build(self, node: yaml.Node, depth: int = 0) -> Any:
-        self.count += 1
-        if self.count > MAX_NODES:
-            raise SpecError(
-                f"document expands to more than {MAX_NODES} values (an alias bomb?)",
-                self.file,
-                _line(node),
-            )
-        if depth > MAX_DEPTH:
-            raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", self.file, _line(node))
-        if isinstance(node, yaml.ScalarNode):
-            tag = node.tag
-            if tag == _STR:  # the common cases first, without the constructor's machinery
-                return node.value
-            if tag == _INT and node.value.isdigit():
-                return int(node.value)
-            if node.tag not in _SCALAR_TAGS:
-                raise SpecError(f"unsupported YAML tag {node.tag}", self.file, _line(node))
-            if node.tag == "tag:yaml.org,2002:timestamp":
-                return str(node.value)  # dates stay text: they are names, not instants, here
-            return _CONSTRUCTOR.yaml_constructors[node.tag](_CONSTRUCTOR, node)
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != "tag:yaml.org,2002:seq":
-                raise SpecError(f"unsupported YAML tag {node.tag}", self.file, _line(node))
-            return [self.build(item, depth + 1) for item in node.value]
-        if isinstance(node, yaml.MappingNode):
-            if node.tag != "tag:yaml.org,2002:map":
-                raise SpecError(f"unsupported YAML tag {node.tag}", self.file, _line(node))
-            return self._mapping(node, depth)
-        raise SpecError("unsupported YAML node", self.file, _line(node))  # pragma: no cover
-
-    def _mapping(self, node: yaml.MappingNode, depth: int) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        merged: dict[str, Any] = {}
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
-                for src in self._merge_sources(value_node, depth):
-                    for k, v in src.items():
-                        merged.setdefault(k, v)
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise SpecError("mapping keys must be plain strings", self.file, _line(key_node))
-            key = str(self.build(key_node, depth + 1))
-            if key in seen:
-                raise SpecError(
-                    f"duplicate key {key!r} (first at line {seen[key]})", self.file, _line(key_node)
-                )
-            seen[key] = _line(key_node)
-            result[key] = self.build(value_node, depth + 1)
-        for k, v in merged.items():
-            result.setdefault(k, v)
-        return result
-
-    def _merge_sources(self, node: yaml.Node, depth: int) -> list[dict[str, Any]]:
-        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
-        out = []
-        for item in items:
-            value = self.build(item, depth + 1)
-            if not isinstance(value, dict):
-                raise SpecError("a merge key (<<) needs a mapping", self.file, _line(item))
-            out.append(value)
-        return out
-
-
 def _locate(
     node: yaml.Node, loc: Iterable[str | int], name_missing: bool = True
 ) -> tuple[int, str]:
@@ -261,7 +92,7 @@ def _locate(
     Elements that are not keys in the data (pydantic's union member names) are
     skipped; with ``name_missing`` a last key absent from the data is still named.
     """
-    line = _line(node)
+    line = node_line(node)
     parts: list[str] = []
     loc = list(loc)
     for i, elem in enumerate(loc):
@@ -276,7 +107,7 @@ def _locate(
             )
             if hit is not None:
                 parts.append(str(elem))
-                line, node = _line(hit[0]), hit[1]
+                line, node = node_line(hit[0]), hit[1]
                 continue
             if name_missing and i == len(loc) - 1 and isinstance(elem, str):
                 parts.append(elem)  # a missing or unknown key: name it, at its parent's line
@@ -287,7 +118,7 @@ def _locate(
         ):
             parts[-1:] = [f"{parts[-1]}[{elem}]"] if parts else [f"[{elem}]"]
             node = node.value[elem]
-            line = _line(node)
+            line = node_line(node)
             continue
     return line, ".".join(parts)
 
@@ -365,8 +196,8 @@ def load_file(path: Path, shown: Path | None = None) -> tuple[list[LoadedSpec], 
     specs: list[LoadedSpec] = []
     errors: list[SpecError] = []
     try:
-        _check_flow_depth(text, shown)
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
+        check_flow_depth(text, shown)
+        nodes = list(yaml.compose_all(text, Loader=Loader))
     except SpecError as exc:
         return [], [exc]
     except yaml.MarkedYAMLError as exc:
@@ -400,11 +231,11 @@ def _load_document(node: yaml.Node, file: Path) -> LoadedSpec:
         raise SpecError(
             "a spec document must be a mapping (apiVersion, kind, metadata, spec)",
             file,
-            _line(node),
+            node_line(node),
         )
-    data = _Builder(file).build(node)
+    data = Builder(file).build(node)
     job = FineTuneJob.model_validate(data)
-    return LoadedSpec(job=job, file=file, line=_line(node), lines=_key_lines(node))
+    return LoadedSpec(job=job, file=file, line=node_line(node), lines=key_lines(node))
 
 
 @dataclass

@@ -144,6 +144,7 @@ def test_global_options_work_after_the_command(
     assert main(["validate", "--specs", str(tree.root)]) == 0
 
 
+@pytest.mark.process
 def test_env_vars_choose_specs_and_ledger(tree: SpecTree, monkeypatch: pytest.MonkeyPatch) -> None:
     tree.spec("bot")
     monkeypatch.setenv("RECONCILER_SPECS", str(tree.root))
@@ -190,6 +191,7 @@ def test_status_and_logs_on_an_empty_workspace(
     assert "no job for 'bot'" in capsys.readouterr().err
 
 
+@pytest.mark.process
 def test_help_is_fast_and_lazy() -> None:
     """`reconciler --help` imports none of the heavy libraries."""
     code = (

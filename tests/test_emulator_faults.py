@@ -20,8 +20,8 @@ from emulator_fixtures import (
 )
 
 from reconciler.emulator import EmulatorThread
-from reconciler.providers import DriverPool
-from reconciler.providers.base import Phase
+from reconciler.model import Phase
+from reconciler.providers.pool import DriverPool
 
 # the shared fixtures, bound here (tests/conftest.py belongs to the rest of the suite)
 emulator_server, emulator, client, chat_file = (

@@ -28,6 +28,8 @@ GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "t@example.com",
 }
 
+pytestmark = pytest.mark.process  # git, as a subprocess
+
 
 def git(repo: Path, *args: str) -> str:
     out = subprocess.run(

@@ -22,6 +22,7 @@ PURE = (
     "reconciler.catalog",
     "reconciler.datarules",
     "reconciler.datafiles",
+    "reconciler.records",
     "reconciler.providers",
     "reconciler.providers.together.mapping",
     "reconciler.providers.openai.mapping",
@@ -32,6 +33,9 @@ PROBE = (
     "importlib.import_module(sys.argv[1])\n"
     f"print(json.dumps([m for m in {IO_LIBRARIES!r} if m in sys.modules]))\n"
 )
+
+
+pytestmark = pytest.mark.process
 
 
 @pytest.mark.parametrize("module", PURE)

@@ -1,11 +1,16 @@
 """The ledger's schema as versioned migrations, in code: the SQL tables every backend
-holds (attempts, files, events, meta). A ledger records its version in ``meta``."""
+holds (attempts, files, events, meta), and how an attempts row reads as the model's
+``AttemptView``. A ledger records its version in ``meta``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 import sqlite_utils
+
+from ..model import AttemptView, Phase
 
 
 def _m1_initial(db: sqlite_utils.Database) -> None:
@@ -86,3 +91,34 @@ def _m2_paused(db: sqlite_utils.Database) -> None:
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_paused]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def attempt_view(row: dict[str, Any]) -> AttemptView:
+    try:
+        phase = Phase(row["status"])
+    except ValueError:
+        phase = Phase.UNKNOWN
+    return AttemptView(
+        id=row["id"],
+        name=row["spec_name"],
+        attempt=row["attempt"],
+        fingerprint=row["fingerprint"],
+        tag=row["tag"],
+        provider=row["provider"],
+        inputs=json.loads(row["inputs"] or "{}"),
+        phase=phase,
+        remote_id=row["remote_id"],
+        status=row["provider_status"],
+        error=row["error"],
+        error_retryable=bool(row["error_retryable"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        paused=bool(row.get("paused")),
+        on_delete=row["on_delete"] or "cancel",
+        posted=row["posted_at"] is not None,
+        created_at=row["created_at"] or 0.0,
+        finished_at=row["finished_at"],
+        fine_tuned_model=row["fine_tuned_model"],
+        progress=row["progress"],
+        git_commit=row["git_commit"],
+        spec_path=row["spec_path"],
+    )

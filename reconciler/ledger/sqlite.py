@@ -22,7 +22,7 @@ import sqlite_utils
 
 from ..errors import EmptyLedgerError, LedgerError
 from ..model import AttemptView, LedgerView, Phase, RemoteJob, SpecRecord
-from .schema import MIGRATIONS, SCHEMA_VERSION
+from .schema import MIGRATIONS, SCHEMA_VERSION, attempt_view
 
 Clock = Callable[[], float]
 
@@ -431,34 +431,3 @@ class SqliteLedger:
             self.db.execute(
                 "DELETE FROM files WHERE provider = ? AND sha256 = ?", [provider, sha256]
             )
-
-
-def attempt_view(row: dict[str, Any]) -> AttemptView:
-    try:
-        phase = Phase(row["status"])
-    except ValueError:
-        phase = Phase.UNKNOWN
-    return AttemptView(
-        id=row["id"],
-        name=row["spec_name"],
-        attempt=row["attempt"],
-        fingerprint=row["fingerprint"],
-        tag=row["tag"],
-        provider=row["provider"],
-        inputs=json.loads(row["inputs"] or "{}"),
-        phase=phase,
-        remote_id=row["remote_id"],
-        status=row["provider_status"],
-        error=row["error"],
-        error_retryable=bool(row["error_retryable"]),
-        cancel_requested=bool(row["cancel_requested"]),
-        paused=bool(row.get("paused")),
-        on_delete=row["on_delete"] or "cancel",
-        posted=row["posted_at"] is not None,
-        created_at=row["created_at"] or 0.0,
-        finished_at=row["finished_at"],
-        fine_tuned_model=row["fine_tuned_model"],
-        progress=row["progress"],
-        git_commit=row["git_commit"],
-        spec_path=row["spec_path"],
-    )

@@ -7,7 +7,8 @@ Which optional calls a provider supports is data in its catalog entry
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -60,9 +61,17 @@ class Driver(Protocol):
 
 
 class DriverBase:
-    """The optional calls, for a provider that lacks them: each says so plainly."""
+    """What every driver shares: its ``ApiClient``, its sleep, closing; and the optional
+    calls, for a provider that lacks them, each saying so plainly."""
 
     provider: str
+
+    def __init__(self, api: ApiClient, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.api = api
+        self._sleep = sleep
+
+    def close(self) -> None:
+        self.api.close()
 
     def _lacks(self, what: str) -> ConfigError:
         return ConfigError(f"{self.provider} cannot {what}")

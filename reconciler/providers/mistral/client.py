@@ -36,8 +36,7 @@ class MistralDriver(DriverBase):
         sleep: Callable[[float], None] = time.sleep,
         conflict_recheck: tuple[float, ...] = (1.0, 3.0),
     ) -> None:
-        self.api = api
-        self._sleep = sleep
+        super().__init__(api, sleep=sleep)
         # waits before looking our tag up again after a 409: the list may lag a new job
         self.conflict_recheck = conflict_recheck
 
@@ -200,9 +199,6 @@ class MistralDriver(DriverBase):
         """The detailed job's inline events, oldest first (Mistral has no events endpoint)."""
         body = self.api.json("GET", f"fine_tuning/jobs/{job_id}")
         return events_from_wire(body.get("events") if isinstance(body, Mapping) else None)
-
-    def close(self) -> None:
-        self.api.close()
 
     def _job(self, body: Any) -> RemoteJob:
         return job_from_wire(body if isinstance(body, Mapping) else {})

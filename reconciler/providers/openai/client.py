@@ -53,8 +53,7 @@ class OpenAIDriver(DriverBase):
         upload_threshold: int = 512 * 1024 * 1024,
         part_size: int = 64 * 1024 * 1024,
     ) -> None:
-        self.api = api
-        self._sleep = sleep  # unused: OpenAI validates files inside the job, nothing to poll
+        super().__init__(api, sleep=sleep)
         self.page_size = page_size
         self.files_page_size = files_page_size
         self.upload_threshold = upload_threshold  # POST /files takes at most 512 MB
@@ -224,9 +223,6 @@ class OpenAIDriver(DriverBase):
         items = self._pages(f"fine_tuning/jobs/{job_id}/checkpoints", {}, self.page_size)
         found = [checkpoint_from_wire(item) for item in items]
         return sorted(found, key=lambda c: (c.step is None, c.step or 0))
-
-    def close(self) -> None:
-        self.api.close()
 
     def _job(self, method: str, path: str) -> RemoteJob:
         body = self.api.json(method, path)

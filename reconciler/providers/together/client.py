@@ -45,8 +45,7 @@ class TogetherDriver(DriverBase):
         sleep: Callable[[float], None] = time.sleep,
         file_ready_timeout: float = 600.0,
     ) -> None:
-        self.api = api
-        self._sleep = sleep
+        super().__init__(api, sleep=sleep)
         self.file_ready_timeout = file_ready_timeout
 
     # files
@@ -178,9 +177,6 @@ class TogetherDriver(DriverBase):
         return (
             float(price) if isinstance(price, int | float) and not isinstance(price, bool) else None
         )
-
-    def close(self) -> None:
-        self.api.close()
 
     def _error(
         self, message: str, kind: ErrorKind = ErrorKind.PERMANENT, status: int | None = None
