@@ -10,8 +10,9 @@
     ├── ConfigError                 a missing environment variable or bad option
     └── ProviderError               a provider API call failed (provider, status, kind)
 
-The CLI has one funnel (``cli._run``) that turns these into a single line and an
-exit code; ``-v`` adds the traceback. Anything else is a bug and is shown as one.
+The CLI has one funnel (``cli.main``, through ``cli._report``) that turns these into a
+single line and an exit code; ``-v`` adds the traceback. Anything else is a bug and is
+shown as one. Errors raised while handling another keep it as their ``__cause__``.
 """
 
 from __future__ import annotations

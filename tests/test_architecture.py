@@ -99,3 +99,30 @@ def test_every_provider_has_the_same_three_modules() -> None:
             "mapping.py",
         ]
         assert info.driver == f"reconciler.providers.{name}.client:{info.driver.split(':')[1]}"
+
+
+def test_the_exception_tree_in_the_docstring_is_true() -> None:
+    """errors.py draws its tree; every class in it exists with the parent drawn, and every
+    ReconcilerError the module defines is drawn."""
+    import re
+
+    from reconciler import errors
+
+    drawn: dict[str, str | None] = {}
+    parents: list[str] = []
+    for line in (errors.__doc__ or "").splitlines():
+        match = re.match(r"^\s{4}([│ ]*)(?:[├└]── )?([A-Z]\w+Error[s]?)\s", line)
+        if not match:
+            continue
+        depth = len(match.group(1)) // 4 + (1 if "──" in line else 0)
+        parents[depth:] = [match.group(2)]
+        drawn[match.group(2)] = parents[depth - 1] if depth else None
+    defined = {
+        name: cls
+        for name, cls in vars(errors).items()
+        if isinstance(cls, type) and issubclass(cls, errors.ReconcilerError)
+    }
+    assert set(drawn) == set(defined)
+    for name, parent in drawn.items():
+        base = defined[name].__mro__[1].__name__
+        assert parent is None or base == parent, f"{name} is drawn under {parent}, not {base}"

@@ -1,11 +1,12 @@
-"""The ledger: durable settings, serial and lineage, migrations, the writer lock."""
+"""The ledger: the contract every backend passes (the ``ledger`` fixture, parametrised
+over ``BACKENDS``), then the SQLite file's own settings, migrations and writer lock."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
-import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,21 @@ import pytest
 from reconciler.errors import LedgerError, LockedError
 from reconciler.ledger import SCHEMA_VERSION, Ledger, WriterLock, open_ledger
 from reconciler.model import Phase, RemoteJob
+
+
+def _sqlite(tmp_path: Path) -> Ledger:
+    return open_ledger(tmp_path / "state" / "ledger.db")
+
+
+# backend → a fresh, empty ledger in a test's folder; a new backend adds one line here
+BACKENDS: dict[str, Callable[[Path], Ledger]] = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    book = BACKENDS[request.param](tmp_path)
+    yield book
+    book.close()
 
 
 def _intent(ledger: Ledger, name: str = "bot", attempt: int = 1) -> int:
@@ -48,55 +64,84 @@ def test_new_ledger_is_wal_full_sync_with_lineage_and_serial(tmp_path: Path) -> 
         again.close()
 
 
-def test_every_write_bumps_the_serial_and_is_logged(tmp_path: Path) -> None:
-    ledger = open_ledger(tmp_path / "l.db")
-    try:
-        attempt_id = _intent(ledger)
-        ledger.mark_posting(attempt_id, "file-1", None)
-        ledger.record_job(attempt_id, RemoteJob("ft-1", Phase.QUEUED, "pending"), event="created")
-        assert ledger.serial == 3
-        assert not ledger.record_job(attempt_id, RemoteJob("ft-1", Phase.QUEUED, "pending"))
-        assert ledger.serial == 3  # nothing changed, nothing written
-        ledger.record_job(
-            attempt_id, RemoteJob("ft-1", Phase.SUCCEEDED, "completed", fine_tuned_model="m1")
-        )
-        row = ledger.attempt(attempt_id)
-        assert (row["status"], row["fine_tuned_model"], row["remote_id"]) == (
-            "succeeded",
-            "m1",
-            "ft-1",
-        )
-        assert row["finished_at"] is not None
-        kinds = [e["kind"] for e in ledger.events("bot")]
-        assert kinds == ["intent", "created", "status", "status"]
-        (record,) = ledger.records().values()
-        assert record.current is not None and record.current.phase is Phase.SUCCEEDED
-    finally:
-        ledger.close()
+def test_every_write_bumps_the_serial_and_is_logged(ledger: Ledger) -> None:
+    attempt_id = _intent(ledger)
+    ledger.mark_posting(attempt_id, "file-1", None)
+    ledger.record_job(attempt_id, RemoteJob("ft-1", Phase.QUEUED, "pending"), event="created")
+    assert ledger.serial == 3
+    assert not ledger.record_job(attempt_id, RemoteJob("ft-1", Phase.QUEUED, "pending"))
+    assert ledger.serial == 3  # nothing changed, nothing written
+    ledger.record_job(
+        attempt_id, RemoteJob("ft-1", Phase.SUCCEEDED, "completed", fine_tuned_model="m1")
+    )
+    row = ledger.attempt(attempt_id)
+    assert (row["status"], row["fine_tuned_model"], row["remote_id"]) == (
+        "succeeded",
+        "m1",
+        "ft-1",
+    )
+    assert row["finished_at"] is not None
+    kinds = [e["kind"] for e in ledger.events("bot")]
+    assert kinds == ["intent", "created", "status", "status"]
+    (record,) = ledger.records().values()
+    assert record.current is not None and record.current.phase is Phase.SUCCEEDED
 
 
-def test_forgotten_and_absent_attempts_leave_the_view_but_keep_numbering(tmp_path: Path) -> None:
-    ledger = open_ledger(tmp_path / "l.db")
-    try:
-        first = _intent(ledger, attempt=1)
-        ledger.mark_absent(first, "never posted")
-        _intent(ledger, attempt=2)
-        ledger.forget("bot", "spec removed")
-        record = ledger.records()["bot"]
-        assert record.current is None and record.next_attempt == 3
-    finally:
-        ledger.close()
+def test_forgotten_and_absent_attempts_leave_the_view_but_keep_numbering(ledger: Ledger) -> None:
+    first = _intent(ledger, attempt=1)
+    ledger.mark_absent(first, "never posted")
+    _intent(ledger, attempt=2)
+    ledger.forget("bot", "spec removed")
+    record = ledger.records()["bot"]
+    assert record.current is None and record.next_attempt == 3
 
 
-def test_tags_are_unique(tmp_path: Path) -> None:
-    ledger = open_ledger(tmp_path / "l.db")
-    try:
+def test_tags_are_unique(ledger: Ledger) -> None:
+    _intent(ledger)
+    with pytest.raises(Exception, match=r"(?i)unique"):
         _intent(ledger)
-        with pytest.raises(sqlite3.IntegrityError):
-            _intent(ledger)
-        assert ledger.serial == 1  # the failed write was rolled back whole
-    finally:
-        ledger.close()
+    assert ledger.serial == 1  # the failed write was rolled back whole
+
+
+def test_a_view_is_one_consistent_read(ledger: Ledger) -> None:
+    empty = ledger.view()
+    assert (dict(empty.records), empty.serial, len(empty.lineage)) == ({}, 0, 36)
+    _intent(ledger, "alpha")
+    _intent(ledger, "beta")
+    view = ledger.view()
+    assert sorted(view.records) == ["alpha", "beta"]
+    assert (view.serial, view.lineage) == (ledger.serial, empty.lineage)
+    assert [a.tag for a in view.attempts()] == ["rc-alpha0001", "rc-beta0001"]
+
+
+def test_records_of_some_names_only(ledger: Ledger) -> None:
+    _intent(ledger, "alpha")
+    _intent(ledger, "beta")
+    assert sorted(ledger.records(["beta", "gamma"])) == ["beta"]
+    assert ledger.records(["beta"])["beta"] == ledger.records()["beta"]
+
+
+def test_policies_follow_the_spec_and_are_logged(ledger: Ledger) -> None:
+    attempt_id = _intent(ledger)
+    serial = ledger.serial
+    ledger.sync_policies({"bot": "cancel"})
+    assert ledger.serial == serial  # nothing to change, nothing written
+    ledger.sync_policies({"bot": "orphan"})
+    assert ledger.attempt(attempt_id)["on_delete"] == "orphan"
+    assert ledger.events("bot")[-1]["kind"] == "policy"
+
+
+def test_uploads_are_recorded_once_per_content(ledger: Ledger) -> None:
+    ledger.file_intent("together", "a" * 64, "rc-aaaa-train.jsonl", 10)
+    ledger.file_intent("together", "a" * 64, "rc-aaaa-train.jsonl", 10)  # a second try
+    row = ledger.file_row("together", "a" * 64)
+    assert row is not None and row["status"] == "intent"
+    ledger.file_uploaded("together", "a" * 64, "file-1", "rc-aaaa-train.jsonl")
+    row = ledger.file_row("together", "a" * 64)
+    assert row is not None and (row["status"], row["remote_id"]) == ("uploaded", "file-1")
+    assert ledger.file_row("openai", "a" * 64) is None
+    ledger.file_forget("together", "a" * 64)
+    assert ledger.file_row("together", "a" * 64) is None
 
 
 def test_readonly_open_never_creates_a_file(tmp_path: Path) -> None:

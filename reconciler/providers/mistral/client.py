@@ -1,9 +1,8 @@
-"""Mistral AI driver (providers.md §4): pure payload and status mapping, then a thin client.
+"""Mistral's driver (providers.md §4): a thin client over ``ApiClient``.
 
 Mistral's fine-tuning service is deprecated and its SDK dropped the jobs client after
 2.5.1, so this speaks REST directly. Jobs are created parked (``auto_start: false``) so
-the cost can be read at ``VALIDATED``; ``start_if_parked`` then starts them: apply calls
-it after a create and on every refresh of a job it tracks.
+the cost can be read at ``VALIDATED``; ``start_if_parked`` then starts them.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""OpenAI driver (providers.md §2): pure payload and status mapping, then a thin client.
-
-The pure half (``phase_for``, ``create_payload``, ``request_problems``, ``job_from_wire``,
-``event_from_wire``) has no I/O. ``OpenAIDriver`` only sends requests through
-``ApiClient`` and maps the answers. Our tag rides in the job's ``metadata``, which the
-list endpoint filters on server-side, so a crash is resolved with one call.
+"""OpenAI's driver (providers.md §2): a thin client over ``ApiClient``. Our tag rides in
+the job's ``metadata``, which the list endpoint filters on server-side, so a crash is
+resolved with one call; files over 512 MB go through the Uploads API.
 """
 
 from __future__ import annotations

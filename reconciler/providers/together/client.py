@@ -1,8 +1,6 @@
-"""Together AI driver (providers.md §3): pure payload and status mapping, then a thin client.
-
-The pure half (``phase_for``, ``create_payload``, ``job_from_wire``, ``tag_from_suffix``,
-``file_state``) has no I/O and is what validation, planning and the tests lean on.
-``TogetherDriver`` only sends requests through ``ApiClient`` and maps the answers.
+"""Together AI's driver (providers.md §3): a thin client over ``ApiClient``. It sends
+requests built by ``mapping`` and maps the answers back; the signed-URL upload with
+checksum dedupe lives here.
 """
 
 from __future__ import annotations

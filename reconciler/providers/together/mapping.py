@@ -1,8 +1,5 @@
-"""Together AI driver (providers.md §3): pure payload and status mapping, then a thin client.
-
-The pure half (``phase_for``, ``create_payload``, ``job_from_wire``, ``tag_from_suffix``,
-``file_state``) has no I/O and is what validation, planning and the tests lean on.
-``TogetherDriver`` only sends requests through ``ApiClient`` and maps the answers.
+"""Together AI's wire format (providers.md §3), pure: request payloads, status mapping,
+the tag in ``suffix``, file states. No I/O: validation, planning and tests lean on it.
 """
 
 from __future__ import annotations
