@@ -39,9 +39,9 @@ def run(work: Path, per_provider: int) -> list[Figure]:
         env = reconciler_env(emu.url)
         setup = run_child(reconciler_argv(specs, ledger, "apply", "--yes"), env=env)
 
-        from reconciler.observe import refresh
         from reconciler.ledger import open_ledger
         from reconciler.log import configure
+        from reconciler.observe import refresh
         from reconciler.providers.pool import DriverPool
 
         configure(0)  # warnings only: the bench prints its own table
