@@ -32,6 +32,7 @@ from .pricing import provider_price
 from .providers import CATALOG
 from .providers.pool import DriverPool
 from .redact import scrub
+from .tags import DEFAULT_NAMESPACE
 
 log = get_logger("reconciler.apply")
 
@@ -67,6 +68,7 @@ class Executor:
         adopt_grace: float = DEFAULT_ADOPT_GRACE,
         on_outcome: Callable[[Outcome], None] | None = None,
         broken: Mapping[str, ReconcilerError] | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
     ) -> None:
         self.ledger = ledger
         self.drivers = drivers
@@ -76,6 +78,7 @@ class Executor:
         self.clock = clock
         self.adopt_grace = adopt_grace
         self.on_outcome = on_outcome
+        self.namespace = namespace
         # provider → the auth/config/refresh error that stops its actions this pass
         self.broken: dict[str, ReconcilerError] = dict(broken or {})
 
@@ -214,9 +217,23 @@ class Executor:
     def _create(self, action: Action) -> tuple[str, bool]:
         want = self._want(action)
         assert action.fingerprint and action.attempt and action.tag
+        # a job with this tag may exist already (a lost ledger, an earlier run): look before
+        # any upload, and never post what the provider has (DESIGN §10)
+        found = self._unknown_with_tag(want.spec.provider, action.tag)
+        if found:
+            attempt_id = self._intent(want, action, action.estimated_cost_usd)
+            note = self._adopted(
+                self.ledger.attempt(attempt_id), found, "found by tag before posting"
+            )
+            return note, False
         training_id, validation_id = self._files(want)
         cost = self._provider_estimate(want, action, training_id, validation_id)
-        attempt_id = self.ledger.insert_intent(
+        attempt_id = self._intent(want, action, cost)
+        return self._post(attempt_id, want, action, training_id, validation_id)
+
+    def _intent(self, want: DesiredJob, action: Action, cost: float | None) -> int:
+        assert action.fingerprint and action.attempt and action.tag
+        return self.ledger.insert_intent(
             name=want.name,
             attempt=action.attempt,
             fingerprint=action.fingerprint,
@@ -227,8 +244,14 @@ class Executor:
             spec_path=self.spec_path(want.file),
             git_commit=self.git_commit(want.file),
             cost_estimate_usd=cost,
+            namespace=self.namespace,
         )
-        return self._post(attempt_id, want, action, training_id, validation_id)
+
+    def _unknown_with_tag(self, provider: str, tag: str) -> list[RemoteJob]:
+        """The provider's jobs carrying ``tag`` that the ledger does not hold yet (the tag
+        is shared by every attempt of a spec at one fingerprint)."""
+        known = self.ledger.known_remote_ids(provider)
+        return [j for j in self.drivers.get(provider).find_jobs_by_tag(tag) if j.id not in known]
 
     def _provider_estimate(
         self, want: DesiredJob, action: Action, training_id: str, validation_id: str | None
@@ -260,19 +283,12 @@ class Executor:
         action: Action,
         training_id: str,
         validation_id: str | None,
-        *,
-        looked: bool = False,
     ) -> tuple[str, bool]:
-        """Steps 2–3 of the crash protocol for one intent row: look, post once, record."""
+        """Steps 2–3 of the crash protocol for an intent the caller looked up: post once,
+        record."""
         spec = want.spec
         row = self.ledger.attempt(attempt_id)
         driver = self.drivers.get(spec.provider)
-        if not looked:
-            # a job with this tag may exist already (a lost ledger, an earlier run): never
-            # post what the provider has (DESIGN §10: "still look tags up before creating")
-            found = driver.find_jobs_by_tag(row["tag"])
-            if found:
-                return self._adopted(row, found, "found by tag before posting"), False
         request = create_request(
             want.name,
             spec,
@@ -307,17 +323,20 @@ class Executor:
         return f"created {job.id} (attempt {row['attempt']}, {job.status})", False
 
     def _adopted(self, row: dict[str, object], found: list[RemoteJob], how: str) -> str:
-        """Record the oldest job carrying an intent's tag; cancel any duplicates."""
-        found = sorted(found, key=lambda j: j.created_at or 0.0)
-        job, extra = found[0], found[1:]
+        """Record the job carrying an intent's tag: the oldest live one (else the newest
+        finished one); a second live job for the same attempt is a duplicate, cancelled."""
+        by_age = sorted(found, key=lambda j: j.created_at or 0.0)
+        live = [j for j in by_age if not j.phase.terminal]
+        done = [j for j in by_age if j.phase is Phase.SUCCEEDED] or by_age
+        job = live[0] if live else done[-1]
+        extra = live[1:]
         attempt_id = int(str(row["id"]))
         self.ledger.record_job(attempt_id, job, event="adopted")
         note = f"adopted {job.id} ({job.status}, {how})"
         if extra:
             driver = self.drivers.get(str(row["provider"]))
             for dup in extra:
-                if dup.phase.active:
-                    driver.cancel_job(dup.id)
+                driver.cancel_job(dup.id)
             ids = ", ".join(j.id for j in extra)
             self.ledger.record_event(
                 "duplicate", f"tag {row['tag']} also on {ids}: cancelled", str(row["spec_name"])
@@ -369,7 +388,7 @@ class Executor:
         cur = action.current
         assert cur is not None
         row = self.ledger.attempt(cur.id)
-        found = self.drivers.get(cur.provider).find_jobs_by_tag(cur.tag)
+        found = self._unknown_with_tag(cur.provider, cur.tag)
         if found:
             notes.append(self._adopted(row, found, "an interrupted create"))
             job = self.ledger.attempt(cur.id)
@@ -397,7 +416,7 @@ class Executor:
             want = self._want(action)
             training_id, validation_id = self._files(want)
             notes.append(f"intent {cur.tag} {why}")
-            return self._post(cur.id, want, action, training_id, validation_id, looked=True)
+            return self._post(cur.id, want, action, training_id, validation_id)
         self.ledger.mark_absent(cur.id, f"intent {cur.tag} {why}")
         notes.append(f"intent {cur.tag} {why}")
         if action.then is Kind.REPLACE:

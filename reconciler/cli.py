@@ -13,15 +13,24 @@ from collections.abc import Sequence
 
 from . import __version__
 
-EPILOG = """\
-environment:
-  TOGETHER_API_KEY, OPENAI_API_KEY, MISTRAL_API_KEY   provider keys (read only when needed)
-  TOGETHER_BASE_URL, OPENAI_BASE_URL, MISTRAL_BASE_URL  endpoints, with or without /v1
-  RECONCILER_SPECS, RECONCILER_LEDGER                  defaults for --specs and --ledger
-  NO_COLOR                                             plain output
 
-exit codes: 0 ok; 1 error (or, with plan --detailed-exitcode, 0 no changes, 1 error, 2 changes)
-"""
+def epilog() -> str:
+    """The environment each provider of the catalog reads, and the exit codes."""
+    from .providers import CATALOG  # data only: no HTTP library is imported for --help
+
+    rows = [(f"{p.endpoint.key_var}, {p.endpoint.url_var}", p.title) for p in CATALOG.values()]
+    rows += [
+        ("RECONCILER_SPECS, RECONCILER_LEDGER", "defaults for --specs and --ledger"),
+        ("NO_COLOR", "plain output"),
+    ]
+    width = max(len(name) for name, _ in rows) + 2
+    lines = [f"  {name:<{width}}{what}" for name, what in rows]
+    return (
+        "environment (provider keys are read only when a provider is needed; base URLs are\n"
+        "taken with or without /v1):\n" + "\n".join(lines) + "\n\n"
+        "exit codes: 0 ok; 1 error (or, with plan --detailed-exitcode, 0 no changes, "
+        "1 error, 2 changes)\n"
+    )
 
 
 def _globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -58,7 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reconciler",
         description="GitOps for LLM fine-tuning: make provider fine-tune jobs match the "
         "YAML specs committed to git.",
-        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"reconciler {__version__}")
@@ -241,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return emulator_main(emulator_argv)
     parser = build_parser()
+    if not argv or "-h" in argv or "--help" in argv:
+        parser.epilog = epilog()  # only the top-level help shows it; built only then
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -80,12 +80,6 @@ def fingerprint(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
 
 
-def tag_for(name: str, fingerprint: str, attempt: int) -> str:
-    """The deterministic tag of one attempt: fits Mistral's 18-character suffix."""
-    digest = hashlib.sha256(f"{name}\0{fingerprint}\0{attempt}".encode()).hexdigest()
-    return "rc-" + digest[:12]
-
-
 def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
     if isinstance(value, dict) and value:
         for key in value:

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -33,6 +33,7 @@ from .yamlstrict import (
 
 MAX_SPEC_BYTES = 1 << 20  # a spec is a page of YAML; 1 MiB is generous
 SPEC_SUFFIXES = (".yaml", ".yml")
+PROJECT_FILE = "reconciler.yaml"  # at the specs root: not a spec (project.py reads it)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ def display_path(path: Path, cwd: Path | None = None) -> Path:
 
 
 def discover(root: Path) -> list[Path]:
-    """Every spec file under ``root``, sorted; hidden folders are skipped."""
+    """Every spec file under ``root``, sorted; hidden folders and the project file at the
+    root are skipped."""
     if root.is_file():
         return [root]
     found: list[Path] = []
@@ -79,7 +81,9 @@ def discover(root: Path) -> list[Path]:
         found.extend(
             base / name
             for name in files
-            if name.endswith(SPEC_SUFFIXES) and not name.startswith(".")
+            if name.endswith(SPEC_SUFFIXES)
+            and not name.startswith(".")
+            and not (name == PROJECT_FILE and folder == str(root))  # the project file
         )
     return sorted(found)
 
@@ -144,7 +148,9 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[st
     return [f.alias or n for n, f in fields.items()]
 
 
-def _pydantic_errors(exc: ValidationError, node: yaml.MappingNode, file: Path) -> list[SpecError]:
+def _pydantic_errors(
+    exc: ValidationError, node: yaml.MappingNode, file: Path, model: type[BaseModel] = FineTuneJob
+) -> list[SpecError]:
     errors: list[SpecError] = []
     located = []
     for err in exc.errors(include_url=False):
@@ -160,7 +166,7 @@ def _pydantic_errors(exc: ValidationError, node: yaml.MappingNode, file: Path) -
         seen.add(path)
         msg = str(err["msg"])
         if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(FineTuneJob, loc)
+            allowed = _allowed_keys(model, loc)
             hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             msg = "unknown key" + (f", did you mean {hint[0]!r}?" if hint else "")
             if allowed and not hint:
@@ -173,9 +179,8 @@ def _pydantic_errors(exc: ValidationError, node: yaml.MappingNode, file: Path) -
     return errors
 
 
-def load_file(path: Path, shown: Path | None = None) -> tuple[list[LoadedSpec], list[SpecError]]:
-    """Every spec document in one file, and every problem found in it."""
-    shown = shown or display_path(path)
+def read_documents(path: Path, shown: Path) -> tuple[list[yaml.Node], list[SpecError]]:
+    """The YAML documents of one file, composed under the strict rules, or its problem."""
     try:
         size = path.stat().st_size
         if size > MAX_SPEC_BYTES:
@@ -193,11 +198,9 @@ def load_file(path: Path, shown: Path | None = None) -> tuple[list[LoadedSpec], 
                 "binary content (NUL byte)", shown, text[: text.index("\x00")].count("\n") + 1
             )
         ]
-    specs: list[LoadedSpec] = []
-    errors: list[SpecError] = []
     try:
         check_flow_depth(text, shown)
-        nodes = list(yaml.compose_all(text, Loader=Loader))
+        return [n for n in yaml.compose_all(text, Loader=Loader) if n is not None], []
     except SpecError as exc:
         return [], [exc]
     except yaml.MarkedYAMLError as exc:
@@ -210,9 +213,51 @@ def load_file(path: Path, shown: Path | None = None) -> tuple[list[LoadedSpec], 
         return [], [SpecError(f"invalid YAML: unacceptable character {exc.character!r}", shown, at)]
     except yaml.YAMLError as exc:
         return [], [SpecError(f"invalid YAML: {exc}", shown)]
+
+
+def _blank(path: Path) -> bool:
+    try:
+        return not path.read_bytes().strip()
+    except OSError:
+        return False
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_model(
+    path: Path, model: type[M], what: str
+) -> tuple[M | None, dict[tuple[str, ...], int], list[SpecError]]:
+    """One document of ``model`` in ``path`` (a project file): the value, its key lines,
+    and every problem, each at its line."""
+    shown = display_path(path)
+    nodes, errors = read_documents(path, shown)
+    if errors:
+        return None, {}, errors
+    if len(nodes) != 1 or not isinstance(nodes[0], yaml.MappingNode):
+        return None, {}, [SpecError(f"must hold exactly one mapping: {what}", shown, 1)]
+    node = nodes[0]
+    try:
+        value = model.model_validate(Builder(shown).build(node))
+    except SpecError as exc:
+        return None, {}, [exc]
+    except ValidationError as exc:
+        return None, {}, _pydantic_errors(exc, node, shown, model)
+    return value, key_lines(node), []
+
+
+def load_file(path: Path, shown: Path | None = None) -> tuple[list[LoadedSpec], list[SpecError]]:
+    """Every spec document in one file, and every problem found in it."""
+    shown = shown or display_path(path)
+    nodes, errors = read_documents(path, shown)
+    if errors:
+        return [], errors
+    specs: list[LoadedSpec] = []
+    if not nodes and _blank(path):
+        # an editor's truncate-and-write, seen mid-save, or a file emptied by mistake: never
+        # taken as "these specs were removed" (a file of comments only is a removal)
+        return [], [SpecError("empty file (delete the file to remove its specs)", shown, 1)]
     for node in nodes:
-        if node is None:
-            continue
         try:
             spec = _load_document(node, shown)
         except SpecError as exc:

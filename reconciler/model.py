@@ -111,7 +111,7 @@ class CreateRequest:
 
 
 # the tag a request carries where only its shape matters (validation, price estimates)
-PLACEHOLDER_TAG = "rc-000000000000"
+PLACEHOLDER_TAG = "rc0000-00000000000"
 
 
 def create_request(

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .fingerprint import FieldChange, diff, fingerprint, tag_for, training_inputs
+from .fingerprint import FieldChange, diff, fingerprint, training_inputs
 from .model import AttemptView, DesiredJob, Phase, SpecRecord
 from .providers import CATALOG
 from .retry import attempt_retry_delay
+from .tags import DEFAULT_NAMESPACE, tag_for
 
 
 class Kind(enum.StrEnum):
@@ -124,6 +125,7 @@ def make_plan(
     max_cost: float | None = None,
     lineage: str = "",
     serial: int = 0,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> Plan:
     """Compare desired state with the ledger view; return what would make them match.
 
@@ -137,7 +139,7 @@ def make_plan(
     for name in sorted(set(wanted) | {n for n, r in records.items() if r.current}):
         record = records.get(name) or SpecRecord(name, (), 1)
         want = wanted.get(name)
-        action = _plan_one(want, record, records, now)
+        action = _plan_one(want, record, records, now, namespace)
         if want is not None and action.kind in CREATES:
             action, spent = _budget(action, want, max_cost, spent)
         fingerprints[name] = action.fingerprint if name in wanted else None
@@ -192,6 +194,7 @@ def _plan_one(
     record: SpecRecord,
     records: Mapping[str, SpecRecord],
     now: float,
+    namespace: str,
 ) -> Action:
     cur = record.current
     if want is None:
@@ -255,7 +258,7 @@ def _plan_one(
     create: dict[str, Any] = {
         "fingerprint": fp,
         "attempt": nxt,
-        "tag": tag_for(want.name, fp, nxt),
+        "tag": tag_for(namespace, want.name, fp),
         "from_output": from_output,
         "estimated_cost_usd": want.estimated_cost_usd,
         **base,

@@ -24,6 +24,7 @@ from .observe import Refresh, persist_observations, refresh, with_observations
 from .plan import Action, Kind, Plan, make_plan, upstream_output
 from .planfile import SavedPlan
 from .providers.pool import DriverPool
+from .tags import DEFAULT_NAMESPACE
 
 Clock = Callable[[], float]
 
@@ -73,7 +74,11 @@ def observe(
 
 
 def plan_for(
-    desired: Sequence[DesiredJob], obs: Observation, *, max_cost: float | None = None
+    desired: Sequence[DesiredJob],
+    obs: Observation,
+    *,
+    max_cost: float | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> Plan:
     """The plan for an observation, on its basis (the view's lineage and serial)."""
     return make_plan(
@@ -83,6 +88,7 @@ def plan_for(
         max_cost=max_cost,
         lineage=obs.view.lineage,
         serial=obs.view.serial,
+        namespace=namespace,
     )
 
 
@@ -139,7 +145,9 @@ class Reconciler:
         adopt_grace: float = DEFAULT_ADOPT_GRACE,
         max_cost: float | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
     ) -> None:
+        self.namespace = namespace  # the project's (reconciler.yaml); a daemon updates it
         self.ledger = ledger
         self.drivers = drivers
         self.clock = clock
@@ -178,10 +186,11 @@ class Reconciler:
             adopt_grace=self.adopt_grace,
             on_outcome=self.on_outcome,
             broken={**obs.errors, **(broken or {})},
+            namespace=self.namespace,
         )
         if confirm is None:  # unattended: the plan sees parked jobs already started
             obs = self._record(executor, desired, obs)
-        plan = plan_for(desired, obs, max_cost=self.max_cost)
+        plan = plan_for(desired, obs, max_cost=self.max_cost, namespace=self.namespace)
         held: tuple[Action, ...] = ()
         if holding:
             plan, held = hold_removals(plan, desired)
@@ -281,6 +290,7 @@ class Reconciler:
             on_delete=want.spec.policy.on_delete,
             spec_path=self.provenance.spec_path_of(want.file),
             git_commit=self.provenance.commit_of(want.file),
+            namespace=self.namespace,
         )
         self.ledger.record_job(attempt_id, job, event="imported")
         return job, attempt

@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import ConfigError, SpecError, SpecErrors
 from .loader import SpecSet, load_tree
+from .project import Project, load_project
 from .validation import DesiredState, desired_state
 
 
@@ -97,7 +98,9 @@ class SpecSource:
             if paths:
                 raise ConfigError("--git-ref reads the whole specs tree of a commit: give no PATH")
             specs = load_tree([snap.specs_dir], cache=self._file_cache)
-            state = desired_state(specs, snap.specs_dir, cache=self._data_cache)
+            state = self._with_project(
+                desired_state(specs, snap.specs_dir, cache=self._data_cache), snap.specs_dir
+            )
             state.errors = [self._at_ref(err, snap) for err in state.errors]
             return specs, state
         if paths is None and not self.specs.is_dir():
@@ -106,7 +109,16 @@ class SpecSource:
             )
         specs = load_tree(paths or [self.specs], cache=self._file_cache)
         root = self.specs if self.specs.is_dir() else (paths[0] if paths else self.specs)
-        return specs, desired_state(specs, root, cache=self._data_cache)
+        state = desired_state(specs, root, cache=self._data_cache)
+        return specs, self._with_project(state, self.specs)
+
+    @staticmethod
+    def _with_project(state: DesiredState, root: Path) -> DesiredState:
+        """The namespace of the project file at the specs root, or its problems."""
+        project, errors = load_project(root) if root.is_dir() else (Project(), [])
+        state.namespace = project.namespace
+        state.errors = [*errors, *state.errors]
+        return state
 
     @property
     def _file_cache(self) -> dict[Any, Any] | None:

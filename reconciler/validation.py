@@ -18,11 +18,13 @@ from .errors import SpecError
 from .loader import LoadedSpec, SpecSet, display_path, paused_gc
 from .model import PLACEHOLDER_TAG, DesiredJob, create_request
 from .providers import CATALOG
+from .tags import DEFAULT_NAMESPACE
 
 
 @dataclass
 class DesiredState:
     jobs: list[DesiredJob] = field(default_factory=list)
+    namespace: str = DEFAULT_NAMESPACE  # the project's (reconciler.yaml), part of every tag
     errors: list[SpecError] = field(default_factory=list)
     reports: dict[str, tuple[DataFileReport, DataFileReport | None]] = field(default_factory=dict)
 

@@ -136,6 +136,7 @@ class Watcher:
             return False
 
         broken = {p: h.error for p, h in self.health.items() if h.error is not None}
+        self.core.namespace = state.namespace
         result = self.core.pass_once(
             state.jobs,
             select=select,

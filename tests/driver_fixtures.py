@@ -25,7 +25,8 @@ from reconciler.providers.together.client import TogetherDriver
 
 PROVIDERS = ("together", "openai", "mistral")
 SHA = "0123456789abcdef" + "0" * 48
-TAG = "rc-0123456789ab"
+TAG = "rc3f9a-0123456789a"  # a tag of namespace code 3f9a (reconciler.tags)
+LEGACY_TAG = "rc-0123456789ab"  # written before namespaces: still read back
 NAME = "support-bot"
 # what the driver names an uploaded file after: the content hash, so a re-upload is found
 UPLOAD_NAME = f"rc-{SHA[:16]}-train.jsonl"

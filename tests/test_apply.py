@@ -102,9 +102,17 @@ class World:
     def check_invariants(self) -> None:
         rows = self.ledger_rows()
         tags = {r["tag"] for r in rows}
-        # no two remote jobs for one (spec, fingerprint, attempt) = one tag
+        # no two remote jobs for one (spec, fingerprint, attempt): a tag is shared by the
+        # attempts of one spec at one fingerprint, so no more jobs than attempts, and never
+        # two alive at once
         for tag in tags:
-            assert len(self.provider.jobs_with_tag(tag)) <= 1, f"duplicate jobs for {tag}"
+            jobs = self.provider.jobs_with_tag(tag)
+            attempts = [r for r in rows if r["tag"] == tag]
+            assert len(jobs) <= len(attempts), f"duplicate jobs for {tag}"
+            assert sum(j.phase.active for j in jobs) <= 1, f"two live jobs for {tag}"
+        assert len({r["remote_id"] for r in rows if r["remote_id"]}) == sum(
+            1 for r in rows if r["remote_id"]
+        ), "two attempts share one remote job"
         # every tagged remote job is known to the ledger, by tag and by id
         known_ids = {r["remote_id"] for r in rows}
         for job in self.provider.jobs.values():

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from support import SpecTree
 
+from reconciler import tags
 from reconciler.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +105,8 @@ def test_plan_offline_json_detailed_exitcode_lists_a_create(
     assert doc["format_version"] == "1.0"
     (action,) = doc["actions"]
     assert (action["name"], action["kind"], action["actions"]) == ("bot", "create", ["create"])
-    assert action["tag"].startswith("rc-") and len(action["tag"]) == 15
+    assert tags.is_tag(action["tag"]) and len(action["tag"]) == 18
+    assert tags.code_of(action["tag"]) == tags.namespace_code("default")
     assert doc["summary"]["changes"] == 1
     assert not (tree.root.parent / "state").exists()  # plan never writes
 

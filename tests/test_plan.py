@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from reconciler.fingerprint import fingerprint, tag_for, training_inputs
+from reconciler.fingerprint import fingerprint, training_inputs
 from reconciler.model import Phase
 from reconciler.plan import AttemptView, DesiredJob, Kind, SpecRecord, make_plan
 from reconciler.providers import CATALOG
 from reconciler.spec import JobSpec
+from reconciler.tags import DEFAULT_NAMESPACE, tag_for
 
 NOW = 1_000_000.0
 SHA = "a" * 64
@@ -53,7 +54,7 @@ def attempt(
         "name": d.name,
         "attempt": n,
         "fingerprint": fp,
-        "tag": tag_for(d.name, fp, n),
+        "tag": tag_for(DEFAULT_NAMESPACE, d.name, fp),
         "provider": d.spec.provider,
         "inputs": inp,
         "phase": phase,
@@ -161,7 +162,7 @@ def test_every_cell_of_the_table(
     assert action.then is then
     assert action.reason  # every action says why
     if kind in (Kind.CREATE, Kind.RETRY, Kind.REPLACE):
-        assert action.tag == tag_for(action.name, action.fingerprint, action.attempt)
+        assert action.tag == tag_for(DEFAULT_NAMESPACE, action.name, action.fingerprint)
 
 
 def test_replace_names_each_changed_field_old_to_new() -> None:

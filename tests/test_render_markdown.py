@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from reconciler.fingerprint import FieldChange, fingerprint, tag_for, training_inputs
+from reconciler.fingerprint import FieldChange, fingerprint, training_inputs
 from reconciler.model import Phase
 from reconciler.plan import Action, AttemptView, DesiredJob, Kind, Plan, SpecRecord, make_plan
 from reconciler.render import md_code, md_text, plan_markdown, summary_line
 from reconciler.spec import JobSpec
+from reconciler.tags import DEFAULT_NAMESPACE, tag_for
 
 NOW = 1_000_000.0
 SHA = "a" * 64
@@ -41,7 +42,7 @@ def running(d: DesiredJob, phase: Phase = Phase.RUNNING) -> SpecRecord:
         name=d.name,
         attempt=1,
         fingerprint=fp,
-        tag=tag_for(d.name, fp, 1),
+        tag=tag_for(DEFAULT_NAMESPACE, d.name, fp),
         provider=d.spec.provider,
         inputs=inputs,
         phase=phase,

@@ -16,7 +16,7 @@ import httpx
 import jsonschema
 import pytest
 import respx
-from driver_fixtures import SHA, TAG, make_driver, multipart, write_data_file
+from driver_fixtures import LEGACY_TAG, SHA, TAG, make_driver, multipart, write_data_file
 from support import no_nulls
 from together_fake import (
     CREATE_BODY,
@@ -265,7 +265,11 @@ def test_estimate_payload_keeps_only_estimate_fields() -> None:
         (TAG, TAG),
         (f"support-v3-{TAG}", TAG),
         (f"support-v3-{TAG}-x", None),
-        ("rc-0123456789AB", None),  # upper-case hex is not ours
+        (LEGACY_TAG, LEGACY_TAG),
+        (f"support-v3-{LEGACY_TAG}", LEGACY_TAG),
+        ("rc3F9A-0123456789a", None),  # upper case is not ours
+        ("rc3f9a-0123456789", None),
+        ("rc-0123456789AB", None),
         ("xrc-0123456789ab", None),
         ("rc-0123456789a", None),
         ("", None),
@@ -302,7 +306,7 @@ def test_request_problems() -> None:
         "lora.rank",
         "lora.r:",
         "dpo.gamma",
-        "suffix: at most 24",
+        "suffix: at most 21",
         "options.suffix",
     ):
         assert needle in text

@@ -40,6 +40,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 adopt_grace=args.adopt_grace,
                 max_cost=args.max_cost,
                 on_outcome=lambda o: _outcome_line(out, o),
+                namespace=state.namespace,
             )
 
             def confirm(plan: Plan, obs: Observation) -> bool:

@@ -36,9 +36,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     with ws.writing("import") as ledger:
         drivers = DriverPool(ws.env)
         try:
-            job, attempt = Reconciler(ledger, drivers, provenance=ws.source).import_job(
-                want, job_id
-            )
+            core = Reconciler(ledger, drivers, provenance=ws.source, namespace=state.namespace)
+            job, attempt = core.import_job(want, job_id)
         finally:
             drivers.close()
     ws.out().print(

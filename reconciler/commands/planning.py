@@ -43,7 +43,8 @@ def compute_plan(
 
     view = ws.view()
     if offline:
-        return plan_for(state.jobs, observe(view, None, time.time()), max_cost=max_cost)
+        obs = observe(view, None, time.time())
+        return plan_for(state.jobs, obs, max_cost=max_cost, namespace=state.namespace)
     drivers = DriverPool(ws.env)
     try:
         obs = observe(view, drivers, time.time())
@@ -52,9 +53,11 @@ def compute_plan(
                 f"cannot refresh {provider} jobs: {err} "
                 "(plan --offline plans from the ledger alone)"
             ) from err
-        plan = plan_for(state.jobs, obs, max_cost=max_cost)
+        plan = plan_for(state.jobs, obs, max_cost=max_cost, namespace=state.namespace)
         priced = _priced(ws, state, plan, drivers)
-        return plan if priced is None else plan_for(priced, obs, max_cost=max_cost)
+        if priced is None:
+            return plan
+        return plan_for(priced, obs, max_cost=max_cost, namespace=state.namespace)
     finally:
         drivers.close()
 

@@ -15,6 +15,7 @@ from ..planfile import FORMAT_VERSION, dumps
 from ..providers.pool import DriverPool
 from ..reconcile import observe, plan_for
 from ..redact import scrub
+from ..tags import DEFAULT_NAMESPACE
 from .workspace import Workspace
 
 
@@ -50,16 +51,17 @@ def status_rows(ws: Workspace, offline: bool) -> list[dict[str, Any]]:
         finally:
             drivers.close()
     jobs: list[Any] = []
+    namespace = DEFAULT_NAMESPACE
     if ws.specs.is_dir():
         state = ws.source.load()
-        jobs = state.jobs
+        jobs, namespace = state.jobs, state.namespace
         if state.errors:
             print(
                 f"warning: {len(state.errors)} spec problem(s); run `reconciler validate`",
                 file=sys.stderr,
             )
     rows = []
-    for action in plan_for(jobs, obs).actions:
+    for action in plan_for(jobs, obs, namespace=namespace).actions:
         cur = action.current
         rows.append(
             {

@@ -47,6 +47,8 @@ class Ledger(Protocol):
 
     def records(self, names: Iterable[str] | None = None) -> dict[str, SpecRecord]: ...
 
+    def known_remote_ids(self, provider: str) -> set[str]: ...
+
     def attempt(self, attempt_id: int) -> dict[str, Any]: ...
 
     def attempts(self, name: str | None = None) -> list[dict[str, Any]]: ...
@@ -71,6 +73,7 @@ class Ledger(Protocol):
         spec_path: str,
         git_commit: str | None,
         cost_estimate_usd: float | None = None,
+        namespace: str | None = None,
     ) -> int: ...
 
     def mark_posting(

@@ -89,7 +89,20 @@ def _m2_paused(db: sqlite_utils.Database) -> None:
     db.table("attempts").add_column("paused", int, not_null_default=0)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_paused]
+def _m3_namespaces(db: sqlite_utils.Database) -> None:
+    """Tags carry the project's namespace and are shared by the attempts of one spec at one
+    fingerprint (a lost ledger finds any attempt): a tag is no longer unique, and each
+    attempt records its namespace (NULL: made before namespaces, with a legacy tag)."""
+    db.execute("DROP INDEX IF EXISTS idx_attempts_tag")
+    db.table("attempts").create_index(["tag"], index_name="idx_attempts_by_tag")
+    db.table("attempts").add_column("namespace", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _m1_initial,
+    _m2_paused,
+    _m3_namespaces,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -166,6 +166,14 @@ class SqliteLedger:
             for name, top in highest.items()
         }
 
+    def known_remote_ids(self, provider: str) -> set[str]:
+        """Every job id the ledger holds for a provider, forgotten attempts included."""
+        rows = self.db.execute(
+            "SELECT remote_id FROM attempts WHERE provider = ? AND remote_id IS NOT NULL",
+            [provider],
+        )
+        return {str(r[0]) for r in rows}
+
     def attempt(self, attempt_id: int) -> dict[str, Any]:
         return dict(self.db.table("attempts").get(attempt_id))
 
@@ -237,6 +245,7 @@ class SqliteLedger:
         spec_path: str,
         git_commit: str | None,
         cost_estimate_usd: float | None = None,
+        namespace: str | None = None,
     ) -> int:
         """Step 1 of the crash protocol: the intent, committed before any call."""
         now = self.clock()
@@ -255,6 +264,7 @@ class SqliteLedger:
                     "spec_path": spec_path,
                     "git_commit": git_commit,
                     "cost_estimate_usd": cost_estimate_usd,
+                    "namespace": namespace,
                     "created_at": now,
                     "updated_at": now,
                 }
@@ -339,14 +349,16 @@ class SqliteLedger:
             )
             self._event("create_failed", error, row["spec_name"], attempt_id)
 
-    def mark_absent(self, attempt_id: int, reason: str) -> None:
-        """An intent whose tag the provider does not have: it never became a job."""
+    def _mark(self, attempt_id: int, values: dict[str, Any], kind: str, reason: str) -> None:
+        """Change an attempt's columns and log why, in one transaction."""
         row = self.attempt(attempt_id)
         with self.write():
-            self.db.table("attempts").update(
-                attempt_id, {"status": "absent", "updated_at": self.clock()}
-            )
-            self._event("absent", reason, row["spec_name"], attempt_id)
+            self.db.table("attempts").update(attempt_id, {**values, "updated_at": self.clock()})
+            self._event(kind, reason, row["spec_name"], attempt_id)
+
+    def mark_absent(self, attempt_id: int, reason: str) -> None:
+        """An intent whose tag the provider does not have: it never became a job."""
+        self._mark(attempt_id, {"status": "absent"}, "absent", reason)
 
     def sync_policies(self, on_delete: dict[str, str]) -> None:
         """Keep each live attempt's ``on_delete`` equal to its spec's current policy, so
@@ -368,20 +380,10 @@ class SqliteLedger:
                 self._event("policy", f"policy.on_delete: {policy}", name, attempt_id)
 
     def set_paused(self, attempt_id: int, paused: bool, reason: str) -> None:
-        row = self.attempt(attempt_id)
-        with self.write():
-            self.db.table("attempts").update(
-                attempt_id, {"paused": int(paused), "updated_at": self.clock()}
-            )
-            self._event("pause" if paused else "resume", reason, row["spec_name"], attempt_id)
+        self._mark(attempt_id, {"paused": int(paused)}, "pause" if paused else "resume", reason)
 
     def mark_cancel_requested(self, attempt_id: int, reason: str) -> None:
-        row = self.attempt(attempt_id)
-        with self.write():
-            self.db.table("attempts").update(
-                attempt_id, {"cancel_requested": 1, "updated_at": self.clock()}
-            )
-            self._event("cancel", reason, row["spec_name"], attempt_id)
+        self._mark(attempt_id, {"cancel_requested": 1}, "cancel", reason)
 
     def forget(self, name: str, reason: str) -> None:
         with self.write():

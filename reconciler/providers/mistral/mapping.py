@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ... import tags
 from ...model import CreateRequest, Phase, RemoteEvent, RemoteJob
 from ...redact import scrub
 from ..wire import dicts as _dicts
@@ -33,7 +34,7 @@ STATUS_TO_PHASE: dict[str, Phase] = {
 PARKED = "VALIDATED"
 FAILED_STATUSES = frozenset({"FAILED", "FAILED_VALIDATION"})
 
-MAX_SUFFIX = 18  # JobIn.suffix maxLength; our tag "rc-" + 12 hex is 15
+MAX_SUFFIX = 18  # JobIn.suffix maxLength: our tag takes all of it
 PAGE_SIZE = 100
 _HP_TO_WIRE: dict[str, str] = {
     "learning_rate": "learning_rate",
@@ -56,9 +57,9 @@ REQUEST_FIELDS = frozenset(
     | {"classifier_targets"}
 )
 WIRE_HYPERPARAMETERS = frozenset({*_HP_TO_WIRE.values(), "training_steps", "fim_ratio"})
-_TAG = re.compile(r"^rc-[0-9a-f]{12}$")
+_TAG = re.compile(rf"^{tags.PATTERN}$")
 # fine-tuned model names are "ft:[classifier:]<base>:<suffix or short id>:<date>:<hash>"
-_TAG_IN_MODEL = re.compile(r"(?:^|:)(rc-[0-9a-f]{12})(?::|$)")
+_TAG_IN_MODEL = re.compile(rf"(?:^|:)({tags.PATTERN})(?::|$)")
 _ERROR_KEYS = ("error", "error_message", "message", "reason", "detail")
 
 

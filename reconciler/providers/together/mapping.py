@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from ... import tags
 from ...model import CreateRequest, Phase, RemoteEvent, RemoteJob
 from ...redact import scrub
 from ..wire import integer as _int
@@ -36,10 +37,10 @@ LR_SCHEDULERS: tuple[str, ...] = ("linear", "cosine")
 # Options that would override a first-class field; `suffix` carries the crash-safety tag.
 RESERVED_OPTIONS: tuple[str, ...] = ("suffix", "model", "training_file", "validation_file")
 
-TAG_LENGTH = 15  # "rc-" + 12 hex
+TAG_LENGTH = tags.LENGTH  # 18: "rc" + namespace code + "-" + 11 hex
 MAX_SUFFIX = 40  # the SDK's documented limit (the spec states none)
 # The user's suffix gets "-<tag>" appended, so it may use what is left of the 40.
-MAX_USER_SUFFIX = MAX_SUFFIX - 1 - TAG_LENGTH  # 24
+MAX_USER_SUFFIX = MAX_SUFFIX - 1 - TAG_LENGTH  # 21
 
 _HP_TO_WIRE: dict[str, str] = {
     "epochs": "n_epochs",
@@ -67,9 +68,9 @@ DPO_KEYS: tuple[str, ...] = tuple(_DPO_TO_WIRE)
 # what POST /fine-tunes/estimate-price accepts of a create body
 _ESTIMATE_KEYS = frozenset(("training_file", "validation_file", "model", "n_epochs", "n_evals"))
 _ESTIMATE_KEYS |= {"training_method", "training_type", "from_checkpoint"}
-_TAG_AT_END = re.compile(r"(?:^|[^0-9a-z])(rc-[0-9a-f]{12})$")
+_TAG_AT_END = re.compile(rf"(?:^|[^0-9a-z])({tags.PATTERN})$")
 # model_output_name is "<owner>/<model>-<suffix>-<random hex>": the tag is followed by a hash
-_TAG_IN_OUTPUT = re.compile(r"(?:^|[^0-9a-z])(rc-[0-9a-f]{12})(?:-[0-9a-z]{1,16})?$")
+_TAG_IN_OUTPUT = re.compile(rf"(?:^|[^0-9a-z])({tags.PATTERN})(?:-[0-9a-z]{{1,16}})?$")
 
 
 # ---------------------------------------------------------------- pure mapping
