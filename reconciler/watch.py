@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .apply import Outcome
-from .errors import ReconcilerError
+from .errors import LedgerError, ReconcilerError
 from .ledger import Ledger
 from .log import get as get_logger
 from .model import AttemptView, Phase
@@ -62,6 +62,8 @@ class Watcher:
     clock: Callable[[], float] = time.time
     on_pass: Callable[[float, PassResult | None], None] | None = None
     on_finished: Callable[[AttemptView], None] | None = None
+    # whether the ledger file this daemon holds is still the one at its path
+    still_ours: Callable[[], bool] = lambda: True
     stop: threading.Event = field(default_factory=threading.Event)
     health: dict[str, ProviderHealth] = field(default_factory=dict)
     last_polled: dict[int, float] = field(default_factory=dict)
@@ -100,7 +102,13 @@ class Watcher:
         return due
 
     def reconcile(self) -> list[Outcome]:
-        """One pass. Never raises for provider or spec trouble: it logs and carries on."""
+        """One pass. Never raises for provider or spec trouble: it logs and carries on.
+        A ledger deleted or replaced under the daemon stops it (``LedgerError``)."""
+        if not self.still_ours():
+            raise LedgerError(
+                f"ledger {self.ledger.path} was deleted or replaced while watch ran; stopping "
+                "without writing to it (restore it, or start watch again for a new ledger)"
+            )
         started = time.monotonic()
         result = None
         try:

@@ -37,6 +37,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 adopt_grace=args.adopt_grace,
                 max_cost=args.max_cost,
             )
+            if ws.lock is not None:
+                watcher.still_ours = ws.lock.still_held
             if args.metrics_port is not None:
                 server = _observe(watcher, args)
             if notifier is not None:

@@ -29,6 +29,7 @@ class Workspace:
     git_ref: str | None = None
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     source: SpecSource = field(init=False)
+    lock: WriterLock | None = field(init=False, default=None)  # while ``writing``
 
     def __post_init__(self) -> None:
         self.source = SpecSource(self.specs, self.git_ref)
@@ -54,6 +55,7 @@ class Workspace:
         """The ledger, opened for writing under its single-writer lock."""
         with WriterLock(self.ledger) as lock:
             lock.acquire(command)
+            self.lock = lock
             ledger = open_ledger(self.ledger)
             try:
                 yield ledger

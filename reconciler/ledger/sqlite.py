@@ -122,6 +122,11 @@ class SqliteLedger:
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O, locked
                 raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+            if isinstance(exc, sqlite3.IntegrityError):  # a second writer got past the lock
+                raise LedgerError(
+                    f"cannot write ledger {self.path}: {exc} (another writer changed it "
+                    "meanwhile; run the command again)"
+                ) from exc
             raise
 
     def _meta(self, key: str) -> str | None:
