@@ -150,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="how long a tag missing from a provider's list may still be list lag (default 120)",
     )
+    p.add_argument(
+        "--allow-mass-removal",
+        action="store_true",
+        help="run a plan that cancels or forgets all, or more than half, of the tracked jobs",
+    )
 
     p = command("status", "every spec: phase, provider job, progress, model, last error")
     p.add_argument("--json", action="store_true", help="machine-readable status on stdout")
@@ -170,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=120.0,
         metavar="S",
         help="list-lag grace for interrupted creates (default 120)",
+    )
+    p.add_argument(
+        "--removal-settle",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="a spec must stay gone this long before its job is cancelled or forgotten "
+        "(default 30)",
+    )
+    p.add_argument(
+        "--allow-mass-removal",
+        action="store_true",
+        help="act on removals of all, or more than half, of the tracked jobs (else held)",
     )
     p.add_argument(
         "--max-cost",

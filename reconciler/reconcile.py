@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from .apply import DEFAULT_ADOPT_GRACE, Executor, Outcome
 from .errors import ConfigError, ErrorKind, ProviderError, ReconcilerError
@@ -21,7 +21,8 @@ from .fingerprint import fingerprint, training_inputs
 from .ledger import Ledger
 from .model import AttemptView, DesiredJob, LedgerView, RemoteJob, SpecRecord
 from .observe import Refresh, persist_observations, refresh, with_observations
-from .plan import Action, Kind, Plan, make_plan, upstream_output
+from .plan import Action, Kind, Plan, make_plan, removals, upstream_output
+from .plan import mass_removal as mass_removal_of
 from .planfile import SavedPlan
 from .providers.pool import DriverPool
 from .tags import DEFAULT_NAMESPACE
@@ -92,13 +93,14 @@ def plan_for(
     )
 
 
-def hold_removals(plan: Plan, desired: Sequence[DesiredJob]) -> tuple[Plan, tuple[Action, ...]]:
-    """Some specs failed to load, so a name missing from ``desired`` may be a broken file:
-    nothing is cancelled or forgotten until they load again. Returns the plan and what
-    it holds back."""
-    valid = {d.name for d in desired}
-    held = tuple(a for a in plan.actions if a.is_change and a.name not in valid)
+def hold_removals(plan: Plan, hold: Callable[[str], bool]) -> tuple[Plan, tuple[Action, ...]]:
+    """The plan without the removals (cancel, forget, adopt-then-remove) of the names
+    ``hold`` picks, and what it holds back."""
+    held = tuple(a for a in removals(plan) if hold(a.name))
     return plan.only(a for a in plan.actions if a not in held), held
+
+
+MassRemoval = Literal["refuse", "hold", "allow"]
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,9 @@ class PassResult:
     observation: Observation
     outcomes: tuple[Outcome, ...] = ()
     records: Mapping[str, SpecRecord] = field(default_factory=dict)
-    held: tuple[Action, ...] = ()  # removals held back while specs have errors
-    declined: bool = False  # the plan was shown and not confirmed: nothing was written
+    held: tuple[Action, ...] = ()  # removals held back (broken or missing specs, too many)
+    declined: bool = False  # nothing was executed or written: not confirmed, or refused
+    refused: str | None = None  # a mass removal: why it was refused (declined) or held
 
     @property
     def failed(self) -> list[Outcome]:
@@ -165,15 +168,18 @@ class Reconciler:
         execute: bool = True,
         select: Callable[[AttemptView], bool] | None = None,
         broken: Mapping[str, ReconcilerError] | None = None,
-        holding: bool = False,
+        hold: Callable[[str], bool] = lambda name: False,
+        mass_removal: MassRemoval = "refuse",
         stop: Callable[[], bool] | None = None,
     ) -> PassResult:
         """Observe, plan, confirm (when asked), record what was observed, execute.
 
         ``confirm`` sees the plan (to show it) and says whether to go on. ``saved``: a
         reviewed plan, executed instead of the fresh one once it is found current.
-        ``execute=False`` observes, records and plans, and acts on nothing. ``holding``:
-        some specs did not load, so removals are held (``hold_removals``).
+        ``execute=False`` observes, records and plans, and acts on nothing. ``hold``:
+        picks the names whose removal waits (a spec that failed to load, or went missing
+        a moment ago). A plan removing all or most tracked jobs is refused (nothing is written, the
+        result says why), held, or allowed, by ``mass_removal``.
         """
         obs = observe(self.ledger.view(), self.drivers, self.clock(), select=select)
         executor = Executor(
@@ -191,9 +197,16 @@ class Reconciler:
         if confirm is None:  # unattended: the plan sees parked jobs already started
             obs = self._record(executor, desired, obs)
         plan = plan_for(desired, obs, max_cost=self.max_cost, namespace=self.namespace)
-        held: tuple[Action, ...] = ()
-        if holding:
-            plan, held = hold_removals(plan, desired)
+        plan, held = hold_removals(plan, hold)
+        tracked = sum(1 for r in obs.records.values() if r.current is not None)
+        too_much = None
+        if mass_removal != "allow":
+            too_much = mass_removal_of(plan, tracked, len(desired))
+        if too_much is not None and mass_removal == "refuse":
+            return PassResult(plan, obs, records=obs.records, declined=True, refused=too_much)
+        if too_much is not None:
+            plan, more = hold_removals(plan, lambda name: True)
+            held += more
         if saved is not None:
             saved.check(plan)
             plan = saved.plan
@@ -204,7 +217,7 @@ class Reconciler:
         outcomes = executor.execute(plan, stop=stop) if execute else []
         touched = {o.name for o in outcomes}
         records = {**obs.records, **(self.ledger.records(touched) if touched else {})}
-        return PassResult(plan, obs, tuple(outcomes), records, held)
+        return PassResult(plan, obs, tuple(outcomes), records, held, refused=too_much)
 
     def _record(
         self, executor: Executor, desired: Sequence[DesiredJob], obs: Observation

@@ -59,7 +59,10 @@ class Watcher:
     interval: float
     adopt_grace: float
     max_cost: float | None = None
-    clock: Callable[[], float] = time.time
+    removal_settle: float = 30.0  # a spec gone for less than this is not acted on yet
+    allow_mass_removal: bool = False
+    clock: Callable[[], float] = time.time  # wall time: what the ledger records
+    monotonic: Callable[[], float] = time.monotonic  # what every wait is measured on
     on_pass: Callable[[float, PassResult | None], None] | None = None
     on_finished: Callable[[AttemptView], None] | None = None
     # whether the ledger file this daemon holds is still the one at its path
@@ -68,6 +71,7 @@ class Watcher:
     health: dict[str, ProviderHealth] = field(default_factory=dict)
     last_polled: dict[int, float] = field(default_factory=dict)
     problems: set[str] = field(default_factory=set)  # spec problems already reported
+    missing_since: dict[str, float] = field(default_factory=dict)  # name → monotonic time
     passes: int = 0
     core: Reconciler = field(init=False)
 
@@ -133,9 +137,17 @@ class Watcher:
         if self.problems and not now_problems:
             log.info("spec problems fixed")
         self.problems = now_problems
-        now = self.clock()
+        now = self.monotonic()
         polled: list[AttemptView] = []
         due = self._due(now)
+        valid = {j.name for j in state.jobs}
+        for name in valid & set(self.missing_since):
+            del self.missing_since[name]  # back (a save, a move away and back): never acted on
+
+        def hold(name: str) -> bool:
+            """A removal waits while specs are broken and until it has settled."""
+            gone_for = now - self.missing_since.setdefault(name, now)
+            return bool(state.errors) or gone_for < self.removal_settle
 
         def select(a: AttemptView) -> bool:
             if due(a):
@@ -149,7 +161,8 @@ class Watcher:
             state.jobs,
             select=select,
             broken=broken,
-            holding=bool(state.errors),
+            hold=hold,
+            mass_removal="allow" if self.allow_mass_removal else "hold",
             stop=self.stop.is_set,
         )
         errors = result.observation.errors

@@ -185,6 +185,7 @@ def test_removed_spec_of_a_running_job_is_cancelled(
     cli: Cli, tree: SpecTree, emulator: Emulator
 ) -> None:
     tree.spec("e2e-cancel")
+    tree.spec("e2e-stays")  # removing the last spec of a project is a mass removal
     cli("apply", "--yes")
     remote_id = cli.status()["e2e-cancel"]["remote_id"]
     tree.remove("e2e-cancel")

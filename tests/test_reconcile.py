@@ -232,7 +232,7 @@ def test_hold_removals_keeps_every_job_of_a_broken_spec(world, tree: SpecTree) -
     tree.spec("beta")
     core.pass_once(desired(tree))
     only_alpha = [j for j in desired(tree) if j.name == "alpha"]
-    result = core.pass_once(only_alpha, holding=True)
+    result = core.pass_once(only_alpha, hold=lambda name: name == "beta")
     assert [a.name for a in result.held] == ["beta"] and not result.outcomes
     assert all(j.phase.active for j in provider.jobs.values())
     assert dataclasses.replace(result.plan, actions=()).lineage == result.plan.lineage

@@ -38,6 +38,7 @@ def setup(tree: SpecTree, tmp_path: Path, clock: Clock):  # type: ignore[no-unty
         interval=10,
         adopt_grace=0,
         clock=clock,
+        monotonic=clock,
         on_finished=lambda a: finished.append(f"{a.name}:{a.phase.value}"),
     )
     yield watcher, provider, driver, finished

@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..model import AttemptView, Phase, SpecRecord
 from ..plan import Kind, Plan
 from ..providers.pool import DriverPool
-from ..reconcile import Observation, PassResult, Reconciler, Settled
+from ..reconcile import MassRemoval, Observation, PassResult, Reconciler, Settled
 from ..redact import scrub
 from ..render import print_plan
 from .workspace import Workspace
@@ -58,7 +58,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 out.print()
                 return True
 
-            first = core.pass_once(state.jobs, confirm=confirm, saved=saved)
+            mass: MassRemoval = "allow" if args.allow_mass_removal else "refuse"
+            first = core.pass_once(state.jobs, confirm=confirm, saved=saved, mass_removal=mass)
+            if first.refused:
+                print_plan(first.plan, out, show_unchanged=False)
+                raise ConfigError(f"{first.refused}: nothing done. {MASS_REMOVAL_HINT}")
             if first.declined:
                 return 1
             if args.wait:
@@ -66,6 +70,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
             return _summary(first, out)
         finally:
             drivers.close()
+
+
+MASS_REMOVAL_HINT = (
+    "An empty or mistyped --specs folder looks like this; if the removal is meant, "
+    "run again with --allow-mass-removal"
+)
 
 
 def _confirmed(args: argparse.Namespace) -> bool:

@@ -23,6 +23,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
     if args.interval <= 0:
         raise ConfigError("--interval must be positive")
+    if args.removal_settle < 0:
+        raise ConfigError("--removal-settle must not be negative")
     ws.require_specs()
     notifier = notifier_from_env(ws.env)
     with ws.writing("watch") as ledger:
@@ -36,6 +38,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 interval=args.interval,
                 adopt_grace=args.adopt_grace,
                 max_cost=args.max_cost,
+                removal_settle=args.removal_settle,
+                allow_mass_removal=args.allow_mass_removal,
             )
             if ws.lock is not None:
                 watcher.still_ours = ws.lock.still_held

@@ -10,7 +10,7 @@ from ..errors import ConfigError, LedgerError, SpecErrors
 from ..ledger import open_ledger
 from ..loader import display_path
 from ..model import DesiredJob
-from ..plan import CREATES, Plan
+from ..plan import CREATES, Plan, mass_removal
 from ..pricing import priced_online
 from ..providers.pool import DriverPool
 from ..reconcile import observe, plan_for
@@ -105,6 +105,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         out = ws.out()
         print_plan(plan, out)
+        tracked = sum(1 for a in plan.actions if a.current is not None)
+        if (too_much := mass_removal(plan, tracked, len(state.jobs))) is not None:
+            out.print(
+                f"\n[yellow]warning:[/] {too_much}: `apply` refuses it without "
+                "--allow-mass-removal (an empty or mistyped --specs folder looks like this)."
+            )
         if args.out:
             out.print(f"\nSaved the plan to {args.out}: run `reconciler apply --plan {args.out}`.")
         elif plan.changes:
