@@ -12,9 +12,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-from .datafiles import sha256_file
 from .errors import ConfigError, ErrorKind, ProviderError, ReconcilerError
 from .ledger import Ledger
 from .log import get as get_logger
@@ -25,7 +23,6 @@ from .model import (
     RemoteJob,
     SpecRecord,
     create_request,
-    upload_filename,
 )
 from .plan import Action, Kind, Plan
 from .pricing import provider_price
@@ -33,6 +30,7 @@ from .providers import CATALOG
 from .providers.pool import DriverPool
 from .redact import scrub
 from .tags import DEFAULT_NAMESPACE
+from .uploads import Uploads
 
 log = get_logger("reconciler.apply")
 
@@ -169,42 +167,16 @@ class Executor:
             return self._pause(action, kind is Kind.PAUSE), False
         raise AssertionError(f"not an executable action: {kind}")  # pragma: no cover
 
-    # -- files ---------------------------------------------------------------------
-    def _ensure_file(self, provider: str, path: Path, sha256: str) -> str:
-        """The provider's id for a data file, uploading it at most once per content hash."""
-        row = self.ledger.file_row(provider, sha256)
-        if row and row["status"] == "uploaded" and row["remote_id"]:
-            return str(row["remote_id"])
-        driver = self.drivers.get(provider)
-        if row is not None:  # an upload intent from an interrupted run: look before uploading
-            found = driver.find_file(sha256)
-            if found is not None:
-                self.ledger.file_uploaded(provider, sha256, found.id, found.filename)
-                return found.id
-        # the bytes must still be the ones checked and fingerprinted
-        if sha256_file(path) != sha256:
-            raise ConfigError(
-                f"{path} changed after it was checked; run the command again to plan with it"
-            )
-        if row is None:
-            self.ledger.file_intent(
-                provider, sha256, upload_filename(sha256, path), path.stat().st_size
-            )
-        remote = driver.upload_file(path, sha256)
-        self.ledger.file_uploaded(provider, sha256, remote.id, remote.filename)
-        return remote.id
-
     def _files(self, want: DesiredJob) -> tuple[str, str | None]:
-        """Upload (at most once per content) the training and validation files."""
+        """The provider's ids of the training and validation files (uploaded at most once
+        per content)."""
+        provider = want.spec.provider
+        uploads = Uploads(self.ledger, self.drivers.get(provider), provider)
         assert want.training_path is not None
-        training_id = self._ensure_file(
-            want.spec.provider, want.training_path, want.training_sha256
-        )
+        training_id = uploads.ensure(want.training_path, want.training_sha256)
         validation_id = None
         if want.validation_path is not None and want.validation_sha256 is not None:
-            validation_id = self._ensure_file(
-                want.spec.provider, want.validation_path, want.validation_sha256
-            )
+            validation_id = uploads.ensure(want.validation_path, want.validation_sha256)
         return training_id, validation_id
 
     # -- create ----------------------------------------------------------------------
@@ -343,6 +315,19 @@ class Executor:
             )
             note += f"; cancelled duplicate(s) {ids}"
         return note
+
+    def cancel_duplicate(self, provider: str, job: RemoteJob, holder: AttemptView) -> None:
+        """A second live job for an attempt that has one (the sweep found it): cancel it,
+        and say so in the ledger's audit log."""
+        why = f"tag {job.tag} of attempt {holder.attempt} also on {job.id}"
+        try:
+            self.drivers.get(provider).cancel_job(job.id)
+        except ProviderError as exc:
+            log.warning("duplicate not cancelled", name=holder.name, job=job.id, error=str(exc))
+            self.ledger.record_event("duplicate", f"{why}: cancel failed ({exc})", holder.name)
+            return
+        log.warning("duplicate cancelled", name=holder.name, job=job.id, tag=job.tag)
+        self.ledger.record_event("duplicate", f"{why}: cancelled", holder.name)
 
     # -- replace, cancel -------------------------------------------------------------
     def _cancel(self, current: AttemptView, why: str) -> str:

@@ -196,6 +196,8 @@ class AttemptView:
     progress: str | None = None
     git_commit: str | None = None  # the commit the spec came from (provenance)
     spec_path: str | None = None
+    misses: int = 0  # looks in a row that found no job (evidence, before absence is concluded)
+    first_miss_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from .ledger import Ledger
 from .log import get as get_logger
 from .model import AttemptView, Phase, RemoteJob, SpecRecord
 from .providers.pool import DriverPool
+from .tags import is_ours
 
 log = get_logger("reconciler.observe")
 
@@ -26,21 +27,34 @@ class Refresh:
 
     observed: dict[int, RemoteJob] = dataclasses.field(default_factory=dict)
     errors: dict[str, ReconcilerError] = dataclasses.field(default_factory=dict)
+    # attempt id → why it was not found this time (a 404 not yet taken as evidence)
+    missed: dict[int, str] = dataclasses.field(default_factory=dict)
+    # jobs of our namespace that the ledger does not know, seen by the lists (the sweep)
+    unknown: list[tuple[str, RemoteJob]] = dataclasses.field(default_factory=list)
 
 
 MISSING_STATUS = "missing"  # our word for a job the provider answers 404 about
+# a known job answered 404 this many looks in a row, over at least this long, is gone;
+# before that it is a proxy hiccup, a lagging replica or a wrong endpoint, and kept
+MISSING_AFTER_LOOKS = 3
+MISSING_AFTER_SECONDS = 60.0
 
 
 def refresh(
     records: Mapping[str, SpecRecord],
     drivers: DriverPool,
     select: Callable[[AttemptView], bool] | None = None,
+    *,
+    now: float = 0.0,
+    sweep: Sweep | None = None,
 ) -> Refresh:
     """Ask each provider about every live, active attempt (those ``select`` picks, when
     given): one list per provider where the API allows, a get for any job the list did
     not show. Terminal jobs are never polled.
 
     A provider that fails is reported in ``errors``; the others are still refreshed.
+    With ``sweep``, every job a list shows that carries the project's namespace and that
+    the ledger does not hold is reported in ``unknown``.
     """
     wanted: dict[str, dict[str, AttemptView]] = {}
     for record in records.values():
@@ -50,40 +64,67 @@ def refresh(
     result = Refresh()
     for provider, by_remote in sorted(wanted.items()):
         try:
-            result.observed.update(_refresh_provider(drivers, provider, by_remote))
+            _refresh_provider(drivers, provider, by_remote, result, now, sweep)
         except (ProviderError, ConfigError) as exc:
             log.warning("refresh failed", provider=provider, error=str(exc))
             result.errors[provider] = exc
     return result
 
 
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """What the lists are swept for: this namespace's jobs the ledger does not know."""
+
+    namespace: str
+    known: Callable[[str], set[str]]  # provider → every job id the ledger holds
+
+
 def _refresh_provider(
-    drivers: DriverPool, provider: str, by_remote: dict[str, AttemptView]
-) -> dict[int, RemoteJob]:
+    drivers: DriverPool,
+    provider: str,
+    by_remote: dict[str, AttemptView],
+    result: Refresh,
+    now: float,
+    sweep: Sweep | None,
+) -> None:
     driver = drivers.get(provider)
-    observed: dict[int, RemoteJob] = {}
+    known = sweep.known(provider) if sweep is not None else set()
     missing = dict(by_remote)
     for job in driver.list_jobs():
         attempt = missing.pop(job.id, None)
         if attempt is not None:
-            observed[attempt.id] = job
+            result.observed[attempt.id] = job
+        elif sweep is not None and job.id not in known and is_ours(job.tag, sweep.namespace):
+            result.unknown.append((provider, job))
         if not missing:
-            break
+            break  # the pages already fetched are swept; older history is not fetched for it
     for remote_id, attempt in missing.items():
         try:
-            observed[attempt.id] = driver.get_job(remote_id)
+            job = driver.get_job(remote_id)
         except ProviderError as exc:
             if exc.kind is not ErrorKind.NOT_FOUND:
                 raise
+            looks = attempt.misses + 1
+            waited = now - (attempt.first_miss_at or now)
+            if looks < MISSING_AFTER_LOOKS or waited < MISSING_AFTER_SECONDS:
+                result.missed[attempt.id] = f"{remote_id} not found at {provider} (look {looks})"
+                continue
             # gone at the provider (deleted, another account or endpoint): never wait on it
-            observed[attempt.id] = RemoteJob(
+            job = RemoteJob(
                 remote_id,
                 Phase.CANCELLED,
                 MISSING_STATUS,
                 tag=attempt.tag,
-                error=f"{remote_id} no longer exists at {provider}",
+                error=f"{remote_id} no longer exists at {provider} ({looks} looks over "
+                f"{waited:.0f}s)",
             )
-    return observed
+        if job.id != remote_id:  # an answer about another job is not about this one
+            raise ProviderError(
+                provider,
+                f"asked for job {remote_id}, the answer is about {job.id or 'no job'}",
+                kind=ErrorKind.RETRYABLE,
+            )
+        result.observed[attempt.id] = job
 
 
 def with_observations(
@@ -114,3 +155,27 @@ def with_observations(
 def persist_observations(ledger: Ledger, observed: Mapping[int, RemoteJob]) -> int:
     """Write what the providers said; returns how many attempts changed."""
     return sum(ledger.record_job(attempt_id, job) for attempt_id, job in observed.items())
+
+
+def classify_unknown(
+    unknown: list[tuple[str, RemoteJob]], records: Mapping[str, SpecRecord]
+) -> tuple[list[tuple[str, RemoteJob, AttemptView]], list[tuple[str, RemoteJob]]]:
+    """The sweep's finds: (duplicates, strays). A live job whose tag belongs to an attempt
+    that already has a live job is a duplicate (a create that lag or a lost answer made
+    twice); one whose attempt is still an intent is left for that intent to adopt; any
+    other is a stray, reported and left alone."""
+    by_tag: dict[str, list[AttemptView]] = {}
+    for record in records.values():
+        for a in record.attempts:
+            by_tag.setdefault(a.tag, []).append(a)
+    duplicates, strays = [], []
+    for provider, job in unknown:
+        attempts = by_tag.get(job.tag or "", [])
+        if any(a.phase is Phase.PENDING for a in attempts):
+            continue  # the intent's adopt finds it
+        holder = next((a for a in attempts if a.phase.active and a.remote_id), None)
+        if holder is not None and job.phase.active:
+            duplicates.append((provider, job, holder))
+        elif job.phase.active:
+            strays.append((provider, job))
+    return duplicates, strays

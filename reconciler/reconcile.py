@@ -10,6 +10,7 @@ Time and sleep arrive as arguments, so the loops are tested without a wall clock
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,14 @@ from .errors import ConfigError, ErrorKind, ProviderError, ReconcilerError
 from .fingerprint import fingerprint, training_inputs
 from .ledger import Ledger
 from .model import AttemptView, DesiredJob, LedgerView, RemoteJob, SpecRecord
-from .observe import Refresh, persist_observations, refresh, with_observations
+from .observe import (
+    Refresh,
+    Sweep,
+    classify_unknown,
+    persist_observations,
+    refresh,
+    with_observations,
+)
 from .plan import Action, Kind, Plan, make_plan, removals, upstream_output
 from .plan import mass_removal as mass_removal_of
 from .planfile import SavedPlan
@@ -68,9 +76,14 @@ def observe(
     now: float,
     *,
     select: Callable[[AttemptView], bool] | None = None,
+    sweep: Sweep | None = None,
 ) -> Observation:
-    """Refresh the view's active attempts (none without ``drivers``: offline)."""
-    fresh = Refresh() if drivers is None else refresh(view.records, drivers, select)
+    """Refresh the view's active attempts (none without ``drivers``: offline), sweeping
+    the lists for unknown jobs of the namespace when ``sweep`` says so."""
+    if drivers is None:
+        fresh = Refresh()
+    else:
+        fresh = refresh(view.records, drivers, select, now=now, sweep=sweep)
     return Observation(view, with_observations(view.records, fresh.observed, now), fresh, now)
 
 
@@ -101,6 +114,50 @@ def hold_removals(plan: Plan, hold: Callable[[str], bool]) -> tuple[Plan, tuple[
 
 
 MassRemoval = Literal["refuse", "hold", "allow"]
+
+
+def unknown_jobs(obs: Observation) -> list[dict[str, str | None]]:
+    """The sweep's finds, for people: duplicates (cancelled by the next apply or watch
+    pass) and strays (jobs of this project the ledger does not know, left alone)."""
+    duplicates, strays = classify_unknown(obs.refresh.unknown, obs.records)
+    out: list[dict[str, str | None]] = [
+        {
+            "kind": "duplicate",
+            "provider": p,
+            "remote_id": j.id,
+            "status": j.status,
+            "tag": j.tag,
+            "of": h.name,
+        }
+        for p, j, h in duplicates
+    ]
+    out += [
+        {
+            "kind": "stray",
+            "provider": p,
+            "remote_id": j.id,
+            "status": j.status,
+            "tag": j.tag,
+            "of": None,
+        }
+        for p, j in strays
+    ]
+    return out
+
+
+def unknown_lines(found: list[dict[str, str | None]]) -> list[str]:
+    """One line each, for plan, apply and status."""
+    lines = []
+    for u in found:
+        job = f"{u['provider']}:{u['remote_id']} ({u['status']}, tag {u['tag']})"
+        if u["kind"] == "duplicate":
+            lines.append(f"! duplicate {job}: a second job for {u['of']}; apply cancels it")
+        else:
+            lines.append(
+                f"! unknown   {job}: a job of this project the ledger does not know "
+                "(`reconciler import` adopts it as a spec's job)"
+            )
+    return lines
 
 
 @dataclass(frozen=True)
@@ -181,7 +238,8 @@ class Reconciler:
         a moment ago). A plan removing all or most tracked jobs is refused (nothing is written, the
         result says why), held, or allowed, by ``mass_removal``.
         """
-        obs = observe(self.ledger.view(), self.drivers, self.clock(), select=select)
+        sweep = Sweep(self.namespace, self.ledger.known_remote_ids)
+        obs = observe(self.ledger.view(), self.drivers, self.clock(), select=select, sweep=sweep)
         executor = Executor(
             self.ledger,
             self.drivers,
@@ -227,8 +285,13 @@ class Reconciler:
         observed = dict(obs.refresh.observed)
         executor.start_parked(obs.records, observed)
         persist_observations(self.ledger, observed)
+        for attempt_id, why in obs.refresh.missed.items():
+            self.ledger.record_miss(attempt_id, why)
+        duplicates, _strays = classify_unknown(obs.refresh.unknown, obs.records)
+        for provider, job, holder in duplicates:
+            executor.cancel_duplicate(provider, job, holder)
         self.ledger.sync_policies({j.name: j.spec.policy.on_delete for j in desired})
-        fresh = Refresh(observed, dict(obs.refresh.errors))
+        fresh = dataclasses.replace(obs.refresh, observed=observed)
         return Observation(
             obs.view, with_observations(obs.view.records, observed, obs.now), fresh, obs.now
         )

@@ -382,9 +382,27 @@ def test_a_job_gone_at_the_provider_is_drift_not_an_endless_wait(world: World) -
     world.run()
     gone = next(iter(world.provider.jobs))
     del world.provider.jobs[gone]
-    plan, _ = world.run()
+    # one 404 is not evidence (a proxy hiccup, a wrong endpoint): the job is looked at again
+    for _ in range(2):
+        plan, _ = world.run()
+        assert not [a for a in plan.actions if a.kind is Kind.DRIFT]
+        world.clock.advance(40)
+    plan, _ = world.run()  # the third look, 80 s after the first
     drift = [a for a in plan.actions if a.kind is Kind.DRIFT]
     assert len(drift) == 1 and "no longer exists" in (drift[0].current.error or "")  # type: ignore[union-attr]
+
+
+def test_one_404_neither_writes_a_job_off_nor_lets_it_be_forgotten(world: World) -> None:
+    world.run()
+    job_id = next(iter(world.provider.jobs))
+    job = world.provider.jobs.pop(job_id)  # a hiccup: one 404 ...
+    world.run()
+    world.provider.jobs[job_id] = job  # ... and the job is there again
+    world.clock.advance(120)
+    plan, _ = world.run()
+    assert {a.kind for a in plan.actions} == {Kind.WAIT}
+    rows = {r["remote_id"]: r for r in world.ledger_rows()}
+    assert rows[job_id]["status"] == "queued" and rows[job_id]["misses"] == 0
 
 
 def test_a_create_refused_with_404_is_not_reposted_every_pass(world: World) -> None:

@@ -16,7 +16,15 @@ from ..errors import ConfigError
 from ..model import AttemptView, Phase, SpecRecord
 from ..plan import Kind, Plan
 from ..providers.pool import DriverPool
-from ..reconcile import MassRemoval, Observation, PassResult, Reconciler, Settled
+from ..reconcile import (
+    MassRemoval,
+    Observation,
+    PassResult,
+    Reconciler,
+    Settled,
+    unknown_jobs,
+    unknown_lines,
+)
 from ..redact import scrub
 from ..render import print_plan
 from .workspace import Workspace
@@ -45,6 +53,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
             def confirm(plan: Plan, obs: Observation) -> bool:
                 print_plan(plan, out, show_unchanged=False)
+                if unknown := unknown_jobs(obs):
+                    out.print("\n".join(unknown_lines(unknown)), markup=False)
                 for provider, err in obs.errors.items():
                     out.print(
                         f"[yellow]warning:[/] cannot refresh {provider} jobs ({scrub(str(err))}); "

@@ -10,10 +10,11 @@ from ..errors import ConfigError, LedgerError, SpecErrors
 from ..ledger import open_ledger
 from ..loader import display_path
 from ..model import DesiredJob
+from ..observe import Sweep
 from ..plan import CREATES, Plan, mass_removal
 from ..pricing import priced_online
 from ..providers.pool import DriverPool
-from ..reconcile import observe, plan_for
+from ..reconcile import observe, plan_for, unknown_jobs, unknown_lines
 from ..render import print_plan
 from ..validation import DesiredState
 from .workspace import Workspace
@@ -36,18 +37,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def compute_plan(
     ws: Workspace, state: DesiredState, *, offline: bool, max_cost: float | None = None
-) -> Plan:
-    """The plan from the ledger (refreshed from the providers unless ``offline``); creates
-    whose data a provider already holds are priced by that provider."""
+) -> tuple[Plan, list[dict[str, str | None]]]:
+    """The plan from the ledger (refreshed from the providers unless ``offline``), and the
+    unknown jobs of the namespace the lists showed; creates whose data a provider already
+    holds are priced by that provider."""
     import time
 
     view = ws.view()
     if offline:
         obs = observe(view, None, time.time())
-        return plan_for(state.jobs, obs, max_cost=max_cost, namespace=state.namespace)
+        return plan_for(state.jobs, obs, max_cost=max_cost, namespace=state.namespace), []
     drivers = DriverPool(ws.env)
     try:
-        obs = observe(view, drivers, time.time())
+        sweep = Sweep(state.namespace, ws.known_remote_ids)
+        obs = observe(view, drivers, time.time(), sweep=sweep)
         for provider, err in obs.errors.items():
             raise ConfigError(
                 f"cannot refresh {provider} jobs: {err} "
@@ -55,9 +58,9 @@ def compute_plan(
             ) from err
         plan = plan_for(state.jobs, obs, max_cost=max_cost, namespace=state.namespace)
         priced = _priced(ws, state, plan, drivers)
-        if priced is None:
-            return plan
-        return plan_for(priced, obs, max_cost=max_cost, namespace=state.namespace)
+        if priced is not None:
+            plan = plan_for(priced, obs, max_cost=max_cost, namespace=state.namespace)
+        return plan, unknown_jobs(obs)
     finally:
         drivers.close()
 
@@ -90,10 +93,11 @@ def _priced(
 def cmd_plan(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
     state = ws.source.desired()
-    plan = compute_plan(ws, state, offline=args.offline, max_cost=args.max_cost)
+    plan, unknown = compute_plan(ws, state, offline=args.offline, max_cost=args.max_cost)
     document = planfile.plan_json(
         plan, ledger_path=str(ws.ledger), specs_root=str(ws.specs), offline=args.offline
     )
+    document["unknown_jobs"] = unknown
     if args.out:
         planfile.write(Path(args.out), document)
     if args.json or args.format == "json":
@@ -105,6 +109,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         out = ws.out()
         print_plan(plan, out)
+        if unknown:
+            out.print("\n" + "\n".join(unknown_lines(unknown)), markup=False)
         tracked = sum(1 for a in plan.actions if a.current is not None)
         if (too_much := mass_removal(plan, tracked, len(state.jobs))) is not None:
             out.print(

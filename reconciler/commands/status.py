@@ -11,9 +11,10 @@ from typing import Any
 
 from ..errors import ReconcilerError
 from ..model import Phase, SpecRecord
+from ..observe import Sweep
 from ..planfile import FORMAT_VERSION, dumps
 from ..providers.pool import DriverPool
-from ..reconcile import observe, plan_for
+from ..reconcile import observe, plan_for, unknown_jobs, unknown_lines
 from ..redact import scrub
 from ..tags import DEFAULT_NAMESPACE
 from .workspace import Workspace
@@ -36,20 +37,12 @@ def _with_progress(records: Mapping[str, SpecRecord], drivers: DriverPool) -> di
     return out
 
 
-def status_rows(ws: Workspace, offline: bool) -> list[dict[str, Any]]:
+def status_rows(
+    ws: Workspace, offline: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, str | None]]]:
+    """A row per spec or tracked job, and the unknown jobs of the namespace the lists showed."""
     view = ws.view()
     obs = observe(view, None, time.time())
-    if not offline and view.records:
-        drivers = DriverPool(ws.env)
-        try:
-            obs = observe(view, drivers, obs.now)
-            for provider, err in obs.errors.items():
-                print(
-                    f"warning: cannot refresh {provider} jobs: {scrub(str(err))}", file=sys.stderr
-                )
-            obs = dataclasses.replace(obs, records=_with_progress(obs.records, drivers))
-        finally:
-            drivers.close()
     jobs: list[Any] = []
     namespace = DEFAULT_NAMESPACE
     if ws.specs.is_dir():
@@ -60,6 +53,17 @@ def status_rows(ws: Workspace, offline: bool) -> list[dict[str, Any]]:
                 f"warning: {len(state.errors)} spec problem(s); run `reconciler validate`",
                 file=sys.stderr,
             )
+    if not offline and view.records:
+        drivers = DriverPool(ws.env)
+        try:
+            obs = observe(view, drivers, obs.now, sweep=Sweep(namespace, ws.known_remote_ids))
+            for provider, err in obs.errors.items():
+                print(
+                    f"warning: cannot refresh {provider} jobs: {scrub(str(err))}", file=sys.stderr
+                )
+            obs = dataclasses.replace(obs, records=_with_progress(obs.records, drivers))
+        finally:
+            drivers.close()
     rows = []
     for action in plan_for(jobs, obs, namespace=namespace).actions:
         cur = action.current
@@ -81,14 +85,14 @@ def status_rows(ws: Workspace, offline: bool) -> list[dict[str, Any]]:
                 "reason": action.reason,
             }
         )
-    return rows
+    return rows, unknown_jobs(obs)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
-    rows = status_rows(ws, args.offline)
+    rows, unknown = status_rows(ws, args.offline)
     if args.json:
-        print(dumps({"format_version": FORMAT_VERSION, "jobs": rows}))
+        print(dumps({"format_version": FORMAT_VERSION, "jobs": rows, "unknown_jobs": unknown}))
         return 0
     out = ws.out()
     if not rows:
@@ -115,4 +119,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             sync,
         )
     out.print(table)
+    if unknown:
+        out.print("\n" + "\n".join(unknown_lines(unknown)), markup=False)
     return 0

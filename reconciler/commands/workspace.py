@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LedgerError
 from ..ledger import Ledger, WriterLock, open_ledger, read_view
 from ..model import LedgerView
 from ..render import console
@@ -49,6 +49,19 @@ class Workspace:
     def view(self) -> LedgerView:
         """The ledger read once, without writing (an absent ledger reads as empty)."""
         return read_view(self.ledger)
+
+    def known_remote_ids(self, provider: str) -> set[str]:
+        """Every job id the ledger holds for a provider (read-only; none without a ledger)."""
+        if not self.ledger.exists():
+            return set()
+        try:
+            ledger = open_ledger(self.ledger, readonly=True)
+        except LedgerError:
+            return set()
+        try:
+            return ledger.known_remote_ids(provider)
+        finally:
+            ledger.close()
 
     @contextmanager
     def writing(self, command: str) -> Iterator[Ledger]:

@@ -98,10 +98,18 @@ def _m3_namespaces(db: sqlite_utils.Database) -> None:
     db.table("attempts").add_column("namespace", str)
 
 
+def _m4_misses(db: sqlite_utils.Database) -> None:
+    """Evidence before a job is written off: how many looks in a row found no job (a 404
+    for a known id, a tag not listed for an intent), and when the first of them was."""
+    db.table("attempts").add_column("misses", int, not_null_default=0)
+    db.table("attempts").add_column("first_miss_at", float)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_initial,
     _m2_paused,
     _m3_namespaces,
+    _m4_misses,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -134,4 +142,6 @@ def attempt_view(row: dict[str, Any]) -> AttemptView:
         progress=row["progress"],
         git_commit=row["git_commit"],
         spec_path=row["spec_path"],
+        misses=int(row.get("misses") or 0),
+        first_miss_at=row.get("first_miss_at"),
     )

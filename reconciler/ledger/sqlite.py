@@ -22,6 +22,7 @@ import sqlite_utils
 
 from ..errors import EmptyLedgerError, LedgerError
 from ..model import AttemptView, LedgerView, Phase, RemoteJob, SpecRecord
+from .files import FileRows
 from .schema import MIGRATIONS, SCHEMA_VERSION, attempt_view
 
 Clock = Callable[[], float]
@@ -40,7 +41,7 @@ def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-class SqliteLedger:
+class SqliteLedger(FileRows):
     """The ledger in one SQLite file. Construct with ``SqliteLedger.open``."""
 
     def __init__(self, db: sqlite_utils.Database, path: Path, clock: Clock = time.time) -> None:
@@ -171,14 +172,6 @@ class SqliteLedger:
             for name, top in highest.items()
         }
 
-    def known_remote_ids(self, provider: str) -> set[str]:
-        """Every job id the ledger holds for a provider, forgotten attempts included."""
-        rows = self.db.execute(
-            "SELECT remote_id FROM attempts WHERE provider = ? AND remote_id IS NOT NULL",
-            [provider],
-        )
-        return {str(r[0]) for r in rows}
-
     def attempt(self, attempt_id: int) -> dict[str, Any]:
         return dict(self.db.table("attempts").get(attempt_id))
 
@@ -204,14 +197,6 @@ class SqliteLedger:
         row = self.attempt(attempt_id)
         with self.write():
             self._event(kind, message, row["spec_name"], attempt_id)
-
-    def file_row(self, provider: str, sha256: str) -> dict[str, Any] | None:
-        rows = list(
-            self.db.query(
-                "SELECT * FROM files WHERE provider = ? AND sha256 = ?", [provider, sha256]
-            )
-        )
-        return rows[0] if rows else None
 
     # -- writing -----------------------------------------------------------------
     def _event(
@@ -296,6 +281,8 @@ class SqliteLedger:
         """Store what the provider says about an attempt's job; True when anything changed."""
         row = self.attempt(attempt_id)
         values: dict[str, Any] = {
+            "misses": 0,  # seen: whatever was missed before was lag or a hiccup
+            "first_miss_at": None,
             "remote_id": job.id,
             "status": job.phase.value,
             "provider_status": job.status,
@@ -361,6 +348,14 @@ class SqliteLedger:
             self.db.table("attempts").update(attempt_id, {**values, "updated_at": self.clock()})
             self._event(kind, reason, row["spec_name"], attempt_id)
 
+    def record_miss(self, attempt_id: int, reason: str) -> int:
+        """One more look that found no job for this attempt; returns how many in a row."""
+        row = self.attempt(attempt_id)
+        misses = int(row.get("misses") or 0) + 1
+        first = row.get("first_miss_at") or self.clock()
+        self._mark(attempt_id, {"misses": misses, "first_miss_at": first}, "miss", reason)
+        return misses
+
     def mark_absent(self, attempt_id: int, reason: str) -> None:
         """An intent whose tag the provider does not have: it never became a job."""
         self._mark(attempt_id, {"status": "absent"}, "absent", reason)
@@ -398,43 +393,3 @@ class SqliteLedger:
                 [self.clock(), name],
             )
             self._event("forget", reason, name)
-
-    def file_intent(self, provider: str, sha256: str, filename: str, size: int) -> None:
-        now = self.clock()
-        with self.write():
-            self.db.table("files").insert(
-                {
-                    "provider": provider,
-                    "sha256": sha256,
-                    "filename": filename,
-                    "bytes": size,
-                    "status": "intent",
-                    "created_at": now,
-                    "updated_at": now,
-                },
-                replace=False,
-                ignore=True,
-            )
-
-    def file_uploaded(self, provider: str, sha256: str, remote_id: str, filename: str) -> None:
-        now = self.clock()
-        with self.write():
-            self.db.table("files").upsert(
-                {
-                    "provider": provider,
-                    "sha256": sha256,
-                    "remote_id": remote_id,
-                    "filename": filename,
-                    "status": "uploaded",
-                    "updated_at": now,
-                },
-                pk=("provider", "sha256"),
-            )
-            self._event("upload", f"{filename} → {remote_id}", data={"provider": provider})
-
-    def file_forget(self, provider: str, sha256: str) -> None:
-        """The provider no longer has this file: upload it again next time."""
-        with self.write():
-            self.db.execute(
-                "DELETE FROM files WHERE provider = ? AND sha256 = ?", [provider, sha256]
-            )
