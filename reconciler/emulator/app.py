@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
+import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,42 @@ def provider_of(path: str) -> str | None:
         return "together"  # the signed upload URLs are Together's
     head = path.split("/", 2)[1] if path.count("/") >= 1 else ""
     return head if head in PROVIDERS else None
+
+
+def _rewriting(
+    send: Callable[[Message], Awaitable[None]], path: str, wrong_id: bool, total: int | None
+) -> Callable[[Message], Awaitable[None]]:
+    """A ``send`` that alters a JSON answer as the answer faults say: another job's id on
+    a GET of one job, a made-up ``total`` on a numbered list."""
+    start: list[Message] = []
+    body = bytearray()
+    asked = path.rstrip("/").rsplit("/", 1)[-1]
+
+    async def rewrite(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            start.append(message)
+            return
+        body.extend(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        data = bytes(body)
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            if wrong_id and doc.get("id") == asked:
+                doc["id"] = f"{asked}-other"
+            if total is not None and "total" in doc:
+                doc["total"] = total
+            data = json.dumps(doc).encode()
+        head = start[0]
+        headers = [(k, v) for k, v in head.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(data)).encode()))
+        await send({**head, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+    return rewrite
 
 
 class Gateway:
@@ -125,7 +163,14 @@ class Gateway:
             record["status"] = "dropped"
             await _drop(send)
         lost = decision.drop == "after"
-        await self.app(scope, receive, reply)
+        config = emu.faults.config
+        answer: Callable[[Message], Awaitable[None]] = reply
+        if method == "GET" and (config.wrong_job_id or config.list_total is not None):
+            answer = _rewriting(reply, path, config.wrong_job_id, config.list_total)
+        if method == "GET" and config.list_total is not None:  # and every page is the first
+            query = re.sub(rb"(^|&)page=\d+", rb"\1page=0", scope.get("query_string", b""))
+            scope = {**scope, "query_string": query}
+        await self.app(scope, receive, answer)
         if lost:
             record["status"] = "dropped"
             await _drop(send)

@@ -14,6 +14,10 @@ A ``FaultConfig`` is plain data, read from CLI options or ``POST /_emulator/faul
 - ``rpm``: requests per (emulated) minute per provider; more are answered 429 with
   ``Retry-After`` and ``x-ratelimit-*`` headers.
 - ``list_lag_seconds``: a new job stays out of list answers for this long.
+- ``wrong_job_id``: a GET of one job answers with another job's ``id`` (an answer not to
+  be trusted blindly).
+- ``list_total``: numbered list answers (Mistral's) claim this ``total`` and answer the
+  first page whatever page is asked for (null: the truth).
 - ``fail_jobs``: ``[{match, provider?, retryable=true, message?, at_progress=0.5}]``:
   jobs whose suffix/model/metadata/id contains ``match`` fail, each provider its way.
 - ``stuck``: ``[{status, match="", provider?}]``: matching jobs never leave ``status``.
@@ -67,6 +71,8 @@ class FaultConfig:
     path_contains: str | None = None
     rpm: int | None = None
     list_lag_seconds: float = 0.0
+    wrong_job_id: bool = False
+    list_total: int | None = None
     fail_jobs: tuple[FailRule, ...] = ()
     stuck: tuple[StuckRule, ...] = ()
     seed: int | None = None
@@ -120,6 +126,9 @@ class FaultConfig:
             out["path_contains"] = str(data["path_contains"])
         if data.get("seed") is not None:
             out["seed"] = int(data["seed"])
+        out["wrong_job_id"] = bool(data.get("wrong_job_id"))
+        if data.get("list_total") is not None:
+            out["list_total"] = int(_number(data["list_total"], "list_total"))
         out["fail_jobs"] = tuple(
             _rule(FailRule, r, "fail_jobs") for r in data.get("fail_jobs") or ()
         )

@@ -278,8 +278,14 @@ class SqliteLedger(FileRows):
             )
 
     def record_job(self, attempt_id: int, job: RemoteJob, event: str | None = None) -> bool:
-        """Store what the provider says about an attempt's job; True when anything changed."""
+        """Store what the provider says about an attempt's job; True when anything changed.
+        An answer about another job than the one recorded is refused, never written."""
         row = self.attempt(attempt_id)
+        if row["remote_id"] and row["remote_id"] != job.id:
+            raise LedgerError(
+                f"{row['spec_name']}: an answer about job {job.id or '(none)'} came for "
+                f"{row['remote_id']}; not recorded"
+            )
         values: dict[str, Any] = {
             "misses": 0,  # seen: whatever was missed before was lag or a hiccup
             "first_miss_at": None,

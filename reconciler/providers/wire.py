@@ -49,3 +49,8 @@ def merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+# no list is followed further than this many pages: an answer that always has more (a
+# huge or wrong ``total``, a cursor that never ends) must not page for ever
+MAX_PAGES = 200

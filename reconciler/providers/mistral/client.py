@@ -17,6 +17,7 @@ from ...errors import ErrorKind, ProviderError
 from ...model import CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob, upload_filename
 from ..base import DriverBase
 from ..http import ApiClient, error_message
+from ..wire import MAX_PAGES
 from ..wire import integer as _int
 from ..wire import items as _items
 from ..wire import text as _str
@@ -42,13 +43,22 @@ class MistralDriver(DriverBase):
     # files
 
     def _pages(self, path: str, params: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-        """Items of a ``page``/``page_size`` list, fetched lazily until ``total`` is reached."""
-        page, seen = 0, 0
-        while True:
+        """Items of a ``page``/``page_size`` list, fetched lazily until ``total`` is reached
+        (and never past ``MAX_PAGES``, whatever ``total`` says)."""
+        seen, previous = 0, None
+        for page in range(MAX_PAGES):
             body = self.api.json(
                 "GET", path, params={**params, "page": page, "page_size": PAGE_SIZE}
             )
             items = _items(body)
+            ids = [item.get("id") for item in items]
+            if items and ids == previous:
+                raise self._error(
+                    f"GET {path} answered page {page} with the items of page {page - 1}; "
+                    "stopped paging",
+                    ErrorKind.RETRYABLE,
+                )
+            previous = ids
             yield from items
             seen += len(items)
             total = _int(body.get("total")) if isinstance(body, Mapping) else None
@@ -56,7 +66,10 @@ class MistralDriver(DriverBase):
             done = seen >= total if total is not None else len(items) < PAGE_SIZE
             if not items or done:
                 return
-            page += 1
+        raise self._error(
+            f"GET {path} still had more after {MAX_PAGES} pages of {PAGE_SIZE}; stopped",
+            ErrorKind.RETRYABLE,
+        )
 
     def find_file(self, sha256: str) -> RemoteFile | None:
         """A file we uploaded earlier with this content (by the name's hash prefix)."""

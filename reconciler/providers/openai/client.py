@@ -17,6 +17,7 @@ from ...errors import ErrorKind, ProviderError
 from ...model import CreateRequest, RemoteEvent, RemoteFile, RemoteJob, upload_filename
 from ..base import DriverBase
 from ..http import ApiClient, classify, error_message
+from ..wire import MAX_PAGES
 from ..wire import items as _items
 from ..wire import number as _number
 from ..wire import text as _str
@@ -61,7 +62,7 @@ class OpenAIDriver(DriverBase):
     ) -> Iterator[Mapping[str, Any]]:
         """Items of a cursor-paginated list (``after`` = last id seen), fetched lazily."""
         after: str | None = None
-        while True:
+        for _ in range(MAX_PAGES):
             query = {**params, "limit": limit, **({"after": after} if after else {})}
             body = self.api.json("GET", path, params=query)
             items = _items(body)
@@ -71,6 +72,7 @@ class OpenAIDriver(DriverBase):
             if not more or not last or last == after:  # a repeated cursor would loop forever
                 return
             after = last
+        raise self._fail(f"GET {path} still had more after {MAX_PAGES} pages; stopped")
 
     # files
 

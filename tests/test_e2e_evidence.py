@@ -1,0 +1,106 @@
+"""End to end, issue #11: evidence, not one answer. A single 404 (here: one apply pointed
+at the wrong endpoint) never writes a running job off; answers that cannot be right (a
+job GET about another job, a list whose total never ends) are refused, never written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support import SENTINEL_KEY, SpecTree
+from test_e2e import Cli, Emulator, emulator, start_emulator, stop  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+def test_one_apply_at_the_wrong_endpoint_writes_nothing_off(
+    tree: SpecTree,
+    emulator: Emulator,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    cli = Cli(tree, emulator)
+    tree.spec("healing", policy={"self_heal": True})
+    tree.spec("staying")
+    cli("apply", "--yes")
+    job = cli.status()["healing"]["remote_id"]
+    other = start_emulator(tmp_path / "other.db")  # an empty account: every job is a 404
+    try:
+        right = cli.env["TOGETHER_BASE_URL"]
+        cli.env["TOGETHER_BASE_URL"] = other.url + "/together/v1"
+        cli("apply", "--yes", expect=None)
+        cli.env["TOGETHER_BASE_URL"] = right
+    finally:
+        stop(other)
+    out = cli("apply", "--yes").stdout
+    assert "+ create" not in out and "0 to create" in out, out  # no second job
+    status = cli.status()["healing"]
+    assert status["remote_id"] == job and status["phase"] in ("queued", "running"), status
+    ours = [j for j in emulator.together_jobs() if j["id"] == job]
+    assert len(ours) == 1
+    tree.remove("healing")  # and removing the spec still cancels the running job
+    cli("apply", "--yes")
+    (remote,) = [j for j in emulator.together_jobs() if j["id"] == job]
+    assert remote["status"] in ("cancel_requested", "cancelled"), remote
+
+
+def _mistral_cli(tree: SpecTree, emu: Emulator) -> Cli:
+    cli = Cli(tree, emu)
+    cli.env.update({"MISTRAL_API_KEY": SENTINEL_KEY, "MISTRAL_BASE_URL": emu.url + "/mistral/v1"})
+    return cli
+
+
+def test_a_list_whose_total_never_ends_is_not_paged_for_ever(
+    tree: SpecTree, tmp_path: Path
+) -> None:
+    emu = start_emulator(tmp_path / "mistral.db", "--speed", "1")
+    try:
+        cli = _mistral_cli(tree, emu)
+        emu.admin("/_emulator/faults", {"list_lag_seconds": 30})
+        tree.spec("tiny", provider="mistral", model="open-mistral-7b", hyperparameters={})
+        cli("apply", "--yes")
+        emu.advance(60)  # the first job is listed now
+        tree.spec("tiny-two", provider="mistral", model="open-mistral-7b", hyperparameters={})
+        cli("apply", "--yes")  # the second is not listed yet: a refresh looks further
+        emu.admin("/_emulator/faults", {"list_total": 10**9})
+        started = time.monotonic()
+        proc = cli("status", expect=None)
+        assert time.monotonic() - started < 60
+        assert "internal error" not in proc.stderr, proc.stderr
+        calls = [r for r in emu.admin("/_emulator/requests")["data"] if r["method"] == "GET"]
+        assert len(calls) < 1000, len(calls)  # bounded: not thousands of pages
+        assert "stopped paging" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    finally:
+        stop(emu)
+
+
+def test_an_answer_about_another_job_is_never_written(
+    tree: SpecTree,
+    emulator: Emulator,  # noqa: F811
+) -> None:
+    cli = Cli(tree, emulator)
+    tree.spec("trusting")
+    tree.spec("other-spec")
+    cli("apply", "--yes")
+    job = cli.status()["trusting"]["remote_id"]
+    try:
+        emulator.admin("/_emulator/faults", {"wrong_job_id": True, "list_lag_seconds": 10**6})
+        env = {**cli.env}
+        proc = subprocess.run(
+            [sys.executable, "-m", "reconciler", "status", "--json"],
+            env=env,
+            cwd=tree.root.parent,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert "Traceback" not in proc.stderr
+    finally:
+        emulator.admin("/_emulator/faults", {"wrong_job_id": False, "list_lag_seconds": 0})
+    cli("apply", "--yes", expect=None)
+    assert cli.status()["trusting"]["remote_id"] == job  # the ledger kept the right id
+    assert os.path.exists(cli.ledger)
