@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from .envrefs import resolve
 from .errors import ConfigError, ErrorKind, ProviderError, ReconcilerError
 from .ledger import Ledger
 from .log import get as get_logger
@@ -77,6 +78,7 @@ class Executor:
         self.adopt_grace = adopt_grace
         self.on_outcome = on_outcome
         self.namespace = namespace
+        self.env: Mapping[str, str] = drivers.env  # what {env: NAME} options read
         # provider → the auth/config/refresh error that stops its actions this pass
         self.broken: dict[str, ReconcilerError] = dict(broken or {})
 
@@ -269,6 +271,8 @@ class Executor:
             validation_file_id=validation_id,
             from_output=action.from_output,
         )
+        # secrets in options are references until this moment (never in the ledger)
+        request = dataclasses.replace(request, options=resolve(request.options, self.env))
         self.ledger.mark_posting(attempt_id, training_id, validation_id)
         try:
             job = driver.create_job(request)

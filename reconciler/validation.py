@@ -14,6 +14,7 @@ from typing import Literal
 
 from .cost import estimate
 from .datafiles import DataFileReport, check_data_file
+from .envrefs import bad_refs, env_form, literal_secrets
 from .errors import SpecError
 from .loader import LoadedSpec, SpecSet, display_path, paused_gc
 from .model import PLACEHOLDER_TAG, DesiredJob, create_request
@@ -61,11 +62,37 @@ def _resolve_data(
     return path
 
 
+def _secret_rules(spec: LoadedSpec) -> list[SpecError]:
+    """Secrets are never written in a spec: only ``{env: NAME}`` references."""
+    options = spec.job.spec.options
+    out = []
+    for path, key in literal_secrets(options):
+        out.append(
+            SpecError(
+                f"a secret must not be written in the spec (it would reach git and the "
+                f"ledger): use {env_form(key)} and set that variable",
+                spec.file,
+                spec.line_of("spec", "options", *path.split(".")),
+                f"spec.options.{path}",
+            )
+        )
+    for path in bad_refs(options):
+        out.append(
+            SpecError(
+                "an environment reference is {env: NAME}, with NAME a variable name",
+                spec.file,
+                spec.line_of("spec", "options", *path.split(".")),
+                f"spec.options.{path}",
+            )
+        )
+    return out
+
+
 def _provider_rules(spec: LoadedSpec) -> list[SpecError]:
     """What the spec asks that its provider cannot express, each at its field's line."""
     s = spec.job.spec
     request = create_request(spec.name, s, tag=PLACEHOLDER_TAG, training_file_id="file-check")
-    out = []
+    out = _secret_rules(spec)
     for problem in CATALOG[s.provider].request_problems(request):
         where, _, message = problem.partition(": ")
         path = [p for p in where.split(".") if p]

@@ -126,8 +126,9 @@ class FakeDriver:
 class FakePool:
     """Stands in for ``DriverPool``: every provider name maps to one fake driver."""
 
-    def __init__(self, driver: FakeDriver) -> None:
+    def __init__(self, driver: FakeDriver, env: dict[str, str] | None = None) -> None:
         self.driver = driver
+        self.env = env or {}
 
     def get(self, provider: str) -> FakeDriver:
         return self.driver

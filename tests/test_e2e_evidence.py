@@ -104,3 +104,30 @@ def test_an_answer_about_another_job_is_never_written(
     cli("apply", "--yes", expect=None)
     assert cli.status()["trusting"]["remote_id"] == job  # the ledger kept the right id
     assert os.path.exists(cli.ledger)
+
+
+WANDB_SENTINEL = "wandb-SENTINEL-7f3e9a1c5b2d4e6f8a0b"
+
+
+def test_a_secret_in_options_is_only_ever_a_reference(
+    tree: SpecTree,
+    emulator: Emulator,  # noqa: F811
+) -> None:
+    cli = Cli(tree, emulator)
+    tree.spec("tracked", options={"wandb_api_key": WANDB_SENTINEL})
+    err = cli("validate", expect=1).stderr
+    assert "spec.options.wandb_api_key: a secret must not be written in the spec" in err, err
+    assert "use {env: WANDB_API_KEY}" in err and WANDB_SENTINEL not in err, err
+    tree.spec("tracked", options={"wandb_api_key": {"env": "WANDB_API_KEY"}})
+    err = cli("apply", "--yes", expect=1).stdout
+    assert "WANDB_API_KEY is not set: spec.options.wandb_api_key reads it" in err, err
+    cli.env["WANDB_API_KEY"] = WANDB_SENTINEL
+    saved = tree.root.parent / "state" / "secret.plan.json"
+    cli("plan", "--out", str(saved))
+    cli("apply", "--yes")
+    assert cli.status()["tracked"]["remote_id"]  # created (the value reached the provider:
+    # tests/test_reconcile.py checks the request itself)
+    for text in cli.transcript:  # nothing of ours holds the value
+        assert WANDB_SENTINEL not in text
+    for path in [saved, *cli.ledger.parent.glob("*")]:
+        assert WANDB_SENTINEL.encode() not in path.read_bytes(), path

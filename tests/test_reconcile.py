@@ -236,3 +236,18 @@ def test_hold_removals_keeps_every_job_of_a_broken_spec(world, tree: SpecTree) -
     assert [a.name for a in result.held] == ["beta"] and not result.outcomes
     assert all(j.phase.active for j in provider.jobs.values())
     assert dataclasses.replace(result.plan, actions=()).lineage == result.plan.lineage
+
+
+def test_a_secret_option_is_resolved_only_in_the_request(
+    tree: SpecTree, tmp_path: Path, clock: Clock
+) -> None:
+    provider = FakeProvider()
+    ledger = open_ledger(tmp_path / "ledger.db", clock=clock)
+    pool = FakePool(FakeDriver(provider), env={"WANDB_API_KEY": "wandb-SENTINEL-0123456789"})
+    core = Reconciler(ledger, pool, clock=clock, adopt_grace=0)  # type: ignore[arg-type]
+    tree.spec("tracked", options={"wandb_api_key": {"env": "WANDB_API_KEY"}})
+    core.pass_once(desired(tree))
+    (request,) = provider.requests.values()
+    assert request.options == {"wandb_api_key": "wandb-SENTINEL-0123456789"}
+    ledger.close()
+    assert b"wandb-SENTINEL" not in (tmp_path / "ledger.db").read_bytes()

@@ -1,0 +1,85 @@
+"""Secrets in options, by reference only: ``wandb_api_key: {env: WANDB_API_KEY}``.
+
+A spec, the ledger, a saved plan and every log hold the reference; the value is read from
+the environment at the moment of the call and registered with ``redact``, so it is
+scrubbed from anything printed. A literal value under a key that names a key, token,
+secret or password is refused by ``validate``, with the environment form to use. Pure
+apart from ``resolve``, which reads the environment it is given.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .errors import ConfigError
+from .redact import register
+
+_SECRET_KEY = re.compile(r"(?:^|_|-)(?:api_?key|key|token|secret|password|passwd)(?:$|_|-)", re.I)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def is_ref(value: Any) -> bool:
+    """``{env: NAME}``: a reference to an environment variable."""
+    return (
+        isinstance(value, Mapping)
+        and set(value) == {"env"}
+        and isinstance(value["env"], str)
+        and bool(_ENV_NAME.match(value["env"]))
+    )
+
+
+def names_a_secret(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
+def literal_secrets(options: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted path, key) of every literal value held under a key that names a secret."""
+    for key, value in options.items():
+        path = f"{prefix}{key}"
+        if is_ref(value):
+            continue
+        if isinstance(value, Mapping):
+            if "env" in value and len(value) == 1:
+                continue  # a malformed reference: bad_refs says so
+            yield from literal_secrets(value, path + ".")
+        elif names_a_secret(str(key)) and value not in (None, "", False):
+            yield path, str(key)
+
+
+def bad_refs(options: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    """Paths of ``{env: …}`` mappings whose variable name is not one."""
+    for key, value in options.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            if "env" in value and not is_ref(value):
+                yield path
+            elif not is_ref(value):
+                yield from bad_refs(value, path + ".")
+
+
+def env_form(key: str) -> str:
+    """The reference a user should write for a literal secret under ``key``."""
+    return "{env: " + re.sub(r"[^A-Za-z0-9]+", "_", key).upper() + "}"
+
+
+def resolve(
+    options: Mapping[str, Any], env: Mapping[str, str], where: str = "options"
+) -> dict[str, Any]:
+    """The options with every reference replaced by its variable's value (registered as a
+    secret); a variable that is not set is a ConfigError naming it and the field."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if is_ref(value):
+            name = value["env"]
+            secret = env.get(name)
+            if secret is None or secret == "":
+                raise ConfigError(f"{name} is not set: spec.{where}.{key} reads it")
+            register(secret)
+            out[key] = secret
+        elif isinstance(value, Mapping):
+            out[key] = resolve(value, env, f"{where}.{key}")
+        else:
+            out[key] = value
+    return out
