@@ -86,10 +86,13 @@ class Executor:
         self, records: Mapping[str, SpecRecord], observed: dict[int, RemoteJob]
     ) -> None:
         """Start the jobs a provider parked after validation (Mistral's ``auto_start:
-        false``), once their validated cost is within the spec's budget; cancel the rest.
+        false``): only the current job of a spec that is present and not suspended, once
+        its validated cost is within the spec's budget; one over budget is cancelled. A
+        parked job of a removed or suspended spec stays parked: the plan decides on it.
 
         Updates ``observed`` in place with what the provider answered.
         """
+        current = {r.current.id for r in records.values() if r.current is not None}
         attempts = {a.id: a for r in records.values() for a in r.attempts}
         for attempt_id, job in list(observed.items()):
             attempt = attempts.get(attempt_id)
@@ -97,9 +100,11 @@ class Executor:
                 continue
             if not CATALOG[attempt.provider].capabilities.parks_after_validation:
                 continue
-            driver = self.drivers.get(attempt.provider)
             want = self.desired.get(attempt.name)
-            budget = want.spec.policy.budget_usd if want else None
+            if want is None or want.spec.suspend or attempt_id not in current:
+                continue
+            driver = self.drivers.get(attempt.provider)
+            budget = want.spec.policy.budget_usd
             if budget is not None and (job.cost_usd is None or job.cost_usd > budget):
                 cost = "unknown" if job.cost_usd is None else f"${job.cost_usd:,.2f}"
                 why = f"validated cost {cost} exceeds policy.budget_usd ${budget:,.2f}"

@@ -131,3 +131,33 @@ def test_a_secret_in_options_is_only_ever_a_reference(
         assert WANDB_SENTINEL not in text
     for path in [saved, *cli.ledger.parent.glob("*")]:
         assert WANDB_SENTINEL.encode() not in path.read_bytes(), path
+
+
+def test_a_parked_mistral_job_starts_only_for_a_present_unsuspended_spec(
+    tree: SpecTree, tmp_path: Path
+) -> None:
+    emu = start_emulator(tmp_path / "parked.db", "--speed", "1")
+    try:
+        cli = _mistral_cli(tree, emu)
+        for name in ("held", "dropped", "kept"):
+            tree.spec(name, provider="mistral", model="open-mistral-7b", hyperparameters={})
+        cli("apply", "--yes")
+        ids = {n: j["remote_id"] for n, j in cli.status().items()}
+        tree.spec(
+            "held", provider="mistral", model="open-mistral-7b", hyperparameters={}, suspend=True
+        )
+        tree.remove("dropped")
+        emu.advance(600)  # validation done: every job waits at VALIDATED
+        cli("apply", "--yes")
+        starts = [
+            r["path"]
+            for r in emu.admin("/_emulator/requests")["data"]
+            if r["method"] == "POST" and r["path"].endswith("/start")
+        ]
+        assert any(ids["kept"] in p for p in starts), starts  # the present spec's job starts
+        assert not any(ids["held"] in p or ids["dropped"] in p for p in starts), starts
+        jobs = {j["id"]: j["status"] for j in emu.admin("/_emulator/state")["jobs"]}
+        assert jobs[ids["held"]] == "VALIDATED"
+        assert jobs[ids["dropped"]] in ("CANCELLATION_REQUESTED", "CANCELLED"), jobs
+    finally:
+        stop(emu)
