@@ -12,6 +12,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .envrefs import resolve
 from .errors import ConfigError, ErrorKind, ProviderError, ReconcilerError
@@ -22,12 +23,10 @@ from .model import (
     DesiredJob,
     Phase,
     RemoteJob,
-    SpecRecord,
     create_request,
 )
 from .plan import Action, Kind, Plan
 from .pricing import provider_price
-from .providers import CATALOG
 from .providers.pool import DriverPool
 from .redact import scrub
 from .tags import DEFAULT_NAMESPACE
@@ -81,43 +80,6 @@ class Executor:
         self.env: Mapping[str, str] = drivers.env  # what {env: NAME} options read
         # provider → the auth/config/refresh error that stops its actions this pass
         self.broken: dict[str, ReconcilerError] = dict(broken or {})
-
-    def start_parked(
-        self, records: Mapping[str, SpecRecord], observed: dict[int, RemoteJob]
-    ) -> None:
-        """Start the jobs a provider parked after validation (Mistral's ``auto_start:
-        false``): only the current job of a spec that is present and not suspended, once
-        its validated cost is within the spec's budget; one over budget is cancelled. A
-        parked job of a removed or suspended spec stays parked: the plan decides on it.
-
-        Updates ``observed`` in place with what the provider answered.
-        """
-        current = {r.current.id for r in records.values() if r.current is not None}
-        attempts = {a.id: a for r in records.values() for a in r.attempts}
-        for attempt_id, job in list(observed.items()):
-            attempt = attempts.get(attempt_id)
-            if attempt is None or job.status.strip().upper() != "VALIDATED":
-                continue
-            if not CATALOG[attempt.provider].capabilities.parks_after_validation:
-                continue
-            want = self.desired.get(attempt.name)
-            if want is None or want.spec.suspend or attempt_id not in current:
-                continue
-            driver = self.drivers.get(attempt.provider)
-            budget = want.spec.policy.budget_usd
-            if budget is not None and (job.cost_usd is None or job.cost_usd > budget):
-                cost = "unknown" if job.cost_usd is None else f"${job.cost_usd:,.2f}"
-                why = f"validated cost {cost} exceeds policy.budget_usd ${budget:,.2f}"
-                driver.cancel_job(job.id)
-                self.ledger.mark_cancel_requested(attempt_id, f"not started: {why}")
-                observed[attempt_id] = dataclasses.replace(
-                    job, phase=Phase.FAILED, error=f"refused: {why}", error_retryable=False
-                )
-                continue
-            try:
-                observed[attempt_id] = driver.start_if_parked(job)
-            except ProviderError as exc:
-                log.warning("start failed", name=attempt.name, job=job.id, error=str(exc))
 
     def execute(self, plan: Plan, *, stop: Callable[[], bool] | None = None) -> list[Outcome]:
         """Run the plan's changes in order; ``stop`` is asked before each one (a signal
@@ -198,7 +160,12 @@ class Executor:
         assert action.fingerprint and action.attempt and action.tag
         # a job with this tag may exist already (a lost ledger, an earlier run): look before
         # any upload, and never post what the provider has (DESIGN §10)
-        found = self._unknown_with_tag(want.spec.provider, action.tag)
+        found, orphans = self._with_tag(want.spec.provider, action.tag)
+        if orphans:  # its spec is back: the orphaned job it left running is its job again
+            row, job = orphans[0]
+            self.ledger.restore(int(row["id"]), f"spec back: re-adopted orphaned {job.id}")
+            self.ledger.record_job(int(row["id"]), job)
+            return f"re-adopted orphaned {job.id} (attempt {row['attempt']}, {job.status})", False
         if found:
             attempt_id = self._intent(want, action, action.estimated_cost_usd)
             note = self._adopted(
@@ -229,8 +196,21 @@ class Executor:
     def _unknown_with_tag(self, provider: str, tag: str) -> list[RemoteJob]:
         """The provider's jobs carrying ``tag`` that the ledger does not hold yet (the tag
         is shared by every attempt of a spec at one fingerprint)."""
+        return self._with_tag(provider, tag)[0]
+
+    def _with_tag(
+        self, provider: str, tag: str
+    ) -> tuple[list[RemoteJob], list[tuple[dict[str, Any], RemoteJob]]]:
+        """The jobs carrying ``tag``: those the ledger does not hold, and the live ones it
+        holds as orphans (``on_delete: orphan``), with their attempt rows."""
         known = self.ledger.known_remote_ids(provider)
-        return [j for j in self.drivers.get(provider).find_jobs_by_tag(tag) if j.id not in known]
+        unknown, orphans = [], []
+        for job in self.drivers.get(provider).find_jobs_by_tag(tag):
+            if job.id not in known:
+                unknown.append(job)
+            elif job.phase.active and (row := self.ledger.orphan_of(provider, job.id)):
+                orphans.append((row, job))
+        return unknown, orphans
 
     def _provider_estimate(
         self, want: DesiredJob, action: Action, training_id: str, validation_id: str | None
@@ -324,19 +304,6 @@ class Executor:
             )
             note += f"; cancelled duplicate(s) {ids}"
         return note
-
-    def cancel_duplicate(self, provider: str, job: RemoteJob, holder: AttemptView) -> None:
-        """A second live job for an attempt that has one (the sweep found it): cancel it,
-        and say so in the ledger's audit log."""
-        why = f"tag {job.tag} of attempt {holder.attempt} also on {job.id}"
-        try:
-            self.drivers.get(provider).cancel_job(job.id)
-        except ProviderError as exc:
-            log.warning("duplicate not cancelled", name=holder.name, job=job.id, error=str(exc))
-            self.ledger.record_event("duplicate", f"{why}: cancel failed ({exc})", holder.name)
-            return
-        log.warning("duplicate cancelled", name=holder.name, job=job.id, tag=job.tag)
-        self.ledger.record_event("duplicate", f"{why}: cancelled", holder.name)
 
     # -- replace, cancel -------------------------------------------------------------
     def _cancel(self, current: AttemptView, why: str) -> str:

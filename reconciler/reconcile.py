@@ -34,6 +34,7 @@ from .plan import mass_removal as mass_removal_of
 from .planfile import SavedPlan
 from .providers.pool import DriverPool
 from .tags import DEFAULT_NAMESPACE
+from .upkeep import cancel_duplicate, start_parked
 
 Clock = Callable[[], float]
 
@@ -283,13 +284,13 @@ class Reconciler:
         """Start (or refuse) parked jobs, write what was observed and the specs' current
         policies; returns the observation as it now stands."""
         observed = dict(obs.refresh.observed)
-        executor.start_parked(obs.records, observed)
+        start_parked(self.ledger, self.drivers, executor.desired, obs.records, observed)
         persist_observations(self.ledger, observed)
         for attempt_id, why in obs.refresh.missed.items():
             self.ledger.record_miss(attempt_id, why)
         duplicates, _strays = classify_unknown(obs.refresh.unknown, obs.records)
         for provider, job, holder in duplicates:
-            executor.cancel_duplicate(provider, job, holder)
+            cancel_duplicate(self.ledger, self.drivers, provider, job, holder)
         self.ledger.sync_policies({j.name: j.spec.policy.on_delete for j in desired})
         fresh = dataclasses.replace(obs.refresh, observed=observed)
         return Observation(
@@ -341,7 +342,13 @@ class Reconciler:
                 f"{want.name!r} already tracks {cur.remote_id or cur.tag} "
                 f"({cur.phase.value}); remove or rename the spec first"
             )
-        if any(row["remote_id"] == job_id for row in self.ledger.attempts()):
+        orphan = self.ledger.orphan_of(provider, job_id)
+        if orphan is not None and orphan["spec_name"] != want.name:
+            raise ConfigError(
+                f"{provider}:{job_id} was {orphan['spec_name']!r}'s job (orphaned): import it "
+                f"with --name {orphan['spec_name']}"
+            )
+        if orphan is None and job_id in self.ledger.known_remote_ids(provider):
             raise ConfigError(f"{provider}:{job_id} is already in the ledger")
         try:
             job = self.drivers.get(provider).get_job(job_id)
@@ -349,6 +356,10 @@ class Reconciler:
             if exc.kind is ErrorKind.NOT_FOUND:
                 raise ConfigError(f"{provider} has no job {job_id}") from exc
             raise
+        if orphan is not None:  # the ledger knew it: re-attach that attempt
+            self.ledger.restore(int(orphan["id"]), f"imported {provider}:{job_id} again")
+            self.ledger.record_job(int(orphan["id"]), job, event="imported")
+            return job, int(orphan["attempt"])
         from_output = None
         if want.spec.from_ is not None:
             from_output = upstream_output(records.get(want.spec.from_.job))

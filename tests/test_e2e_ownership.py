@@ -14,6 +14,7 @@ from support import SpecTree
 from test_e2e import Cli, Emulator, emulator  # noqa: F401  (the module's emulator fixture)
 
 from reconciler.project import project_yaml
+from reconciler.tags import namespace_code
 
 pytestmark = pytest.mark.slow
 
@@ -83,3 +84,33 @@ def test_a_namespace_that_is_not_a_name_is_one_line(
     err = team("validate", expect=1).stderr
     assert "reconciler.yaml:3: namespace: String should match pattern" in err, err
     assert "reconciler.yaml:4: namespce: unknown key, did you mean 'namespace'?" in err, err
+
+
+def test_an_orphaned_job_comes_back_with_its_spec_and_by_import(
+    tmp_path: Path,
+    emulator: Emulator,  # noqa: F811
+) -> None:
+    team = project(tmp_path, emulator, "team-e", "team-e")
+    team.tree.spec("orphan", policy={"on_delete": "orphan"})
+    team.tree.spec("other", policy={"on_delete": "orphan"})
+    team.tree.spec("stays")
+    team("apply", "--yes")
+    jobs = {n: j["remote_id"] for n, j in team.status().items()}
+    spec_text = (team.tree.root / "orphan.yaml").read_text()
+    other_text = (team.tree.root / "other.yaml").read_text()
+    team.tree.remove("orphan")
+    team.tree.remove("other")
+    team("apply", "--yes")  # forgotten, left running
+    assert "orphan" not in team.status()
+    (team.tree.root / "orphan.yaml").write_text(spec_text)  # the spec is back
+    out = team("apply", "--yes").stdout
+    assert f"re-adopted orphaned {jobs['orphan']}" in out, out
+    assert team.status()["orphan"]["remote_id"] == jobs["orphan"]
+    (team.tree.root / "other.yaml").write_text(other_text)
+    out = team("import", f"together:{jobs['other']}", "--name", "other").stdout
+    assert "Imported" in out, out
+    assert team.status()["other"]["remote_id"] == jobs["other"]
+    code = namespace_code("team-e")
+    ours = [j for j in emulator.together_jobs() if f"rc{code}-" in str(j.get("suffix"))]
+    assert len(ours) == 3  # nothing trained twice
+    team("plan", "--detailed-exitcode", expect=0)  # nothing trained twice, nothing to do

@@ -97,6 +97,10 @@ class Ledger(Protocol):
 
     def forget(self, name: str, reason: str) -> None: ...
 
+    def orphan_of(self, provider: str, remote_id: str) -> dict[str, Any] | None: ...
+
+    def restore(self, attempt_id: int, reason: str) -> None: ...
+
     # -- events
     def record_event(
         self, kind: str, message: str, name: str | None = None, **data: Any

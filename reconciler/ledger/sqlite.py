@@ -391,6 +391,21 @@ class SqliteLedger(FileRows):
     def mark_cancel_requested(self, attempt_id: int, reason: str) -> None:
         self._mark(attempt_id, {"cancel_requested": 1}, "cancel", reason)
 
+    def orphan_of(self, provider: str, remote_id: str) -> dict[str, Any] | None:
+        """The forgotten (orphaned) attempt that holds this job, if one does."""
+        rows = list(
+            self.db.query(
+                "SELECT * FROM attempts WHERE provider = ? AND remote_id = ? AND forgotten = 1 "
+                "ORDER BY attempt DESC LIMIT 1",
+                [provider, remote_id],
+            )
+        )
+        return rows[0] if rows else None
+
+    def restore(self, attempt_id: int, reason: str) -> None:
+        """An orphaned attempt is tracked again: its spec is back, or it was imported."""
+        self._mark(attempt_id, {"forgotten": 0}, "restored", reason)
+
     def forget(self, name: str, reason: str) -> None:
         with self.write():
             self.db.execute(
