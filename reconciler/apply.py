@@ -106,6 +106,10 @@ class Executor:
         try:
             message, pending = self._dispatch(action, notes)
         except ProviderError as exc:
+            if exc.ambiguous:  # an upload whose answer was lost: looked up on the next pass
+                message = f"{exc}; outcome unknown, looked up by content on the next pass"
+                self.ledger.record_event("error", message, action.name, action=action.kind.value)
+                return Outcome(action.name, action.kind, False, scrub(message), pending=True)
             log.warning("action failed", name=action.name, kind=action.kind.value, error=str(exc))
             if exc.kind is ErrorKind.AUTH:
                 self.broken[action.provider] = exc
@@ -273,6 +277,12 @@ class Executor:
                     "up on the next pass",
                     True,
                 )
+            if exc.kind in (ErrorKind.PERMANENT, ErrorKind.NOT_FOUND) and self._stale_files(
+                want, training_id, validation_id
+            ):
+                why = f"create refused ({exc.message}): the provider no longer has its data file"
+                self.ledger.mark_absent(attempt_id, why)
+                return f"{why}; it is uploaded again on the next pass", True
             if exc.kind in (ErrorKind.PERMANENT, ErrorKind.NOT_FOUND):
                 self.ledger.record_create_failed(attempt_id, exc.message, retryable=False)
             elif exc.kind is ErrorKind.RATE_LIMITED:
@@ -282,6 +292,24 @@ class Executor:
             raise
         self.ledger.record_job(attempt_id, job, event="created")
         return f"created {job.id} (attempt {row['attempt']}, {job.status})", False
+
+    def _stale_files(self, want: DesiredJob, training_id: str, validation_id: str | None) -> bool:
+        """Whether a file id the ledger gave is unknown to the provider now (its state was
+        lost or the file deleted): such rows are forgotten, so the next pass uploads again."""
+        provider = want.spec.provider
+        driver = self.drivers.get(provider)
+        stale = False
+        for sha, file_id in (
+            (want.training_sha256, training_id),
+            (want.validation_sha256, validation_id),
+        ):
+            if sha is None or file_id is None:
+                continue
+            found = driver.find_file(sha)
+            if found is None or found.id != file_id:
+                self.ledger.file_forget(provider, sha)
+                stale = True
+        return stale
 
     def _adopted(self, row: dict[str, object], found: list[RemoteJob], how: str) -> str:
         """Record the job carrying an intent's tag: the oldest live one (else the newest

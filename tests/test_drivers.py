@@ -466,12 +466,11 @@ def test_upload_is_one_multipart_post(
     assert route.call_count == 1 and len(router.calls) == 1
 
 
-@multipart_providers
+@pytest.mark.parametrize("provider", ["mistral"])
 def test_upload_retry_resends_the_whole_file(
     provider: str, router: respx.MockRouter, data_file: Path
 ) -> None:
-    """Safe to retry: the file is named by its content hash and found again, and
-    Mistral dedupes identical uploads itself."""
+    """Safe to retry where the provider dedupes identical uploads itself (Mistral)."""
     wire_file, file_id, retried_bytes = MULTIPART_FILES[provider]
     route = router.post("files")
     route.side_effect = [
@@ -483,3 +482,21 @@ def test_upload_retry_resends_the_whole_file(
     assert remote.id == file_id and route.call_count == 2 and len(api_sleeps) == 1
     assert multipart(route.calls[1].request)["file"][1] == data_file.read_bytes()
     assert remote.bytes == (retried_bytes or data_file.stat().st_size)
+
+
+@pytest.mark.parametrize("provider", ["openai"])
+def test_an_upload_to_openai_is_posted_once(
+    provider: str, router: respx.MockRouter, data_file: Path
+) -> None:
+    """OpenAI keeps duplicates: a lost answer is looked up by name on the next pass
+    (DESIGN §4), never re-posted blindly."""
+    wire_file, file_id, _ = MULTIPART_FILES[provider]
+    route = router.post("files")
+    route.side_effect = [
+        httpx.Response(503, text="busy"),
+        httpx.Response(200, json=wire_file(file_id)),
+    ]
+    driver, api_sleeps, _ = make_driver(provider, router)
+    with pytest.raises(ProviderError) as info:
+        driver.upload_file(data_file, SHA)
+    assert info.value.ambiguous and route.call_count == 1 and not api_sleeps

@@ -92,12 +92,15 @@ class OpenAIDriver(DriverBase):
         size = path.stat().st_size
         if size > self.upload_threshold:
             return self._upload_in_parts(path, name, size)
-        with path.open("rb") as fh:  # httpx rewinds the handle if a retry re-sends it
+        with path.open("rb") as fh:
+            # OpenAI keeps every upload, duplicates included: posted once (a 429 alone is
+            # re-posted); a lost answer is resolved by looking the name up, never by posting
             body = self.api.json(
                 "POST",
                 "files",
                 files={"file": (name, fh, "application/jsonl")},
                 data={"purpose": "fine-tune"},
+                create=True,
             )
         if not isinstance(body, Mapping) or not body.get("id"):
             raise self._fail(f"upload of {name} answered without a file id", ErrorKind.RETRYABLE)
