@@ -161,3 +161,50 @@ def test_a_parked_mistral_job_starts_only_for_a_present_unsuspended_spec(
         assert jobs[ids["dropped"]] in ("CANCELLATION_REQUESTED", "CANCELLED"), jobs
     finally:
         stop(emu)
+
+
+def test_an_upload_whose_answer_is_lost_is_stored_once(tree: SpecTree, tmp_path: Path) -> None:
+    from support import CONVERSATION
+
+    emu = start_emulator(tmp_path / "uploads.db", "--speed", "1")
+    try:
+        cli = Cli(tree, emu)
+        cli.env.update({"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": emu.url + "/openai/v1"})
+        tree.data("data/ten.jsonl", [CONVERSATION] * 10)
+        tree.spec(
+            "uploaded",
+            provider="openai",
+            model="gpt-4.1-mini-2025-04-14",
+            training_file="data/ten.jsonl",
+            hyperparameters={"epochs": 1},
+        )
+        emu.admin(
+            "/_emulator/faults",
+            {"drop_next": 1, "drop_mode": "after", "methods": ["POST"], "path_contains": "/files"},
+        )
+        first = cli("apply", "--yes", expect=None)
+        assert "outcome unknown" in first.stdout, first.stdout
+        cli("apply", "--yes")
+        files = [f for f in emu.admin("/_emulator/state")["files"] if f["provider"] == "openai"]
+        assert len(files) == 1, files  # the same content is stored once
+        assert cli.status()["uploaded"]["remote_id"]
+    finally:
+        stop(emu)
+
+
+def test_a_provider_that_lost_a_file_gets_it_again(tree: SpecTree, tmp_path: Path) -> None:
+    emu = start_emulator(tmp_path / "lost.db", "--speed", "1")
+    try:
+        cli = Cli(tree, emu)
+        tree.spec("first")
+        cli("apply", "--yes")
+        emu.admin("/_emulator/reset", {})  # the provider's state is gone, files included
+        tree.spec("second", hyperparameters={"epochs": 2})  # the same data file
+        out = cli("apply", "--yes", expect=None).stdout
+        assert "no longer has its data file" in out, out
+        cli("apply", "--yes")
+        assert cli.status()["second"]["remote_id"]
+        files = [f for f in emu.admin("/_emulator/state")["files"] if f["provider"] == "together"]
+        assert len(files) == 1, files
+    finally:
+        stop(emu)
