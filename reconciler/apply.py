@@ -30,6 +30,7 @@ from .pricing import provider_price
 from .providers.pool import DriverPool
 from .redact import scrub
 from .tags import DEFAULT_NAMESPACE
+from .upkeep import absence_unproven
 from .uploads import Uploads
 
 log = get_logger("reconciler.apply")
@@ -262,13 +263,15 @@ class Executor:
         )
         # secrets in options are references until this moment (never in the ledger)
         request = dataclasses.replace(request, options=resolve(request.options, self.env))
-        self.ledger.mark_posting(attempt_id, training_id, validation_id)
+        server_at = driver.api.server_time  # the provider's clock, from its last answer
+        self.ledger.mark_posting(attempt_id, training_id, validation_id, server_at)
         try:
             job = driver.create_job(request)
         except ProviderError as exc:
             if exc.ambiguous:
                 # the grace for list lag counts from now, the end of the POST
-                self.ledger.mark_posting(attempt_id, training_id, validation_id)
+                server_at = driver.api.server_time
+                self.ledger.mark_posting(attempt_id, training_id, validation_id, server_at)
                 self.ledger.record_event(
                     "create_unknown", str(exc), want.name, attempt_id=attempt_id
                 )
@@ -277,9 +280,9 @@ class Executor:
                     "up on the next pass",
                     True,
                 )
-            if exc.kind in (ErrorKind.PERMANENT, ErrorKind.NOT_FOUND) and self._stale_files(
-                want, training_id, validation_id
-            ):
+            if exc.kind in (ErrorKind.PERMANENT, ErrorKind.NOT_FOUND) and Uploads(
+                self.ledger, self.drivers.get(want.spec.provider), want.spec.provider
+            ).stale(want, training_id, validation_id):
                 why = f"create refused ({exc.message}): the provider no longer has its data file"
                 self.ledger.mark_absent(attempt_id, why)
                 return f"{why}; it is uploaded again on the next pass", True
@@ -292,24 +295,6 @@ class Executor:
             raise
         self.ledger.record_job(attempt_id, job, event="created")
         return f"created {job.id} (attempt {row['attempt']}, {job.status})", False
-
-    def _stale_files(self, want: DesiredJob, training_id: str, validation_id: str | None) -> bool:
-        """Whether a file id the ledger gave is unknown to the provider now (its state was
-        lost or the file deleted): such rows are forgotten, so the next pass uploads again."""
-        provider = want.spec.provider
-        driver = self.drivers.get(provider)
-        stale = False
-        for sha, file_id in (
-            (want.training_sha256, training_id),
-            (want.validation_sha256, validation_id),
-        ):
-            if sha is None or file_id is None:
-                continue
-            found = driver.find_file(sha)
-            if found is None or found.id != file_id:
-                self.ledger.file_forget(provider, sha)
-                stale = True
-        return stale
 
     def _adopted(self, row: dict[str, object], found: list[RemoteJob], how: str) -> str:
         """Record the job carrying an intent's tag: the oldest live one (else the newest
@@ -392,15 +377,14 @@ class Executor:
                 self.ledger.forget(cur.name, action.reason)
                 return "forgotten", False
             return "nothing more to do", False
-        posted_at = row["posted_at"]
-        age = self.clock() - (posted_at or 0.0)
-        if posted_at is not None and age < self.adopt_grace:
-            return (
-                f"tag {cur.tag} not listed yet; the create ended {age:.0f}s ago and lists may "
-                f"lag, looking again after {self.adopt_grace:.0f}s",
-                True,
-            )
-        why = "never posted" if posted_at is None else f"not at the provider after {age:.0f}s"
+        why = "never posted"
+        if row["posted_at"] is not None:
+            driver = self.drivers.get(cur.provider)
+            waiting = absence_unproven(self.ledger, driver, cur, self.adopt_grace, self.clock)
+            if waiting is not None:
+                return waiting, True
+            row = self.ledger.attempt(cur.id)
+            why = f"not at the provider after {row['misses']} looks (lists are not lagging)"
         if action.then is Kind.CREATE:
             want = self._want(action)
             training_id, validation_id = self._files(want)

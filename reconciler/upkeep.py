@@ -1,19 +1,23 @@
-"""What a pass does with what the providers reported, before it plans: start the jobs a
-provider parked after validation (Mistral), and cancel the duplicates a sweep found."""
+"""What a pass does with what the providers reported: start the jobs a provider parked
+after validation (Mistral), cancel the duplicates a sweep found, and weigh the evidence
+before an intent's tag, not listed, is taken as absent."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from .errors import ProviderError
 from .ledger import Ledger
 from .log import get as get_logger
 from .model import AttemptView, DesiredJob, Phase, RemoteJob, SpecRecord
 from .providers import CATALOG
+from .providers.base import Driver
 from .providers.pool import DriverPool
 
 log = get_logger("reconciler.upkeep")
+
+MIN_MISSES = 3  # looks in a row that must miss a posted intent's tag before it is absent
 
 
 def start_parked(
@@ -72,3 +76,29 @@ def cancel_duplicate(
         return
     log.warning("duplicate cancelled", name=holder.name, job=job.id, tag=job.tag)
     ledger.record_event("duplicate", f"{why}: cancelled", holder.name)
+
+
+def absence_unproven(
+    ledger: Ledger, driver: Driver, cur: AttemptView, grace: float, clock: Callable[[], float]
+) -> str | None:
+    """Why a posted intent's tag, not listed this time, is not yet taken as absent; None
+    once the evidence is in: ``MIN_MISSES`` looks in a row, the first of them and the
+    create both at least the grace ago, all on the provider's clock (its ``Date``)."""
+    server_now = driver.api.server_time
+    misses = ledger.record_miss(cur.id, f"tag {cur.tag} not listed", at=server_now)
+    row = ledger.attempt(cur.id)
+    if server_now is not None and row["posted_server_at"] is not None:
+        since_post = server_now - row["posted_server_at"]
+    else:  # a provider that sends no Date: our wall clock, the only one there is
+        since_post = clock() - row["posted_at"]
+    since_first = (server_now if server_now is not None else clock()) - (
+        row["first_miss_at"] or 0.0
+    )
+    needed = MIN_MISSES if grace > 0 else 1
+    if misses >= needed and since_post >= grace and since_first >= grace:
+        return None
+    return (
+        f"tag {cur.tag} not listed yet (look {misses}, {since_post:.0f}s after the create "
+        f"by the provider's clock); lists may lag: it is taken as absent after "
+        f"{needed} looks over {grace:.0f}s"
+    )

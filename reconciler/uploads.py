@@ -10,7 +10,7 @@ from pathlib import Path
 from .datafiles import sha256_file
 from .errors import ConfigError
 from .ledger import Ledger
-from .model import upload_filename
+from .model import DesiredJob, upload_filename
 from .providers.base import Driver
 
 
@@ -45,3 +45,20 @@ class Uploads:
         remote = self.driver.upload_file(path, sha256)
         self.ledger.file_uploaded(provider, sha256, remote.id, remote.filename)
         return remote.id
+
+    def stale(self, want: DesiredJob, training_id: str, validation_id: str | None) -> bool:
+        """Whether a file id the ledger gave is unknown to the provider now (its state was
+        lost or the file deleted): such rows are forgotten, so the next pass uploads again."""
+        provider, driver = self.provider, self.driver
+        stale = False
+        for sha, file_id in (
+            (want.training_sha256, training_id),
+            (want.validation_sha256, validation_id),
+        ):
+            if sha is None or file_id is None:
+                continue
+            found = driver.find_file(sha)
+            if found is None or found.id != file_id:
+                self.ledger.file_forget(provider, sha)
+                stale = True
+        return stale

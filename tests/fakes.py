@@ -55,11 +55,21 @@ class FakeProvider:
 Hook = Callable[[str, str], None]  # (method, moment "before"/"after") → may raise
 
 
+class FakeApi:
+    """What the core reads of a driver's client: the provider's clock (a fake has none)."""
+
+    server_time: float | None = None
+
+    def counts(self) -> tuple[int, int]:
+        return 0, 0
+
+
 class FakeDriver:
     """The reconciler's side: a driver talking to a ``FakeProvider``."""
 
     def __init__(self, provider: FakeProvider, hook: Hook | None = None) -> None:
         self.provider = provider.name
+        self.api = FakeApi()
         self.world = provider
         self.hook = hook or (lambda method, moment: None)
         self.calls: list[str] = []

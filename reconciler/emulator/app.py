@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
 import math
 import re
@@ -120,7 +121,12 @@ class Gateway:
             "request_id": request_id,
         }
         emu.requests.append(record)
-        extra: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
+        extra: list[tuple[bytes, bytes]] = [
+            (b"x-request-id", request_id.encode()),
+            # the provider's clock is the emulated one: created_at and Date agree, as at a
+            # real provider (reconciler measures list lag on it)
+            (b"date", email.utils.formatdate(emu.now(), usegmt=True).encode()),
+        ]
         lost = False  # the answer is computed but never reaches the client
 
         async def reply(message: Message) -> None:

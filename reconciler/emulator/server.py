@@ -63,6 +63,7 @@ def _server(app: Starlette, host: str, port: int, log_level: str) -> Any:
         log_level=log_level,
         log_config=None,  # leave the host program's logging alone
         access_log=False,
+        date_header=False,  # the gateway sends the emulated clock's date
         timeout_graceful_shutdown=5,
     )
     return Server(config)

@@ -103,6 +103,9 @@ def _m4_misses(db: sqlite_utils.Database) -> None:
     for a known id, a tag not listed for an intent), and when the first of them was."""
     db.table("attempts").add_column("misses", int, not_null_default=0)
     db.table("attempts").add_column("first_miss_at", float)
+    # the provider's clock just before the create went out (its Date header): list lag is
+    # measured on it, never on ours
+    db.table("attempts").add_column("posted_server_at", float)
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [

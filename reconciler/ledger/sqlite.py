@@ -264,14 +264,20 @@ class SqliteLedger(FileRows):
         return attempt_id
 
     def mark_posting(
-        self, attempt_id: int, training_file_id: str, validation_file_id: str | None
+        self,
+        attempt_id: int,
+        training_file_id: str,
+        validation_file_id: str | None,
+        server_at: float | None = None,
     ) -> None:
-        """Committed just before the create POST: from here on the intent needs a look-up."""
+        """Committed just before the create POST: from here on the intent needs a look-up.
+        ``server_at`` is the provider's clock then, when its answers say."""
         with self.write():
             self.db.table("attempts").update(
                 attempt_id,
                 {
                     "posted_at": self.clock(),
+                    "posted_server_at": server_at,
                     "training_file_id": training_file_id,
                     "validation_file_id": validation_file_id,
                 },
@@ -354,11 +360,12 @@ class SqliteLedger(FileRows):
             self.db.table("attempts").update(attempt_id, {**values, "updated_at": self.clock()})
             self._event(kind, reason, row["spec_name"], attempt_id)
 
-    def record_miss(self, attempt_id: int, reason: str) -> int:
-        """One more look that found no job for this attempt; returns how many in a row."""
+    def record_miss(self, attempt_id: int, reason: str, at: float | None = None) -> int:
+        """One more look that found no job for this attempt (at ``at``, the provider's clock
+        when known); returns how many in a row."""
         row = self.attempt(attempt_id)
         misses = int(row.get("misses") or 0) + 1
-        first = row.get("first_miss_at") or self.clock()
+        first = row.get("first_miss_at") or (at if at is not None else self.clock())
         self._mark(attempt_id, {"misses": misses, "first_miss_at": first}, "miss", reason)
         return misses
 

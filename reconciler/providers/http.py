@@ -8,6 +8,7 @@ re-posted after a 429, which proves the provider refused it.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import time
 from collections.abc import Callable, Mapping
@@ -188,6 +189,7 @@ class ApiClient:
         self.create_backoff = create_backoff
         self.calls = 0
         self.errors = 0
+        self.server_time: float | None = None  # the provider's clock at its last answer
 
     def request(
         self,
@@ -214,6 +216,7 @@ class ApiClient:
             except httpx.TransportError as exc:
                 err = transport_error(self.provider, method, exc)
             else:
+                self._note_time(response)
                 log.debug(
                     "http",
                     provider=self.provider,
@@ -288,6 +291,15 @@ class ApiClient:
         result: Failure[ProviderError] | None = retrying(once, self.backoff, sleep=self.sleep)
         if isinstance(result, Failure):
             raise result.error
+
+    def _note_time(self, response: httpx.Response) -> None:
+        """The provider's own clock, from the ``Date`` of its answer (lag is measured on it,
+        so a step of our clock changes nothing)."""
+        value = response.headers.get("date")
+        if not value:
+            return
+        with contextlib.suppress(TypeError, ValueError):
+            self.server_time = email.utils.parsedate_to_datetime(value).timestamp()
 
     def counts(self) -> tuple[int, int]:
         """(calls, errors) so far."""
