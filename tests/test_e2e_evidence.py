@@ -208,3 +208,37 @@ def test_a_provider_that_lost_a_file_gets_it_again(tree: SpecTree, tmp_path: Pat
         assert len(files) == 1, files
     finally:
         stop(emu)
+
+
+def test_a_list_lagging_past_the_grace_never_makes_a_second_job(
+    tree: SpecTree, tmp_path: Path
+) -> None:
+    emu = start_emulator(tmp_path / "lag.db", "--speed", "1")
+    try:
+        cli = Cli(tree, emu)
+        tree.spec("lagging")
+        emu.admin(
+            "/_emulator/faults",
+            {
+                "list_lag_seconds": 135,  # longer than the default 120 s grace
+                "drop_next": 1,
+                "drop_mode": "after",
+                "methods": ["POST"],
+                "path_contains": "/fine-tunes",
+            },
+        )
+        first = cli("apply", "--yes", expect=None).stdout
+        assert "create outcome unknown" in first, first
+        emu.advance(123)
+        for _ in range(3):  # a user re-running apply, as fast as they like
+            out = cli("apply", "--yes", expect=None).stdout
+            assert "created" not in out, out
+        emu.advance(20)  # the lag is over: the job is listed
+        out = cli("apply", "--yes").stdout
+        assert "adopted" in out, out
+        jobs = [j for j in emu.together_jobs() if "rc" in str(j.get("suffix"))]
+        assert len(jobs) == 1, jobs  # one job for one attempt
+        assert cli.status()["lagging"]["remote_id"] == jobs[0]["id"]
+        cli("plan", "--detailed-exitcode", expect=0)
+    finally:
+        stop(emu)
