@@ -36,9 +36,11 @@ import pytest
 from support import CONVERSATION, SENTINEL_KEY, SpecTree
 from test_e2e import Cli, Emulator, start_emulator, stop
 
+from reconciler import tags
+
 pytestmark = pytest.mark.slow
 
-TAG = re.compile(r"rc-[0-9a-f]{12}")
+TAG = re.compile(tags.PATTERN)
 
 PROVIDERS: dict[str, dict[str, Any]] = {
     "together": {
