@@ -209,3 +209,61 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path: Path) -> None:
     info = json.loads(lock.path.read_text())
     assert info["pid"] == os.getpid() and info["command"] == "apply"
     lock.release()
+
+
+def test_a_ledger_of_the_previous_version_is_carried_over(tmp_path: Path) -> None:
+    """A ledger written before namespaces (schema 2, unique legacy tags) opens, migrates,
+    and keeps its attempts and tags (issue #11: today's ledgers keep working)."""
+    import sqlite_utils
+
+    from reconciler.ledger.schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    for step in MIGRATIONS[:2]:
+        step(db)
+    db.table("meta").insert_all(
+        [
+            {"key": "lineage", "value": "0" * 36},
+            {"key": "serial", "value": "1"},
+            {"key": "schema_version", "value": "2"},
+        ]
+    )
+    db.table("attempts").insert(
+        {
+            "spec_name": "bot",
+            "attempt": 2,
+            "fingerprint": "f" * 64,
+            "tag": "rc-0123456789ab",
+            "provider": "together",
+            "remote_id": "ft-1",
+            "status": "running",
+            "inputs": "{}",
+            "created_at": 1.0,
+        }
+    )
+    db.conn.close()
+    ledger = open_ledger(path)
+    try:
+        (record,) = ledger.records().values()
+        cur = record.current
+        assert cur is not None and (cur.tag, cur.attempt, cur.remote_id) == (
+            "rc-0123456789ab",
+            2,
+            "ft-1",
+        )
+        assert (cur.misses, ledger.lineage) == (0, "0" * 36)
+        # the tag is no longer unique: another attempt of the same fingerprint may share it
+        ledger.insert_intent(
+            name="bot",
+            attempt=3,
+            fingerprint="f" * 64,
+            tag="rc-0123456789ab",
+            provider="together",
+            inputs={},
+            on_delete="cancel",
+            spec_path="specs/bot.yaml",
+            git_commit=None,
+        )
+    finally:
+        ledger.close()

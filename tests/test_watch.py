@@ -122,3 +122,49 @@ def test_stop_ends_a_pass_between_actions(setup, tree: SpecTree) -> None:  # typ
     watcher.stop.set()
     assert watcher.reconcile() == []
     assert not provider.jobs
+
+
+def test_a_backward_step_of_the_wall_clock_does_not_stall_refreshes(
+    tree: SpecTree, tmp_path: Path, clock: Clock
+) -> None:
+    """Waits are measured on a monotonic clock: the wall clock going back an hour (an NTP
+    correction) changes nothing about when a job is looked at again (issue #11, 12)."""
+    provider = FakeProvider()
+    driver = Flaky(provider)
+    ledger = open_ledger(tmp_path / "ledger.db", clock=clock)
+    mono = Clock(start=100.0)
+    watcher = Watcher(
+        ledger=ledger,
+        drivers=FakePool(driver),  # type: ignore[arg-type]
+        source=SpecSource(tree.root, reuse=True),
+        interval=10,
+        adopt_grace=0,
+        clock=clock,
+        monotonic=mono,
+    )
+    try:
+        tree.spec("alpha")
+        watcher.reconcile()
+        clock.advance(-3600)  # the wall clock steps back an hour
+        mono.advance(11)
+        driver.calls.clear()
+        watcher.reconcile()
+        assert driver.calls.count("list_jobs") == 1  # looked at on time all the same
+    finally:
+        ledger.close()
+
+
+def test_a_removed_spec_waits_for_the_settle_period(setup, tree: SpecTree, clock: Clock) -> None:  # type: ignore[no-untyped-def]
+    watcher, _provider, _driver, _ = setup
+    watcher.removal_settle = 30
+    tree.spec("alpha")
+    tree.spec("beta")
+    watcher.reconcile()
+    tree.remove("beta")
+    clock.advance(11)
+    assert watcher.reconcile() == []  # gone a moment: held
+    clock.advance(11)
+    assert watcher.reconcile() == []
+    clock.advance(20)  # gone for 31 s now
+    outcomes = watcher.reconcile()
+    assert [(o.name, o.kind.value) for o in outcomes] == [("beta", "cancel")]
