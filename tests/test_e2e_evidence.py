@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,16 @@ from support import SENTINEL_KEY, SpecTree
 from test_e2e import Cli, Emulator, emulator, start_emulator, stop  # noqa: F401
 
 pytestmark = pytest.mark.slow
+
+
+@contextmanager
+def own_emulator(state: Path) -> Iterator[Emulator]:
+    """An emulator of the test's own (faults and state apart from the module's)."""
+    emu = start_emulator(state, "--speed", "1")
+    try:
+        yield emu
+    finally:
+        stop(emu)
 
 
 def test_one_apply_at_the_wrong_endpoint_writes_nothing_off(
@@ -56,8 +68,7 @@ def _mistral_cli(tree: SpecTree, emu: Emulator) -> Cli:
 def test_a_list_whose_total_never_ends_is_not_paged_for_ever(
     tree: SpecTree, tmp_path: Path
 ) -> None:
-    emu = start_emulator(tmp_path / "mistral.db", "--speed", "1")
-    try:
+    with own_emulator(tmp_path / "mistral.db") as emu:
         cli = _mistral_cli(tree, emu)
         emu.admin("/_emulator/faults", {"list_lag_seconds": 30})
         tree.spec("tiny", provider="mistral", model="open-mistral-7b", hyperparameters={})
@@ -73,8 +84,6 @@ def test_a_list_whose_total_never_ends_is_not_paged_for_ever(
         calls = [r for r in emu.admin("/_emulator/requests")["data"] if r["method"] == "GET"]
         assert len(calls) < 1000, len(calls)  # bounded: not thousands of pages
         assert "stopped paging" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
-    finally:
-        stop(emu)
 
 
 def test_an_answer_about_another_job_is_never_written(
@@ -136,8 +145,7 @@ def test_a_secret_in_options_is_only_ever_a_reference(
 def test_a_parked_mistral_job_starts_only_for_a_present_unsuspended_spec(
     tree: SpecTree, tmp_path: Path
 ) -> None:
-    emu = start_emulator(tmp_path / "parked.db", "--speed", "1")
-    try:
+    with own_emulator(tmp_path / "parked.db") as emu:
         cli = _mistral_cli(tree, emu)
         for name in ("held", "dropped", "kept"):
             tree.spec(name, provider="mistral", model="open-mistral-7b", hyperparameters={})
@@ -159,15 +167,12 @@ def test_a_parked_mistral_job_starts_only_for_a_present_unsuspended_spec(
         jobs = {j["id"]: j["status"] for j in emu.admin("/_emulator/state")["jobs"]}
         assert jobs[ids["held"]] == "VALIDATED"
         assert jobs[ids["dropped"]] in ("CANCELLATION_REQUESTED", "CANCELLED"), jobs
-    finally:
-        stop(emu)
 
 
 def test_an_upload_whose_answer_is_lost_is_stored_once(tree: SpecTree, tmp_path: Path) -> None:
     from support import CONVERSATION
 
-    emu = start_emulator(tmp_path / "uploads.db", "--speed", "1")
-    try:
+    with own_emulator(tmp_path / "uploads.db") as emu:
         cli = Cli(tree, emu)
         cli.env.update({"OPENAI_API_KEY": SENTINEL_KEY, "OPENAI_BASE_URL": emu.url + "/openai/v1"})
         tree.data("data/ten.jsonl", [CONVERSATION] * 10)
@@ -188,13 +193,10 @@ def test_an_upload_whose_answer_is_lost_is_stored_once(tree: SpecTree, tmp_path:
         files = [f for f in emu.admin("/_emulator/state")["files"] if f["provider"] == "openai"]
         assert len(files) == 1, files  # the same content is stored once
         assert cli.status()["uploaded"]["remote_id"]
-    finally:
-        stop(emu)
 
 
 def test_a_provider_that_lost_a_file_gets_it_again(tree: SpecTree, tmp_path: Path) -> None:
-    emu = start_emulator(tmp_path / "lost.db", "--speed", "1")
-    try:
+    with own_emulator(tmp_path / "lost.db") as emu:
         cli = Cli(tree, emu)
         tree.spec("first")
         cli("apply", "--yes")
@@ -206,15 +208,12 @@ def test_a_provider_that_lost_a_file_gets_it_again(tree: SpecTree, tmp_path: Pat
         assert cli.status()["second"]["remote_id"]
         files = [f for f in emu.admin("/_emulator/state")["files"] if f["provider"] == "together"]
         assert len(files) == 1, files
-    finally:
-        stop(emu)
 
 
 def test_a_list_lagging_past_the_grace_never_makes_a_second_job(
     tree: SpecTree, tmp_path: Path
 ) -> None:
-    emu = start_emulator(tmp_path / "lag.db", "--speed", "1")
-    try:
+    with own_emulator(tmp_path / "lag.db") as emu:
         cli = Cli(tree, emu)
         tree.spec("lagging")
         emu.admin(
@@ -240,5 +239,3 @@ def test_a_list_lagging_past_the_grace_never_makes_a_second_job(
         assert len(jobs) == 1, jobs  # one job for one attempt
         assert cli.status()["lagging"]["remote_id"] == jobs[0]["id"]
         cli("plan", "--detailed-exitcode", expect=0)
-    finally:
-        stop(emu)

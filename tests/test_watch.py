@@ -25,24 +25,35 @@ class Flaky(FakeDriver):
         return super().list_jobs()
 
 
-@pytest.fixture
-def setup(tree: SpecTree, tmp_path: Path, clock: Clock):  # type: ignore[no-untyped-def]
+def make_watcher(tree: SpecTree, tmp_path: Path, clock: Clock, monotonic: Clock, **extra):  # type: ignore[no-untyped-def]
+    """A watcher over a fake provider, a fresh ledger, and the given clocks."""
     provider = FakeProvider()
     driver = Flaky(provider)
-    ledger = open_ledger(tmp_path / "ledger.db", clock=clock)
-    finished: list[str] = []
     watcher = Watcher(
-        ledger=ledger,
+        ledger=open_ledger(tmp_path / "ledger.db", clock=clock),
         drivers=FakePool(driver),  # type: ignore[arg-type]
         source=SpecSource(tree.root, reuse=True),
         interval=10,
         adopt_grace=0,
         clock=clock,
-        monotonic=clock,
+        monotonic=monotonic,
+        **extra,
+    )
+    return watcher, provider, driver
+
+
+@pytest.fixture
+def setup(tree: SpecTree, tmp_path: Path, clock: Clock):  # type: ignore[no-untyped-def]
+    finished: list[str] = []
+    watcher, provider, driver = make_watcher(
+        tree,
+        tmp_path,
+        clock,
+        clock,
         on_finished=lambda a: finished.append(f"{a.name}:{a.phase.value}"),
     )
     yield watcher, provider, driver, finished
-    ledger.close()
+    watcher.ledger.close()
 
 
 def test_a_bad_spec_is_reported_and_the_others_still_reconcile_without_removals(
@@ -129,19 +140,8 @@ def test_a_backward_step_of_the_wall_clock_does_not_stall_refreshes(
 ) -> None:
     """Waits are measured on a monotonic clock: the wall clock going back an hour (an NTP
     correction) changes nothing about when a job is looked at again (issue #11, 12)."""
-    provider = FakeProvider()
-    driver = Flaky(provider)
-    ledger = open_ledger(tmp_path / "ledger.db", clock=clock)
     mono = Clock(start=100.0)
-    watcher = Watcher(
-        ledger=ledger,
-        drivers=FakePool(driver),  # type: ignore[arg-type]
-        source=SpecSource(tree.root, reuse=True),
-        interval=10,
-        adopt_grace=0,
-        clock=clock,
-        monotonic=mono,
-    )
+    watcher, _provider, driver = make_watcher(tree, tmp_path, clock, mono)
     try:
         tree.spec("alpha")
         watcher.reconcile()
@@ -151,7 +151,7 @@ def test_a_backward_step_of_the_wall_clock_does_not_stall_refreshes(
         watcher.reconcile()
         assert driver.calls.count("list_jobs") == 1  # looked at on time all the same
     finally:
-        ledger.close()
+        watcher.ledger.close()
 
 
 def test_a_removed_spec_waits_for_the_settle_period(setup, tree: SpecTree, clock: Clock) -> None:  # type: ignore[no-untyped-def]
