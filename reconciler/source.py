@@ -116,7 +116,7 @@ class SpecSource:
     def _with_project(state: DesiredState, root: Path) -> DesiredState:
         """The namespace of the project file at the specs root, or its problems."""
         project, errors = load_project(root) if root.is_dir() else (Project(), [])
-        state.namespace = project.namespace
+        state.namespace, state.project_file = project.namespace, project.file
         state.errors = [*errors, *state.errors]
         return state
 

@@ -26,6 +26,7 @@ from .tags import DEFAULT_NAMESPACE
 class DesiredState:
     jobs: list[DesiredJob] = field(default_factory=list)
     namespace: str = DEFAULT_NAMESPACE  # the project's (reconciler.yaml), part of every tag
+    project_file: Path | None = None  # None: no reconciler.yaml, the default namespace
     errors: list[SpecError] = field(default_factory=list)
     reports: dict[str, tuple[DataFileReport, DataFileReport | None]] = field(default_factory=dict)
 

@@ -35,6 +35,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_NAMESPACE_NOTE = (
+    "note: no reconciler.yaml at the specs root: the namespace is 'default'. Give every "
+    "project that shares a provider account a namespace of its own (README: the project file)."
+)
+
+
 def compute_plan(
     ws: Workspace, state: DesiredState, *, offline: bool, max_cost: float | None = None
 ) -> tuple[Plan, list[dict[str, str | None]]]:
@@ -109,6 +115,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         out = ws.out()
         print_plan(plan, out)
+        if state.project_file is None and plan.actions:
+            out.print(f"\n{DEFAULT_NAMESPACE_NOTE}", markup=False)
         if unknown:
             out.print("\n" + "\n".join(unknown_lines(unknown)), markup=False)
         tracked = sum(1 for a in plan.actions if a.current is not None)
