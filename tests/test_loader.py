@@ -189,13 +189,16 @@ def test_the_json_schema_accepts_examples_and_rejects_typos() -> None:
     import jsonschema
     import yaml
 
+    from reconciler.project import PROJECT_FILE, ProjectFile
+
     schema = json_schema()
+    project = ProjectFile.model_json_schema()
     root = Path(__file__).resolve().parents[1]
     for path in sorted((root / "examples").rglob("*.yaml")):
         if "ci" in path.relative_to(root / "examples").parts:
             continue  # CI workflows, not specs
         for doc in yaml.safe_load_all(path.read_text()):
-            jsonschema.validate(doc, schema)
+            jsonschema.validate(doc, project if path.name == PROJECT_FILE else schema)
     bad = yaml.safe_load(GOOD.replace("epochs", "epochz"))
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
