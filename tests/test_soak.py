@@ -170,10 +170,13 @@ def test_two_projects_under_lag_hiccups_truncating_saves_and_a_lost_ledger(
                 cli.run("apply", "--yes", "--adopt-grace", "2")
                 time.sleep(0.5)
         lines = []
-        for team, (_tree, cli, _names) in teams.items():
+        for team, (_tree, cli, names) in teams.items():
             jobs = _ours(emu, team)
             view = read_ledger(cli.ledger)
             assert view is not None and view.integrity == "ok", team
+            current = {a["spec_name"]: a["remote_id"] for a in view.attempts if a["remote_id"]}
+            assert sorted(current) == sorted(names), f"{team}: {current}"  # every spec tracked
+            assert set(current.values()) <= {j["id"] for j in jobs}, f"{team}: not its own jobs"
             known = {a["remote_id"] for a in view.attempts if a["remote_id"]}
             unknown = [j["id"] for j in jobs if j["id"] not in known and _live(j)]
             assert not unknown, f"{team}: live jobs unknown to the ledger: {unknown}"
