@@ -24,6 +24,8 @@ from reconciler.tags import namespace_code
 pytestmark = pytest.mark.slow
 
 SOAK = os.environ.get("RECONCILER_SOAK") == "1"
+# libfaketime, for a step of the local clock (Debian's faketime; skipped without it)
+LIBFAKETIME = next(iter(Path("/usr/lib").glob("*/faketime/libfaketime.so.1")), None)
 KILLS, SPECS, WATCH_KILLS = (50, 20, 20) if SOAK else (6, 6, 3)
 
 
@@ -102,8 +104,9 @@ def test_two_projects_under_lag_hiccups_truncating_saves_and_a_lost_ledger(
 ) -> None:
     """DESIGN §4 under what real accounts do: two projects share the account; creates lose
     their answers while lists lag longer than the grace; one apply at a wrong endpoint (every
-    job a 404); an editor's truncate-and-write under watch; one project's ledger deleted
-    mid-run; kill -9 throughout. Then: no attempt has two live jobs, no job of either
+    job a 404); one apply with the local clock five minutes ahead (with libfaketime); an
+    editor's truncate-and-write under watch; one project's ledger deleted mid-run; kill -9
+    throughout. Then: no attempt has two live jobs, no job of either
     namespace is unknown to its ledger, neither project touched the other's jobs."""
     rng = random.Random(20261201)
     emu = start_emulator(tmp_path / "hostile.db", "--speed", "1")
@@ -139,9 +142,23 @@ def test_two_projects_under_lag_hiccups_truncating_saves_and_a_lost_ledger(
                     said[team] += _event_messages(cli.ledger) if cli.ledger.exists() else []
                     for path in cli.ledger.parent.glob("ledger.db*"):
                         path.unlink()
+                stepped = i == 1 and team == "team-a" and LIBFAKETIME is not None
+                if stepped:  # the local clock jumps five minutes ahead for this apply
+                    (tmp_path / "offset").write_text("+300s\n")
+                    real, cli.env = (
+                        cli.env,
+                        {
+                            **cli.env,
+                            "LD_PRELOAD": str(LIBFAKETIME),
+                            "FAKETIME_TIMESTAMP_FILE": str(tmp_path / "offset"),
+                            "FAKETIME_NO_CACHE": "1",
+                        },
+                    )
                 proc = cli.start(
                     "apply", "--yes", "--adopt-grace", "2", log=tmp_path / f"{team}-apply-{i}.log"
                 )
+                if stepped:
+                    cli.env = real
                 killed += _kill_later(proc, rng, 0.05, 2.0)
         # a watch, and an editor that truncates and writes a spec under it
         tree, cli, names = teams["team-a"]
@@ -198,7 +215,9 @@ def test_two_projects_under_lag_hiccups_truncating_saves_and_a_lost_ledger(
         print(
             f"\nhostile soak: 2 projects, {rounds} rounds, {killed} kills, 30 % lost create "
             f"answers under list lag past the grace, one apply at a wrong endpoint, a lost "
-            f"ledger, truncating saves under watch; "
+            f"ledger, truncating saves under watch"
+            + (", a +300 s step of the local clock" if LIBFAKETIME else "")
+            + "; "
             + "; ".join(lines)
             + f"; 0 jobs of another namespace touched, integrity ok, {time.monotonic() - started:.0f} s"
         )
