@@ -67,6 +67,15 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self.unknown_jobs = Gauge(
+            "reconciler_unknown_jobs",
+            "Jobs of this project's namespace the ledger does not know, by kind "
+            "(duplicate: cancelled on the pass; stray: left for a person).",
+            ["kind"],
+            registry=r,
+        )
+        for kind in ("duplicate", "stray"):
+            self.unknown_jobs.labels(kind=kind).set(0)
         # both results exist from the start, so rate() over them is never "no data"
         for result in ("ok", "error"):
             self.passes.labels(result=result)
@@ -89,6 +98,11 @@ class Metrics:
         for (provider, phase), count in current.items():
             self.jobs.labels(provider=provider, phase=phase).set(count)
         self._jobs |= set(current)
+
+    def set_unknown(self, kinds: Mapping[str, int]) -> None:
+        """What the last pass's sweep found: ``{"duplicate": n, "stray": m}``."""
+        for kind in ("duplicate", "stray"):
+            self.unknown_jobs.labels(kind=kind).set(kinds.get(kind, 0))
 
     def set_provider_calls(self, calls: Mapping[str, tuple[int, int]]) -> None:
         """Advance the call and error counters from the drivers' running totals.

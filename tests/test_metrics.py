@@ -171,3 +171,15 @@ def test_server_does_not_log_requests(get: Get, capsys: pytest.CaptureFixture[st
     get("/metrics")
     get("/nope")
     assert capsys.readouterr().err == ""
+
+
+def test_the_sweeps_finds_are_a_gauge() -> None:
+    m = Metrics()
+    text = m.render().decode()
+    assert 'reconciler_unknown_jobs{kind="stray"} 0.0' in text
+    m.set_unknown({"stray": 2, "duplicate": 1})
+    text = m.render().decode()
+    assert 'reconciler_unknown_jobs{kind="stray"} 2.0' in text
+    assert 'reconciler_unknown_jobs{kind="duplicate"} 1.0' in text
+    m.set_unknown({})
+    assert 'reconciler_unknown_jobs{kind="stray"} 0.0' in m.render().decode()

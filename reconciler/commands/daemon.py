@@ -11,7 +11,7 @@ from ..log import get as get_logger
 from ..model import AttemptView
 from ..notify import JobFinished, Notifier, notifier_from_env
 from ..providers.pool import DriverPool
-from ..reconcile import PassResult
+from ..reconcile import PassResult, unknown_jobs
 from ..source import SpecSource
 from ..watch import Watcher, run
 from .workspace import Workspace
@@ -71,6 +71,10 @@ def _observe(watcher: Watcher, args: argparse.Namespace) -> Any:
                     key = (record.current.provider, record.current.phase.value)
                     counts[key] = counts.get(key, 0) + 1
             metrics.set_jobs(counts)
+            found = unknown_jobs(result.observation)
+            metrics.set_unknown(
+                {k: sum(1 for u in found if u["kind"] == k) for k in ("duplicate", "stray")}
+            )
         metrics.set_provider_calls(watcher.drivers.call_totals())
 
     watcher.on_pass = on_pass
