@@ -160,23 +160,43 @@ def test_two_projects_under_lag_hiccups_truncating_saves_and_a_lost_ledger(
                 if stepped:
                     cli.env = real
                 killed += _kill_later(proc, rng, 0.05, 2.0)
-        # a watch, and an editor that truncates and writes a spec under it
+        # a watch, an editor that truncates and writes a spec under it, and (with
+        # libfaketime) the watch's wall clock stepping back an hour mid-run
         tree, cli, names = teams["team-a"]
+        emu.admin("/_emulator/faults", {"drop_rate": 0})  # a pass that only looks: no sleep
+        offset = tmp_path / "watch-offset"
+        offset.write_text("+0s\n")
+        real = cli.env
+        if LIBFAKETIME is not None:
+            cli.env = {
+                **cli.env,
+                "LD_PRELOAD": str(LIBFAKETIME),
+                "FAKETIME_TIMESTAMP_FILE": str(offset),
+                "FAKETIME_NO_CACHE": "1",
+                "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            }
         daemon = cli.start(
             "watch", "--interval", "0.3", "--adopt-grace", "2", log=tmp_path / "watch.log"
         )
+        cli.env = real
         try:
-            for _ in range(3):
+            for step in range(3):
+                if step == 1:
+                    offset.write_text("-3600s\n")
                 path = tree.root / f"{names[0]}.yaml"
                 text = path.read_text()
                 path.write_text("")
                 time.sleep(0.1)
                 path.write_text(text)
                 time.sleep(0.5)
+            assert daemon.poll() is None, (tmp_path / "watch.log").read_text()[-2000:]
         finally:
             daemon.send_signal(signal.SIGKILL)
             daemon.wait(10)
             killed += 1
+        watch_log = (tmp_path / "watch.log").read_text()
+        assert "internal error" not in watch_log, watch_log[-2000:]
+        assert '"kind": "cancel"' not in watch_log, "a truncating save cancelled a job"
         emu.admin("/_emulator/faults", {"drop_rate": 0, "list_lag_seconds": 4})
         emu.advance(10)  # every job is listed now
         for (
@@ -216,7 +236,11 @@ def test_two_projects_under_lag_hiccups_truncating_saves_and_a_lost_ledger(
             f"\nhostile soak: 2 projects, {rounds} rounds, {killed} kills, 30 % lost create "
             f"answers under list lag past the grace, one apply at a wrong endpoint, a lost "
             f"ledger, truncating saves under watch"
-            + (", a +300 s step of the local clock" if LIBFAKETIME else "")
+            + (
+                ", the clock stepped +300 s for an apply and -3600 s under watch"
+                if LIBFAKETIME
+                else ""
+            )
             + "; "
             + "; ".join(lines)
             + f"; 0 jobs of another namespace touched, integrity ok, {time.monotonic() - started:.0f} s"
