@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,7 @@ class _Progress:
     """Prints each attempt's phase and progress changes between passes, and provider
     trouble once per distinct error."""
 
-    def __init__(self, out: Any, records: Any) -> None:
+    def __init__(self, out: Any, records: Mapping[str, SpecRecord]) -> None:
         self.out = out
         self.seen = {a.id: (a.phase, a.progress) for a in _attempts(records)}
         self.warned: set[str] = set()
@@ -171,7 +172,7 @@ class _Progress:
             self.out.print(f"  {escape(a.name)}: {start} → {a.phase.value}{escape(detail)}")
 
 
-def _attempts(records: dict[str, SpecRecord] | Any) -> list[AttemptView]:
+def _attempts(records: Mapping[str, SpecRecord]) -> list[AttemptView]:
     return [a for r in records.values() for a in r.attempts]
 
 

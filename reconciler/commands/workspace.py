@@ -30,6 +30,7 @@ class Workspace:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     source: SpecSource = field(init=False)
     lock: WriterLock | None = field(init=False, default=None)  # while ``writing``
+    _known: dict[str, set[str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.source = SpecSource(self.specs, self.git_ref)
@@ -51,7 +52,13 @@ class Workspace:
         return read_view(self.ledger)
 
     def known_remote_ids(self, provider: str) -> set[str]:
-        """Every job id the ledger holds for a provider (read-only; none without a ledger)."""
+        """Every job id the ledger holds for a provider (read-only; none without a ledger),
+        read once per invocation and provider."""
+        if provider not in self._known:
+            self._known[provider] = self._read_known(provider)
+        return self._known[provider]
+
+    def _read_known(self, provider: str) -> set[str]:
         if not self.ledger.exists():
             return set()
         try:
