@@ -166,3 +166,66 @@ def test_module_entry_point_serves_and_stops_cleanly_on_sigterm(tmp_path: Path) 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "65536"])
+def test_a_port_out_of_range_is_one_line_and_exit_1(
+    port: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler.cli import main
+
+    state = tmp_path / "never.db"
+    assert main(["emulator", "--port", port, "--state", str(state)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: --port must be 0..65535 (got {port})\n"
+    assert not state.exists()
+
+
+def test_a_port_in_use_is_one_line_naming_it_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler.cli import main
+
+    state = tmp_path / "never.db"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert main(["emulator", "--port", str(port), "--state", str(state)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: port {port} on 127.0.0.1 is already in use\n"
+    assert not state.exists()  # refused before anything was built
+
+
+@pytest.mark.slow
+def test_port_0_announces_the_port_it_really_bound() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "emulator", "--port", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stderr is not None
+        lines = [proc.stderr.readline() for _ in range(4)]
+        head = lines[0]
+        assert head.startswith("provider emulator on http://127.0.0.1:"), lines
+        port = int(head.split("http://127.0.0.1:", 1)[1].split(" ", 1)[0])
+        assert port != 0
+        assert lines[1].strip() == f"TOGETHER_BASE_URL=http://127.0.0.1:{port}/together/v1"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/").json() == {"status": "ok"}:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "did not come up"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

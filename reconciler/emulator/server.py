@@ -8,6 +8,7 @@ argument parser stays fast; uvicorn, Starlette and httpx load when a server star
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import signal
@@ -73,15 +74,23 @@ def _bind(host: str, port: int) -> socket.socket:
     """A listening-ready TCP socket. IPPROTO_TCP explicitly: asyncio disables Nagle only on
     sockets whose proto says TCP (uvicorn's own have proto 0), and with Nagle on every
     answer waits ~40 ms for a delayed ACK."""
+    if not 0 <= port <= 65535:
+        raise PortError(f"--port must be 0..65535 (got {port})")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        if exc.errno == errno.EADDRINUSE:
+            raise PortError(f"port {port} on {host} is already in use") from exc
+        raise PortError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     return sock
+
+
+class PortError(ValueError):
+    """The address the emulator was asked to listen on cannot be used (one line for users)."""
 
 
 def serve(
@@ -98,23 +107,29 @@ def serve(
     """Serve until SIGINT/SIGTERM, then return (a clean stop: the caller exits 0)."""
     from .app import create_app
 
-    app = create_app(
-        state_path,
-        speed=speed,
-        faults=faults,
-        keys=keys,
-        file_processing_seconds=file_processing_seconds,
-    )
-    sock = _bind(host, port)
+    sock = _bind(host, port)  # first: a port in use must not leave a state file behind
+    port = sock.getsockname()[1]  # the bound one: --port 0 asks the system for a free port
+    try:
+        app = create_app(
+            state_path,
+            speed=speed,
+            faults=faults,
+            keys=keys,
+            file_processing_seconds=file_processing_seconds,
+        )
+    except BaseException:
+        sock.close()
+        raise
     server = _server(app, host, port, log_level)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(message)s")
     where = state_path or "memory (lost on exit)"
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     print(
-        f"provider emulator on http://{host}:{port} (state: {where}, speed {speed}x)\n"
-        f"  TOGETHER_BASE_URL=http://{host}:{port}/together/v1\n"
-        f"  OPENAI_BASE_URL=http://{host}:{port}/openai/v1\n"
-        f"  MISTRAL_BASE_URL=http://{host}:{port}/mistral/v1",
+        f"provider emulator on {base} (state: {where}, speed {speed}x)\n"
+        f"  TOGETHER_BASE_URL={base}/together/v1\n"
+        f"  OPENAI_BASE_URL={base}/openai/v1\n"
+        f"  MISTRAL_BASE_URL={base}/mistral/v1",
         file=sys.stderr,
         flush=True,
     )
@@ -343,10 +358,12 @@ def run(args: argparse.Namespace) -> int:
     from .faults import FaultConfig
 
     try:
+        if not 0 <= args.port <= 65535:  # before building anything
+            raise PortError(f"--port must be 0..65535 (got {args.port})")
         faults = faults_from_args(args)
         FaultConfig.from_json(faults)  # reject a bad config before binding the port
         serve(args.host, args.port, args.state, args.speed, faults, args.api_keys)
     except (OSError, ValueError) as exc:
-        print(f"reconciler emulator: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
