@@ -4,6 +4,7 @@ checker, training-data inspection, fault decisions, the clock and the store."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,18 @@ def test_pauses_freeze_progress_and_shift_later_times() -> None:
     resumed = snapshot(life, KIND, T0, T0 + 115)
     assert resumed.t == 15 and not resumed.paused
     assert resumed.abs_at(17) == T0 + 117  # the end of training moved by the pause
+
+
+def test_a_kind_with_a_paused_status_reports_it_while_paused_only() -> None:
+    kind = replace(KIND, paused="paused")
+    life = new_life(PHASES)
+    life["pauses"] = [[T0 + 10, None]]
+    assert snapshot(life, kind, T0, T0 + 1000).status == "paused"
+    request_cancel(life, snapshot(life, kind, T0, T0 + 1000), T0 + 1000)
+    assert snapshot(life, kind, T0, T0 + 1001).status == "cancelling"  # cancel wins
+    life = new_life(PHASES)
+    life["pauses"] = [[T0 + 10, T0 + 20]]
+    assert snapshot(life, kind, T0, T0 + 25).status == "running"  # resumed
 
 
 def test_cancel_goes_through_the_transient_status() -> None:

@@ -29,6 +29,7 @@ class JobKind:
     cancelled: str
     cancelling: str | None = None  # transient status between cancel and cancelled
     cancel_delay: float = 0.0
+    paused: str | None = None  # what a paused job reports (None: its phase's status)
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,8 @@ def snapshot(
                 finished_at=cancel_at + delay,
             )
         return replace(snap, status=kind.cancelling)
+    if paused and not done and kind.paused is not None:
+        return replace(snap, status=kind.paused)
     return snap
 
 

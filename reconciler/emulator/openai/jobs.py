@@ -21,6 +21,7 @@ KIND = JobKind(
     failed_permanent="failed",
     permanent_at="queued",  # bad files are found while validating_files
     cancelled="cancelled",  # cancel is immediate: no transient status
+    paused="paused",  # not in the spec's status enum, but what its own pause example answers
 )
 ORG = "org-emulator"
 ACCOUNT = "personal"  # the org slug in ft: model names

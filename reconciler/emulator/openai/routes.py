@@ -88,9 +88,8 @@ def job_routes(emu: Emulator) -> list[BaseRoute]:
     @job
     async def pause(request: Request, row: Row) -> Response:
         snap = job_snapshot(emu, KIND, row)
-        if snap.status != "running" or snap.paused:
-            state = "paused" if snap.paused else snap.status
-            return error(400, f"Job {row.id} is {state}; only a running job can be paused.")
+        if snap.status != "running":
+            return error(400, f"Job {row.id} is {snap.status}; only a running job can be paused.")
         row.data["life"]["pauses"].append([emu.now(), None])
         emu.store.update(row)
         return show(row)
