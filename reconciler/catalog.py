@@ -47,6 +47,9 @@ class Capabilities:
     pausable: bool = False  # pause_job / resume_job: `suspend: true` pauses a running job
     estimates_price: bool = False  # estimate_price: a dollar figure before the create
     parks_after_validation: bool = False  # start_if_parked: jobs wait after validating
+    # `from: {job: X}`: a create can start from X's fine-tuned model (Together's
+    # from_checkpoint, OpenAI's ft: model as the base); False: validate refuses `from`
+    continues_from_job: bool = False
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,8 @@ def estimate(
     usd = max(price.minimum_usd, tokens / 1_000_000 * price.usd_per_million)
     minimum = f", ${price.minimum_usd:g} minimum" if price.minimum_usd else ""
     basis = (
-        f"offline estimate: ~{tokens:,} tokens ({training_tokens:,} × {epochs} epochs"
+        f"offline estimate: ~{tokens:,} tokens ({training_tokens:,} × {epochs} "
+        f"epoch{'' if epochs == 1 else 's'}"
         f"{' + evals' if validation_tokens and evals else ''}) at "
         f"${price.usd_per_million:g}/1M{minimum}; list prices of {info.prices_as_of}"
     )

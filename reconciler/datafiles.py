@@ -60,6 +60,20 @@ def _reject_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+def _bom_problem(lineno: int, rule: str, provider: str) -> str | None:
+    """What is wrong with a line that starts with a UTF-8 byte-order mark; None where the
+    provider reads past one. Never "invalid JSON": the user needs to know what to fix."""
+    if lineno > 1:
+        return "a UTF-8 byte-order mark in the middle of the file (were files joined?): remove it"
+    if rule == "accepted":
+        return None
+    why = "refuses it" if rule == "refused" else "does not document accepting it"
+    return f"data file starts with a UTF-8 byte-order mark; {provider} {why}: save it without BOM"
+
+
 def _size(n: int) -> str:
     """A byte count as the providers' documents write it: 512 MB, 50.1 GB."""
     if n >= 1_000_000_000 and n % 100_000_000 == 0:
@@ -147,7 +161,12 @@ def check_data_file(
                 raise at_spec(f"{p}: data file is over {limit} bytes, the limit: {path}")
             if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
                 raise at_line(lineno, None, f"line is over the {MAX_LINE_BYTES} byte limit")
-            if line.isspace():
+            if line.startswith(_BOM):
+                bom = _bom_problem(lineno, rules.byte_order_mark, p)
+                if bom is not None:
+                    raise at_line(lineno, None, bom)
+                line = line[len(_BOM) :]
+            if line.isspace() or not line:
                 continue
             records += 1
             try:

@@ -23,6 +23,20 @@ class DataFormat(StrEnum):
     PREFERENCE = "preference"  # {"input": {messages}, "preferred_output": [..], ...}
 
 
+# the keys that make each format, for messages: "instruction (prompt/completion)"
+FORMAT_KEYS = {
+    DataFormat.CONVERSATIONAL: "messages",
+    DataFormat.INSTRUCTION: "prompt/completion",
+    DataFormat.TEXT: "text",
+    DataFormat.PREFERENCE: "input/preferred_output/non_preferred_output",
+}
+
+
+def describe(fmt: DataFormat) -> str:
+    """A format as a user recognises it: its name and the keys of its records."""
+    return f"{fmt} ({FORMAT_KEYS[fmt]})"
+
+
 Role = Literal["training", "validation"]
 
 # Which role may come next: a state machine keeps the alternation check O(1) a message.
@@ -61,6 +75,10 @@ class ProviderRules:
     bare_image_urls: bool  # "image_url": "<url>" besides {"url": "<url>"}
     max_images: int | None  # image parts in one example
     labels: bool  # classifier records: a text record needs "labels"; messages may have them
+    # a UTF-8 byte-order mark at the start of a file: "accepted" (read past it),
+    # "refused" (the provider's reader fails on it) or "unknown" (undocumented: refused,
+    # since a re-save costs less than a failed upload at apply)
+    byte_order_mark: Literal["accepted", "refused", "unknown"] = "unknown"
     next_roles: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -32,7 +32,7 @@ from .yamlstrict import (
 )
 
 MAX_SPEC_BYTES = 1 << 20  # a spec is a page of YAML; 1 MiB is generous
-SPEC_SUFFIXES = (".yaml", ".yml")
+SPEC_SUFFIXES = (".yaml", ".yml")  # in any case
 PROJECT_FILE = "reconciler.yaml"  # at the specs root: not a spec (project.py reads it)
 
 
@@ -81,11 +81,22 @@ def discover(root: Path) -> list[Path]:
         found.extend(
             base / name
             for name in files
-            if name.endswith(SPEC_SUFFIXES)
+            if name.lower().endswith(SPEC_SUFFIXES)  # .yaml, .yml, .YAML, .Yml ...
             and not name.startswith(".")
-            and not (name == PROJECT_FILE and folder == str(root))  # the project file
+            and not (folder == str(root) and _is_project_file(base, name))
         )
     return sorted(found)
+
+
+def _is_project_file(root: Path, name: str) -> bool:
+    """The project file, also as a case-insensitive file system may spell it (elsewhere
+    ``Reconciler.yaml`` is no project file, and is read as a spec rather than ignored)."""
+    if name.lower() != PROJECT_FILE:
+        return False
+    try:
+        return name == PROJECT_FILE or os.path.samefile(root / name, root / PROJECT_FILE)
+    except OSError:
+        return False
 
 
 def _locate(
@@ -290,6 +301,7 @@ class SpecSet:
     specs: dict[str, LoadedSpec] = field(default_factory=dict)
     errors: list[SpecError] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    empty: list[Path] = field(default_factory=list)  # folders given that hold no spec file
 
     def __iter__(self) -> Iterator[LoadedSpec]:
         return iter(self.specs.values())
@@ -348,7 +360,10 @@ def _load_into(result: SpecSet, paths: Iterable[Path], cwd: Path, cache: FileCac
         # file is a dozen syscalls, and a tree may hold ten thousand specs)
         shown_root = display_path(root, cwd)
         is_dir = root.is_dir()
-        for path in discover(root):
+        found = discover(root)
+        if not found:
+            result.empty.append(shown_root)
+        for path in found:
             result.files.append(path)
             shown = shown_root / path.relative_to(root) if is_dir else shown_root
             specs, errors = _load_cached(path, shown, cache)

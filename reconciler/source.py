@@ -53,6 +53,27 @@ def git_commit(spec_path: str) -> str | None:
     return head + ("-dirty" if status.stdout.strip() else "")
 
 
+def not_a_specs_folder(specs: Path) -> ConfigError:
+    """``--specs`` names no folder: absent, or a spec file given where the folder goes."""
+    if specs.is_file():
+        return ConfigError(
+            f"--specs {specs} is a file; --specs takes the specs folder "
+            f"(to check one file: reconciler validate {specs})"
+        )
+    return ConfigError(f"specs folder {specs} does not exist (set --specs or RECONCILER_SPECS)")
+
+
+def _report_empty(specs: SpecSet, state: DesiredState, *, named: bool) -> None:
+    """A folder without spec files: an error when the user named it (a typo or the
+    wrong folder), a warning for the specs root (all specs removed is legitimate)."""
+    for folder in specs.empty:
+        if named:
+            message = "no spec files in this folder (a spec file ends in .yaml or .yml)"
+            state.errors.append(SpecError(message, folder))
+        else:
+            state.warnings.append(f"no spec files in {folder}/")
+
+
 @dataclass
 class SpecSource:
     """The specs tree of one invocation or daemon: read, checked, and traced to git."""
@@ -102,14 +123,15 @@ class SpecSource:
                 desired_state(specs, snap.specs_dir, cache=self._data_cache), snap.specs_dir
             )
             state.errors = [self._at_ref(err, snap) for err in state.errors]
+            if specs.empty:
+                state.warnings.append(f"no spec files in {self.specs}/ at {self.git_ref}")
             return specs, state
         if paths is None and not self.specs.is_dir():
-            raise ConfigError(
-                f"specs folder {self.specs} does not exist (set --specs or RECONCILER_SPECS)"
-            )
+            raise not_a_specs_folder(self.specs)
         specs = load_tree(paths or [self.specs], cache=self._file_cache)
         root = self.specs if self.specs.is_dir() else (paths[0] if paths else self.specs)
         state = desired_state(specs, root, cache=self._data_cache)
+        _report_empty(specs, state, named=bool(paths))
         return specs, self._with_project(state, self.specs)
 
     @staticmethod

@@ -14,6 +14,7 @@ from typing import Literal
 
 from .cost import estimate
 from .datafiles import DataFileReport, check_data_file
+from .datarules import describe
 from .envrefs import bad_refs, env_form, literal_secrets
 from .errors import SpecError
 from .loader import LoadedSpec, SpecSet, display_path, paused_gc
@@ -28,6 +29,7 @@ class DesiredState:
     namespace: str = DEFAULT_NAMESPACE  # the project's (reconciler.yaml), part of every tag
     project_file: Path | None = None  # None: no reconciler.yaml, the default namespace
     errors: list[SpecError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth a line, not a failure
     reports: dict[str, tuple[DataFileReport, DataFileReport | None]] = field(default_factory=dict)
 
 
@@ -108,6 +110,50 @@ def _provider_rules(spec: LoadedSpec) -> list[SpecError]:
     return out
 
 
+def _from_rules(spec: LoadedSpec, specs: SpecSet) -> list[SpecError]:
+    """``from: {job: X}``: X is a spec of the tree, at the same provider, and this
+    provider can start a job from another job's model (its catalog capability)."""
+    s = spec.job.spec
+    if s.from_ is None:
+        return []
+    upstream = specs.specs.get(s.from_.job)
+    if not CATALOG[s.provider].capabilities.continues_from_job:
+        able = sorted(p.name for p in CATALOG.values() if p.capabilities.continues_from_job)
+        message = (
+            f"{s.provider} cannot start from another job's model (its create-job request "
+            f"takes a base model only): remove from:, or train both jobs at a provider "
+            f"that can ({', '.join(able)})"
+        )
+        return [SpecError(message, spec.file, spec.line_of("spec", "from"), "spec.from")]
+    line = spec.line_of("spec", "from", "job")
+    if upstream is None:
+        message = f"no spec named {s.from_.job!r} in the specs tree"
+        return [SpecError(message, spec.file, line, "spec.from.job")]
+    theirs = upstream.job.spec.provider
+    if theirs != s.provider:
+        message = (
+            f"{s.from_.job!r} trains at {theirs}, this job at {s.provider}: a job can "
+            f"start only from a model of its own provider (train both at one provider)"
+        )
+        return [SpecError(message, spec.file, line, "spec.from.job")]
+    return []
+
+
+def _format_mismatch(
+    spec: LoadedSpec, training: DataFileReport, validation: DataFileReport
+) -> SpecError:
+    """A validation file must hold the training file's format: the provider scores the
+    model on it with the training file's template."""
+    return SpecError(
+        f"the validation file is {describe(validation.format)} data but the training file "
+        f"is {describe(training.format)} data: both must hold one format "
+        f"({validation.path}, {training.path})",
+        spec.file,
+        spec.line_of("spec", "validation_file"),
+        "spec.validation_file",
+    )
+
+
 # (path, mtime_ns, size, method, provider, role) → report: a data file is checked once
 # per content and rule set, across the passes of a daemon too
 DataCache = dict[tuple[Path, int, int, str, str, str], DataFileReport]
@@ -137,15 +183,7 @@ def _desired_state(
             continue
         s = spec.job.spec
         problems = _provider_rules(spec)
-        if s.from_ is not None and s.from_.job not in specs.specs:
-            problems.append(
-                SpecError(
-                    f"no spec named {s.from_.job!r} in the specs tree",
-                    spec.file,
-                    spec.line_of("spec", "from", "job"),
-                    "spec.from.job",
-                )
-            )
+        problems.extend(_from_rules(spec, specs))
         reports: list[DataFileReport | None] = []
         for key in ("training_file", "validation_file"):
             value = getattr(s, key)
@@ -182,6 +220,9 @@ def _desired_state(
                 reports.append(report)
             except SpecError as exc:
                 problems.append(exc)
+        read = [r for r in reports if r is not None]
+        if len(read) == 2 and read[1].format is not read[0].format:  # both files read
+            problems.append(_format_mismatch(spec, read[0], read[1]))
         if problems:
             state.errors.extend(problems)
             continue
@@ -202,6 +243,7 @@ def _desired_state(
                 validation_path=validation.path if validation else None,
                 estimated_cost_usd=guess.usd if guess else None,
                 estimate_basis=guess.basis if guess else None,
+                previous_names=tuple(spec.job.metadata.previous_names),
             )
         )
     state.errors.extend(_cycles(specs))

@@ -47,6 +47,13 @@ def test_together_estimate_is_tokens_times_epochs_times_the_bracket_price() -> N
     assert dpo is not None and dpo.usd == pytest.approx(1.20)
 
 
+def test_one_epoch_is_singular_in_the_basis() -> None:
+    one = estimate(spec(hyperparameters={"epochs": 1}), 1_000)
+    assert one is not None and "× 1 epoch)" in one.basis and "epochs" not in one.basis
+    two = estimate(spec(hyperparameters={"epochs": 2}), 1_000)
+    assert two is not None and "× 2 epochs)" in two.basis
+
+
 def test_evaluations_add_validation_tokens() -> None:
     est = estimate(spec(hyperparameters={"epochs": 1, "n_evals": 4}), 1_000_000, 100_000)
     assert est is not None and est.tokens == 1_400_000

@@ -356,6 +356,40 @@ def test_bad_json_is_reported_at_its_line(tmp_path: Path) -> None:
     assert str(err).startswith(f"{path}:3: invalid JSON: ")
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+def test_a_byte_order_mark_is_read_past_where_the_provider_accepts_one(tmp_path: Path) -> None:
+    assert CATALOG["openai"].data_rules.byte_order_mark == "accepted"
+    path = write(tmp_path, [BOM + json.dumps(CHAT).encode()] + [CHAT] * 9)
+    report = check(path, provider="openai")
+    assert report.records == 10 and report.format is DataFormat.CONVERSATIONAL
+    assert report.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()  # mark included
+    assert check(write(tmp_path, [BOM, *[CHAT] * 10]), provider="openai").records == 10
+
+
+@pytest.mark.parametrize(
+    ("provider", "why"),
+    [("together", "refuses it"), ("mistral", "does not document accepting it")],
+)
+def test_a_byte_order_mark_a_provider_does_not_take_is_named_not_invalid_json(
+    tmp_path: Path, provider: str, why: str
+) -> None:
+    path = write(tmp_path, [BOM + json.dumps(CHAT).encode(), CHAT])
+    err = error(path, provider=provider)
+    assert (err.file, err.line) == (path, 1)
+    assert err.message.startswith(
+        f"data file starts with a UTF-8 byte-order mark; {provider} {why}: save it without BOM"
+    )
+
+
+def test_a_byte_order_mark_inside_a_file_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, [CHAT, BOM + json.dumps(CHAT).encode()])
+    err = error(path, provider="openai")
+    assert err.line == 2 and "byte-order mark in the middle of the file" in err.message
+    assert "invalid JSON" not in err.message
+
+
 @pytest.mark.parametrize("line", ['{"text": NaN}', '{"text": "x", "n": Infinity}', "[" * 100_000])
 def test_nonstandard_or_too_deep_json_is_invalid(tmp_path: Path, line: str) -> None:
     err = error(write(tmp_path, [TEXT, line]))

@@ -30,6 +30,8 @@ DATA_RULES = ProviderRules(
     bare_image_urls=True,  # its documented shape: "image_url": "data:image/…"
     max_images=None,
     labels=True,
+    # undocumented: refused until Mistral says (a re-save beats a failed upload)
+    byte_order_mark="unknown",
 )
 
 _SOURCE = "mistral.ai pricing, per 1M training tokens, $4 minimum per job"
@@ -56,6 +58,7 @@ MISTRAL = ProviderInfo(
     default_epochs=1,
     prices=PRICES,
     prices_as_of="2026-11",
-    capabilities=Capabilities(parks_after_validation=True),
+    # providers.md §1.2, §4.4: no from_checkpoint, the create takes a base model only
+    capabilities=Capabilities(parks_after_validation=True, continues_from_job=False),
     limits={"suffix": MAX_SUFFIX},
 )

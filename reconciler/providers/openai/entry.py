@@ -29,6 +29,9 @@ DATA_RULES = ProviderRules(
     bare_image_urls=False,
     max_images=None,
     labels=False,
+    # undocumented at OpenAI; Azure OpenAI, the same fine-tuning service, documents its
+    # JSONL as UTF-8 with a byte-order mark (providers-next.md §2.6)
+    byte_order_mark="accepted",
 )
 
 _SOURCE = "openai.com/api/pricing, training tokens (unverified third-party figures for 4o)"
@@ -54,6 +57,6 @@ OPENAI = ProviderInfo(
     default_epochs=3,
     prices=PRICES,
     prices_as_of="2026-11",
-    capabilities=Capabilities(pausable=True),
+    capabilities=Capabilities(pausable=True, continues_from_job=True),
     limits={"suffix": MAX_SUFFIX, "dpo_beta": MAX_BETA},
 )

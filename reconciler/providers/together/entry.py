@@ -25,6 +25,9 @@ DATA_RULES = ProviderRules(
     bare_image_urls=True,
     max_images=10,
     labels=False,
+    # the SDK's check (together/lib/utils/files.py) json.loads each line of the text: a
+    # byte-order mark fails it, and the SDK checks before every upload
+    byte_order_mark="refused",
 )
 
 _SOURCE = "together.ai/pricing, list prices per 1M training tokens (verify: they change)"
@@ -56,6 +59,6 @@ TOGETHER = ProviderInfo(
     default_epochs=1,
     prices=PRICES,
     prices_as_of="2026-11",
-    capabilities=Capabilities(estimates_price=True),
+    capabilities=Capabilities(estimates_price=True, continues_from_job=True),
     limits={"suffix": MAX_SUFFIX, "user_suffix": MAX_USER_SUFFIX},
 )
