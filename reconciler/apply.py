@@ -25,7 +25,7 @@ from .model import (
     RemoteJob,
     create_request,
 )
-from .plan import Action, Kind, Plan
+from .plan import CHANGES, Action, Kind, Plan
 from .pricing import provider_price
 from .providers.pool import DriverPool
 from .redact import scrub
@@ -47,6 +47,11 @@ class Outcome:
     ok: bool
     message: str
     pending: bool = False  # not failed, not done: resolved on a later pass
+    label: str | None = None  # what to call it when not the kind's name ("start")
+
+    @property
+    def what(self) -> str:
+        return self.label or self.kind.value
 
 
 # -- execution ---------------------------------------------------------------------
@@ -125,6 +130,12 @@ class Executor:
 
     def _dispatch(self, action: Action, notes: list[str]) -> tuple[str, bool]:
         kind = action.kind
+        if action.moved_from is not None:
+            self.ledger.rename(action.moved_from, action.name, "metadata.previous_names")
+            moved = f"moved from {action.moved_from}: its job is kept"
+            if kind not in CHANGES:
+                return moved, False
+            notes.append(moved)
         if kind in (Kind.CREATE, Kind.RETRY):
             return self._create(action)
         if kind is Kind.REPLACE:

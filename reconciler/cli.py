@@ -33,6 +33,51 @@ def epilog() -> str:
     )
 
 
+def money(text: str) -> float:
+    """A ``--max-cost`` value: a finite amount of dollars, zero or more."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount in USD") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite amount of 0 USD or more")
+    return value
+
+
+def _selection(p: argparse.ArgumentParser, *, replace: bool = True) -> None:
+    """``--target`` / ``--exclude`` (Terraform -target, OpenTofu -exclude), ``--replace``."""
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this spec (repeatable; shell-style globs such as 'chat-*')",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave this spec out (repeatable; globs)",
+    )
+    if replace:
+        p.add_argument(
+            "--replace",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="start a new attempt of this spec even if its job succeeded or failed "
+            "(repeatable)",
+        )
+    p.add_argument(
+        "--show-unchanged",
+        action="store_true",
+        help="list every unchanged spec, not only a one-line count",
+    )
+
+
 def _globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """Options valid before or after the command name."""
 
@@ -87,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("validate", "check specs and their data files; print every problem as file:line")
     git_ref(p)
+    p.add_argument("--json", action="store_true", help="machine-readable diagnostics on stdout")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="skip the providers' model and limit checks (run without keys or network)",
+    )
     p.add_argument(
         "paths", nargs="*", metavar="PATH", help="spec files or folders (default: specs root)"
     )
@@ -106,15 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-cost",
-        type=float,
+        type=money,
         metavar="USD",
         help="refuse creates once their estimated total passes USD",
     )
     p.add_argument(
         "--detailed-exitcode",
         action="store_true",
-        help="exit 0 when there are no changes, 2 when there are, 1 on error",
+        help="exit 0 in sync, 2 with changes to apply, 3 with nothing to apply but drifted "
+        "or degraded jobs, 1 on error",
     )
+    _selection(p)
 
     p = command("apply", "make the providers' jobs match the specs")
     git_ref(p)
@@ -125,10 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="keep reconciling until every job settles")
     p.add_argument(
         "--max-cost",
-        type=float,
+        type=money,
         metavar="USD",
         help="refuse creates once their estimated total passes USD (the rest still apply)",
     )
+    p.add_argument(
+        "--refresh-only",
+        action="store_true",
+        help="only save what the providers report to the ledger (same as `reconciler refresh`)",
+    )
+    _selection(p)
     p.add_argument(
         "--timeout",
         type=float,
@@ -156,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a plan that cancels or forgets all, or more than half, of the tracked jobs",
     )
 
-    p = command("status", "every spec: phase, provider job, progress, model, last error")
+    p = command("status", "every spec's sync and health, job, progress, model or error")
+    p.add_argument("name", nargs="?", metavar="NAME", help="one spec in detail, with its attempts")
     p.add_argument("--json", action="store_true", help="machine-readable status on stdout")
     p.add_argument("--offline", action="store_true", help="the ledger only, no provider calls")
 
@@ -191,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-cost",
-        type=float,
+        type=money,
         metavar="USD",
         help="refuse creates once a pass's estimated total passes USD",
     )
@@ -240,6 +300,36 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="with --follow: poll every S seconds (default 5)",
     )
+    p = command("output", "a spec's trained model: id, job, checkpoints, tokens, cost, provenance")
+    p.add_argument("name", metavar="NAME", help="spec name")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="every output as JSON")
+    form.add_argument(
+        "--raw",
+        "-raw",
+        nargs="?",
+        const="model",
+        metavar="FIELD",
+        help="print one value alone, for scripts (default: model; also job_id, provider, "
+        "checkpoint, trained_tokens, cost_usd, git_commit)",
+    )
+    p.add_argument("--offline", action="store_true", help="the ledger only: no checkpoint list")
+
+    p = command("refresh", "save what the providers report about every job to the ledger")
+
+    p = command("init", "scaffold specs/, reconciler.yaml, a git-ignored state/, a CI example")
+    p.add_argument(
+        "directory", nargs="?", default=".", metavar="DIR", help="project folder (default .)"
+    )
+    p.add_argument(
+        "--namespace", metavar="NS", help="the project's namespace (default: the folder's name)"
+    )
+
+    p = command("version", "print reconciler's version, Python's and the spec format's")
+    p.add_argument("--json", action="store_true", help="as JSON")
+
+    p = command("completion", "print a shell completion script (bash, zsh or fish)")
+    p.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell")
     return parser
 
 
@@ -267,6 +357,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return emulator_main(emulator_argv)
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:  # a shell asking for completions (``completion``)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     if not argv or "-h" in argv or "--help" in argv:
         parser.epilog = epilog()  # only the top-level help shows it; built only then
     args = parser.parse_args(argv)
@@ -278,9 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .commands import run
         from .log import configure
 
+        daemon = args.command == "watch"
         configure(
-            verbose if args.command != "watch" else max(verbose, 1),
+            max(verbose, 1) if daemon else verbose,
             json=getattr(args, "log_format", "console") == "json",
+            interactive=not daemon,
         )
         return run(args)
     except KeyboardInterrupt:

@@ -34,8 +34,13 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def configure(verbose: int = 0, *, json: bool = False, stream: Any = None) -> None:
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+def configure(
+    verbose: int = 0, *, json: bool = False, stream: Any = None, interactive: bool = False
+) -> None:
+    """``interactive``: a command that prints its own outcome lines (apply, plan, …); its
+    log stays quiet below errors unless ``-v``, so a failure is not said twice."""
+    quiet = logging.ERROR if interactive else logging.WARNING
+    level = quiet if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     processors: list[Any] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -75,6 +75,17 @@ class RemoteJob:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """A saved step of a job; ``model``, where set, is usable like a fine-tuned model."""
+
+    id: str
+    step: int | None
+    model: str | None
+    created_at: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RemoteEvent:
     """One line of a job's event log."""
 
@@ -165,6 +176,7 @@ class DesiredJob:
     validation_path: Path | None = None
     estimated_cost_usd: float | None = None
     estimate_basis: str | None = None
+    previous_names: tuple[str, ...] = ()  # metadata.previous_names: a rename keeps the job
 
 
 # -- what the ledger knows ----------------------------------------------------------

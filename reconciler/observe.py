@@ -152,6 +152,26 @@ def with_observations(
     return out
 
 
+def with_progress(
+    records: Mapping[str, SpecRecord], observed: Mapping[int, RemoteJob], drivers: DriverPool
+) -> dict[int, RemoteJob]:
+    """The observed running jobs with their progress from one detailed read each (a list
+    carries none); a read that fails leaves the job as the list showed it."""
+    by_id = {a.id: a for r in records.values() for a in r.attempts}
+    out = dict(observed)
+    for attempt_id, job in observed.items():
+        cur = by_id.get(attempt_id)
+        if cur is None or job.phase not in (Phase.RUNNING, Phase.UNKNOWN) or job.progress:
+            continue
+        try:
+            progress = drivers.get(cur.provider).job_progress(job.id)
+        except ReconcilerError:
+            continue  # progress is a nicety: the phase is already known
+        if progress:
+            out[attempt_id] = dataclasses.replace(job, progress=progress)
+    return out
+
+
 def persist_observations(ledger: Ledger, observed: Mapping[int, RemoteJob]) -> int:
     """Write what the providers said; returns how many attempts changed."""
     return sum(ledger.record_job(attempt_id, job) for attempt_id, job in observed.items())

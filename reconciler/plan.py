@@ -14,6 +14,7 @@ from typing import Any
 
 from .fingerprint import FieldChange, diff, fingerprint, training_inputs
 from .model import AttemptView, DesiredJob, Phase, SpecRecord
+from .moves import moved_records, moves
 from .providers import CATALOG
 from .retry import attempt_retry_delay
 from .tags import DEFAULT_NAMESPACE, tag_for
@@ -68,10 +69,11 @@ class Action:
     estimated_cost_usd: float | None = None
     estimate_basis: str | None = None
     refused: str | None = None  # why apply will not do this (a budget), when it will not
+    moved_from: str | None = None  # a rename: the old name whose job this spec keeps
 
     @property
     def is_change(self) -> bool:
-        return self.kind in CHANGES
+        return self.kind in CHANGES or self.moved_from is not None
 
 
 @dataclass(frozen=True)
@@ -126,20 +128,27 @@ def make_plan(
     lineage: str = "",
     serial: int = 0,
     namespace: str = DEFAULT_NAMESPACE,
+    force: frozenset[str] = frozenset(),
 ) -> Plan:
     """Compare desired state with the ledger view; return what would make them match.
 
     ``max_cost`` caps the estimated new spend of the whole plan: creates are admitted in
-    name order until the next one would pass it; the rest are marked refused.
+    name order until the next one would pass it; the rest are marked refused. ``force``:
+    names whose finished or running job is replaced anyway (``--replace``). A spec naming
+    an old name in ``previous_names`` takes that name's job over (``moved_from``).
     """
     wanted = {d.name: d for d in desired}
+    moved = moves(wanted, records)
+    records = moved_records(records, moved) if moved else records
     actions: list[Action] = []
     fingerprints: dict[str, str | None] = {}
     spent = 0.0
     for name in sorted(set(wanted) | {n for n, r in records.items() if r.current}):
         record = records.get(name) or SpecRecord(name, (), 1)
         want = wanted.get(name)
-        action = _plan_one(want, record, records, now, namespace)
+        action = _plan_one(want, record, records, now, namespace, name in force)
+        if name in moved:
+            action = replace(action, moved_from=moved[name])
         if want is not None and action.kind in CREATES:
             action, spent = _budget(action, want, max_cost, spent)
         fingerprints[name] = action.fingerprint if name in wanted else None
@@ -158,33 +167,16 @@ def new_spend(plan: Plan) -> float | None:
     return sum(known) if known else None
 
 
-REMOVALS = frozenset({Kind.CANCEL, Kind.FORGET})
-MASS_REMOVAL_SHARE = 0.5  # a plan removing more than this share of the tracked jobs,
-MASS_REMOVAL_MIN = 3  # and at least this many, needs --allow-mass-removal
+def usd(value: float) -> str:
+    """Dollars with the precision the amount needs: ``$12.50``, ``$0.0042``, ``$0.00``."""
+    import math
 
-
-def removals(plan: Plan) -> list[Action]:
-    """The actions that cancel or forget a job because its spec is gone."""
-    return [
-        a
-        for a in plan.actions
-        if a.kind in REMOVALS or (a.kind is Kind.ADOPT and a.then in REMOVALS)
-        if a.fingerprint is None  # a removed spec has no desired fingerprint
-    ]
-
-
-def mass_removal(plan: Plan, tracked: int, desired: int) -> str | None:
-    """Why a plan removes too much to run unattended (Argo CD's prune protection): every
-    tracked job while no spec is left (an empty or mistyped specs folder), or more than
-    half of them and at least three; None when it does not."""
-    gone = len(removals(plan))
-    if not gone or tracked == 0:
-        return None
-    if desired == 0:
-        return f"no spec is left: the plan would cancel or forget all {tracked} tracked job(s)"
-    if gone >= MASS_REMOVAL_MIN and gone > MASS_REMOVAL_SHARE * tracked:
-        return f"the plan would cancel or forget {gone} of {tracked} tracked jobs"
-    return None
+    if value == 0 or abs(value) >= 1:
+        return f"${value:,.2f}"
+    decimals = max(2, 1 - math.floor(math.log10(abs(value))))  # two significant digits
+    text = f"{value:.{decimals}f}"
+    whole, _, cents = text.partition(".")
+    return f"${whole}.{cents[:2] + cents[2:].rstrip('0')}"
 
 
 def _budget(
@@ -197,13 +189,13 @@ def _budget(
     if limit is not None and cost is None:
         refused = "no cost estimate for this model, and policy.budget_usd is set"
     elif limit is not None and cost is not None and cost > limit:
-        refused = f"estimate ${cost:,.2f} exceeds policy.budget_usd ${limit:,.2f}"
+        refused = f"estimate {usd(cost)} exceeds policy.budget_usd {usd(limit)}"
     elif max_cost is not None and cost is None:
         refused = "no cost estimate for this model, and --max-cost is set"
     elif max_cost is not None and cost is not None and spent + cost > max_cost:
         refused = (
-            f"estimate ${cost:,.2f} would take new spend to ${spent + cost:,.2f}, "
-            f"over --max-cost ${max_cost:,.2f}"
+            f"estimate {usd(cost)} would take new spend to {usd(spent + cost)}, "
+            f"over --max-cost {usd(max_cost)}"
         )
     if refused is None:
         spent += cost or 0.0
@@ -224,6 +216,7 @@ def _plan_one(
     records: Mapping[str, SpecRecord],
     now: float,
     namespace: str,
+    force: bool = False,
 ) -> Action:
     cur = record.current
     if want is None:
@@ -323,13 +316,11 @@ def _plan_one(
             **create,
         )
 
-    if changes:
+    if changes or force:
         what = "cancel the running job, create" if cur.phase.active else "create"
+        why = f"{_fields(changes)} changed" if changes else f"--replace asked (job {cur.phase})"
         return Action(
-            Kind.REPLACE,
-            reason=f"{_fields(changes)} changed: {what} attempt {nxt}",
-            changes=changes,
-            **create,
+            Kind.REPLACE, reason=f"{why}: {what} attempt {nxt}", changes=changes, **create
         )
 
     if cur.phase.active and cur.paused:

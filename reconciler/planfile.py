@@ -18,8 +18,9 @@ from typing import Any
 
 from .errors import ConfigError, StalePlanError
 from .fingerprint import FieldChange
+from .health import health, sync, verdict
 from .model import AttemptView, Phase
-from .plan import CHANGES, Action, Kind, Plan, new_spend
+from .plan import Action, Kind, Plan, new_spend
 
 FORMAT_VERSION = "1.0"
 
@@ -45,11 +46,15 @@ def _current_json(cur: AttemptView) -> dict[str, Any]:
 
 def action_json(action: Action) -> dict[str, Any]:
     cur = action.current
+    wire = WIRE_ACTIONS.get(action.kind, [] if action.moved_from else ["no-op"])
     return {
         "name": action.name,
         "kind": action.kind.value,
-        "actions": WIRE_ACTIONS.get(action.kind, ["no-op"]),
-        "change": action.kind in CHANGES,
+        "actions": (["move"] if action.moved_from else []) + wire,
+        "change": action.is_change,
+        "moved_from": action.moved_from,
+        "sync": sync(action).value,
+        "health": health(action).value,
         "provider": action.provider,
         "reason": action.reason,
         "changes": [{"path": c.path, "old": c.old, "new": c.new} for c in action.changes],
@@ -67,23 +72,41 @@ def action_json(action: Action) -> dict[str, Any]:
     }
 
 
-def plan_json(plan: Plan, *, ledger_path: str, specs_root: str, offline: bool) -> dict[str, Any]:
-    """The plan document (``format_version`` 1.0): every action, and the plan's basis."""
+def plan_json(
+    plan: Plan,
+    *,
+    ledger_path: str,
+    specs_root: str,
+    offline: bool,
+    git_ref: str | None = None,
+    git_commit: str | None = None,
+    selection: Mapping[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    """The plan document (``format_version`` 1.0): every action, and the plan's basis
+    (the ledger, the specs and the git ref they were read at, any --target/--exclude)."""
     from . import __version__
 
     counts = plan.counts()
+    v = verdict(plan.actions)
     return {
         "format_version": FORMAT_VERSION,
         "reconciler_version": __version__,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "offline": offline,
         "specs_root": specs_root,
+        "git_ref": git_ref,
+        "git_commit": git_commit,
+        "selection": dict(selection or {}),
         "ledger": {"path": ledger_path, "lineage": plan.lineage, "serial": plan.serial},
         "fingerprints": dict(plan.fingerprints),
         "actions": [action_json(a) for a in plan.actions],
         "summary": {
             **{k.value: counts.get(k, 0) for k in Kind},
             "changes": len(plan.changes),
+            "moved": sum(1 for a in plan.actions if a.moved_from),
+            "drifted": list(v.drifted),
+            "degraded": list(v.degraded),
+            "matches": v.matches,
         },
         "estimated_new_spend_usd": new_spend(plan),
     }
@@ -126,6 +149,7 @@ def _action(d: Mapping[str, Any]) -> Action:
         estimated_cost_usd=d.get("estimated_cost_usd"),
         estimate_basis=d.get("estimate_basis"),
         refused=d.get("refused"),
+        moved_from=d.get("moved_from"),
     )
 
 

@@ -7,11 +7,13 @@ An estimate is advice: a provider that cannot answer leaves the offline figure i
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from .errors import ReconcilerError
 from .log import get as get_logger
 from .model import PLACEHOLDER_TAG, DesiredJob, create_request
+from .plan import CREATES, Plan
 from .providers import CATALOG
 from .providers.pool import DriverPool
 
@@ -64,3 +66,24 @@ def priced_online(
         basis = f"{job.spec.provider} estimate-price (online)"
         out.append(dataclasses.replace(job, estimated_cost_usd=price, estimate_basis=basis))
     return out
+
+
+def repriced(
+    jobs: Sequence[DesiredJob],
+    plan: Plan,
+    file_row: Callable[[str, str], Mapping[str, Any] | None],
+    drivers: DriverPool,
+) -> list[DesiredJob] | None:
+    """The jobs with the plan's creates priced by their provider (where it holds the data:
+    ``file_row`` is the ledger's); None when no price changed. ``plan`` and ``apply`` both
+    show a create priced this way, so the figure confirmed is the figure planned."""
+    creating = {a.name for a in plan.actions if a.kind in CREATES}
+    if not creating:
+        return None
+
+    def uploaded(provider: str, sha256: str) -> str | None:
+        row = file_row(provider, sha256)
+        return str(row["remote_id"]) if row and row["remote_id"] else None
+
+    priced = priced_online(jobs, creating, uploaded, drivers)
+    return priced if priced != list(jobs) else None

@@ -28,11 +28,14 @@ from .observe import (
     persist_observations,
     refresh,
     with_observations,
+    with_progress,
 )
-from .plan import Action, Kind, Plan, make_plan, removals, upstream_output
-from .plan import mass_removal as mass_removal_of
+from .plan import Action, Kind, Plan, make_plan, upstream_output
 from .planfile import SavedPlan
+from .pricing import repriced
 from .providers.pool import DriverPool
+from .removals import mass_removal as mass_removal_of
+from .removals import removals
 from .tags import DEFAULT_NAMESPACE
 from .upkeep import cancel_duplicate, start_parked
 
@@ -94,9 +97,12 @@ def plan_for(
     *,
     max_cost: float | None = None,
     namespace: str = DEFAULT_NAMESPACE,
+    force: frozenset[str] = frozenset(),
+    only: Callable[[str], bool] | None = None,
 ) -> Plan:
-    """The plan for an observation, on its basis (the view's lineage and serial)."""
-    return make_plan(
+    """The plan for an observation, on its basis (the view's lineage and serial); with
+    ``only``, the actions of the names it picks (``--target``, ``--exclude``)."""
+    plan = make_plan(
         desired,
         obs.records,
         obs.now,
@@ -104,7 +110,9 @@ def plan_for(
         lineage=obs.view.lineage,
         serial=obs.view.serial,
         namespace=namespace,
+        force=force,
     )
+    return plan if only is None else plan.only(a for a in plan.actions if only(a.name))
 
 
 def hold_removals(plan: Plan, hold: Callable[[str], bool]) -> tuple[Plan, tuple[Action, ...]]:
@@ -207,7 +215,10 @@ class Reconciler:
         max_cost: float | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
         namespace: str = DEFAULT_NAMESPACE,
+        price_online: bool = False,
     ) -> None:
+        self._upkeep: list[Outcome] = []
+        self.price_online = price_online  # creates priced by their provider, as ``plan`` does
         self.namespace = namespace  # the project's (reconciler.yaml); a daemon updates it
         self.ledger = ledger
         self.drivers = drivers
@@ -229,6 +240,8 @@ class Reconciler:
         hold: Callable[[str], bool] = lambda name: False,
         mass_removal: MassRemoval = "refuse",
         stop: Callable[[], bool] | None = None,
+        only: Callable[[str], bool] | None = None,
+        force: frozenset[str] = frozenset(),
     ) -> PassResult:
         """Observe, plan, confirm (when asked), record what was observed, execute.
 
@@ -237,8 +250,10 @@ class Reconciler:
         ``execute=False`` observes, records and plans, and acts on nothing. ``hold``:
         picks the names whose removal waits (a spec that failed to load, or went missing
         a moment ago). A plan removing all or most tracked jobs is refused (nothing is written, the
-        result says why), held, or allowed, by ``mass_removal``.
+        result says why), held, or allowed, by ``mass_removal``. ``only`` picks the names
+        acted on (``--target``); ``force`` names the specs given a new attempt anyway.
         """
+        self._upkeep = []  # parked jobs started while recording (Mistral)
         sweep = Sweep(self.namespace, self.ledger.known_remote_ids)
         obs = observe(self.ledger.view(), self.drivers, self.clock(), select=select, sweep=sweep)
         executor = Executor(
@@ -255,7 +270,17 @@ class Reconciler:
         )
         if confirm is None:  # unattended: the plan sees parked jobs already started
             obs = self._record(executor, desired, obs)
-        plan = plan_for(desired, obs, max_cost=self.max_cost, namespace=self.namespace)
+
+        def planned(jobs: Sequence[DesiredJob]) -> Plan:
+            return plan_for(
+                jobs, obs, max_cost=self.max_cost, namespace=self.namespace, force=force, only=only
+            )
+
+        plan = planned(desired)
+        if self.price_online and (
+            priced := repriced(desired, plan, self.ledger.file_row, self.drivers)
+        ):
+            plan = planned(priced)
         plan, held = hold_removals(plan, hold)
         tracked = sum(1 for r in obs.records.values() if r.current is not None)
         too_much = None
@@ -273,7 +298,7 @@ class Reconciler:
             if not confirm(plan, obs):
                 return PassResult(plan, obs, records=obs.records, held=held, declined=True)
             obs = self._record(executor, desired, obs)
-        outcomes = executor.execute(plan, stop=stop) if execute else []
+        outcomes = self._upkeep + (executor.execute(plan, stop=stop) if execute else [])
         touched = {o.name for o in outcomes}
         records = {**obs.records, **(self.ledger.records(touched) if touched else {})}
         return PassResult(plan, obs, tuple(outcomes), records, held, refused=too_much)
@@ -284,7 +309,13 @@ class Reconciler:
         """Start (or refuse) parked jobs, write what was observed and the specs' current
         policies; returns the observation as it now stands."""
         observed = dict(obs.refresh.observed)
-        start_parked(self.ledger, self.drivers, executor.desired, obs.records, observed)
+        for name, ok, message in start_parked(
+            self.ledger, self.drivers, executor.desired, obs.records, observed
+        ):
+            started = Outcome(name, Kind.RESUME, ok, message, label="start")
+            self._upkeep.append(started)
+            if self.on_outcome:
+                self.on_outcome(started)
         persist_observations(self.ledger, observed)
         for attempt_id, why in obs.refresh.missed.items():
             self.ledger.record_miss(attempt_id, why)
@@ -297,6 +328,20 @@ class Reconciler:
             obs.view, with_observations(obs.view.records, observed, obs.now), fresh, obs.now
         )
 
+    def refresh_only(self, desired: Sequence[DesiredJob]) -> PassResult:
+        """Observe, and save what the providers say (Terraform's refresh-only): progress
+        included, nothing created, cancelled, started or adopted."""
+        sweep = Sweep(self.namespace, self.ledger.known_remote_ids)
+        obs = observe(self.ledger.view(), self.drivers, self.clock(), sweep=sweep)
+        observed = with_progress(obs.view.records, obs.refresh.observed, self.drivers)
+        persist_observations(self.ledger, observed)
+        for attempt_id, why in obs.refresh.missed.items():
+            self.ledger.record_miss(attempt_id, why)
+        fresh = dataclasses.replace(obs.refresh, observed=observed)
+        records = with_observations(obs.view.records, observed, obs.now)
+        obs = Observation(obs.view, records, fresh, obs.now)
+        return PassResult(plan_for(desired, obs, namespace=self.namespace), obs, records=records)
+
     def until_settled(
         self,
         desired: Sequence[DesiredJob],
@@ -308,6 +353,7 @@ class Reconciler:
         monotonic: Clock = time.monotonic,
         execute: bool = True,
         on_pass: Callable[[PassResult], None] | None = None,
+        only: Callable[[str], bool] | None = None,
     ) -> Settled:
         """Pass after pass until every job settles, an action fails, or ``timeout``.
 
@@ -324,7 +370,7 @@ class Reconciler:
             if monotonic() >= deadline:
                 return Settled(result, failed, timed_out=True)
             sleep(interval)
-            result = self.pass_once(desired, execute=execute)
+            result = self.pass_once(desired, execute=execute, only=only)  # --replace: once
             failed += result.failed
             if on_pass is not None:
                 on_pass(result)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .plan import Action, Kind, Plan, new_spend
+from .health import attention_line, verdict
+from .plan import CHANGES, Action, Kind, Plan, new_spend, usd
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -34,12 +35,19 @@ SYMBOLS: dict[Kind, tuple[str, str]] = {
 
 
 def console(stream: Any = None, no_color: bool = False) -> Console:
+    """A rich console for ``stream``: styled only on a terminal, and never with
+    ``--no-color`` or ``NO_COLOR`` (no colour, and no bold or dim either)."""
+    import os
+
     from rich.console import Console
 
     tty = bool(getattr(stream, "isatty", lambda: False)())
+    plain = no_color or bool(os.environ.get("NO_COLOR")) or not tty
     return Console(
         file=stream,
-        no_color=no_color or None,
+        color_system=None if plain else "auto",
+        no_color=plain or None,
+        force_terminal=False if plain else None,
         highlight=False,
         soft_wrap=True,
         emoji=False,
@@ -51,7 +59,7 @@ def console(stream: Any = None, no_color: bool = False) -> Console:
 def _money(value: float | None) -> str:
     if value is None:
         return ""
-    return f"~${value:,.2f}" if value >= 0.01 else "<$0.01"
+    return "~" + usd(value)
 
 
 def _current(action: Action) -> str:
@@ -74,7 +82,7 @@ _ANSI = {
 }
 
 
-class _Style:
+class Styler:
     """ANSI styling when the console has colour (a TTY without NO_COLOR), else plain.
 
     The plan is written straight to the stream: rich's markup pass costs seconds over
@@ -90,7 +98,7 @@ class _Style:
         return f"\x1b[{_ANSI[style]}m{text}\x1b[0m"
 
 
-def plan_lines(plan: Plan, style: _Style, *, show_unchanged: bool = True) -> list[str]:
+def plan_lines(plan: Plan, style: Styler, *, show_unchanged: bool = False) -> list[str]:
     """The human plan, one string per line."""
     changes = plan.changes
     others = [a for a in plan.actions if not a.is_change]
@@ -100,6 +108,10 @@ def plan_lines(plan: Plan, style: _Style, *, show_unchanged: bool = True) -> lis
     if changes:
         lines += ["reconciler will perform the following actions:", ""]
     for action in changes:
+        if action.moved_from is not None:
+            lines += _moved_lines(action, style)
+            if action.kind not in CHANGES:
+                continue
         symbol, colour = SYMBOLS[action.kind]
         label = action.kind.value
         if action.kind is Kind.ADOPT and action.then:
@@ -123,23 +135,58 @@ def plan_lines(plan: Plan, style: _Style, *, show_unchanged: bool = True) -> lis
         for change in action.changes:
             note = style("# forces replacement", "dim")
             lines.append(f"      {style('~', 'yellow')} {change.render()}  {note}")
-    if show_unchanged and others:
-        # one line each: what is left alone, and why (Terraform hides these; a fine-tune
-        # user wants to see the jobs still running and the ones that need attention)
+    attention = [a for a in others if a.kind in ATTENTION]
+    quiet = [a for a in others if a.kind not in ATTENTION]
+    # drifted and degraded jobs are always listed: they need a person. The rest (no-op,
+    # wait, blocked, suspended) is one line unless --show-unchanged, as in Terraform.
+    listed = others if show_unchanged else attention
+    if listed:
         if changes:
             lines.append("")
-        width = max(len(a.name) for a in others)
-        for action in others:
+        width = max(len(a.name) for a in listed)
+        for action in listed:
             symbol, colour = SYMBOLS[action.kind]
             lines.append(
                 f"{style(f'{symbol:>3} {action.kind.value:<9}', colour)} {action.name:<{width}}  "
                 f"{style(action.reason, 'dim')}"
             )
+    if quiet and not show_unchanged:
+        lines += ["", style(f"{_unchanged(quiet)}; --show-unchanged lists them.", "dim")]
     lines.append("")
+    v = verdict(plan.actions)
     if not changes:
-        lines.append(f"{style('No changes.', 'green')} Reality matches the specs.")
+        if v.matches:
+            lines.append(f"{style('No changes.', 'green')} Reality matches the specs.")
+        else:
+            lines.append(f"{style('No changes to apply.', 'yellow')} {attention_line(v)}")
+    elif not v.matches and (line := attention_line(v)):
+        lines.append(style(line, "yellow"))
     lines.append(style(summary_line(plan), "bold"))
     return lines
+
+
+def _moved_lines(action: Action, style: Styler) -> list[str]:
+    """``~ moved old → new``: a rename that keeps the job (never a cancel and a create)."""
+    detail = [action.provider]
+    if cur := _current(action):
+        detail.append(cur)
+    head = style(f"{'~':>3} {'moved':<9}", "cyan")
+    return [
+        f"{head} {style(f'{action.moved_from} → {action.name}', 'bold')}  "
+        f"{style('(' + ', '.join(detail) + ')', 'dim')}",
+        "      " + style("metadata.previous_names: the job is kept under the new name", "dim"),
+    ]
+
+
+ATTENTION = frozenset({Kind.DRIFT, Kind.DEGRADED})
+
+
+def _unchanged(actions: list[Action]) -> str:
+    counts: dict[str, int] = {}
+    for a in actions:
+        counts[a.kind.value] = counts.get(a.kind.value, 0) + 1
+    parts = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    return f"{len(actions)} unchanged ({parts})"
 
 
 def summary_line(plan: Plan) -> str:
@@ -149,6 +196,9 @@ def summary_line(plan: Plan) -> str:
         f"{counts.get(Kind.REPLACE, 0)} to replace, {counts.get(Kind.CANCEL, 0)} to cancel, "
         f"{counts.get(Kind.ADOPT, 0)} to adopt, {counts.get(Kind.FORGET, 0)} to forget."
     )
+    moved = sum(1 for a in plan.actions if a.moved_from)
+    if moved:
+        summary = summary[:-1] + f", {moved} to move."
     if counts.get(Kind.PAUSE) or counts.get(Kind.RESUME):
         summary = summary[:-1] + (
             f", {counts.get(Kind.PAUSE, 0)} to pause, {counts.get(Kind.RESUME, 0)} to resume."
@@ -169,8 +219,8 @@ def summary_line(plan: Plan) -> str:
     return summary
 
 
-def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = True) -> None:
-    style = _Style(out.color_system is not None)
+def print_plan(plan: Plan, out: Console, *, show_unchanged: bool = False) -> None:
+    style = Styler(out.color_system is not None)
     out.file.write("\n".join(plan_lines(plan, style, show_unchanged=show_unchanged)) + "\n")
     out.file.flush()
 

@@ -8,7 +8,7 @@ shape of the format.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -34,6 +34,11 @@ class Metadata(Strict):
     )
     labels: dict[str, str] = Field(
         default_factory=dict, description="Free-form labels; no effect on training."
+    )
+    previous_names: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(
+        default_factory=list,
+        description="Names this spec had before (a rename): the job of an old name is kept "
+        "and moved to this one instead of cancelled and trained again (Terraform's `moved`).",
     )
 
 

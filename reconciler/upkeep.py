@@ -26,14 +26,16 @@ def start_parked(
     desired: Mapping[str, DesiredJob],
     records: Mapping[str, SpecRecord],
     observed: dict[int, RemoteJob],
-) -> None:
+) -> list[tuple[str, bool, str]]:
     """Start the jobs a provider parked after validation (Mistral's ``auto_start:
     false``): only the current job of a spec that is present and not suspended, once
     its validated cost is within the spec's budget; one over budget is cancelled. A
     parked job of a removed or suspended spec stays parked: the plan decides on it.
 
-    Updates ``observed`` in place with what the provider answered.
+    Updates ``observed`` in place with what the provider answered; returns what was done,
+    as (spec name, ok, message), for the command to show.
     """
+    done: list[tuple[str, bool, str]] = []
     current = {r.current.id for r in records.values() if r.current is not None}
     attempts = {a.id: a for r in records.values() for a in r.attempts}
     for attempt_id, job in list(observed.items()):
@@ -55,11 +57,17 @@ def start_parked(
             observed[attempt_id] = dataclasses.replace(
                 job, phase=Phase.FAILED, error=f"refused: {why}", error_retryable=False
             )
+            done.append((attempt.name, False, f"{job.id} not started and cancelled: {why}"))
             continue
         try:
             observed[attempt_id] = driver.start_if_parked(job)
         except ProviderError as exc:
             log.warning("start failed", name=attempt.name, job=job.id, error=str(exc))
+            done.append((attempt.name, False, f"cannot start validated job {job.id}: {exc}"))
+            continue
+        cost = f", validated cost ${job.cost_usd:,.2f}" if job.cost_usd is not None else ""
+        done.append((attempt.name, True, f"started {job.id}, parked after validation{cost}"))
+    return done
 
 
 def cancel_duplicate(

@@ -16,6 +16,10 @@ IO_LIBRARIES = ("httpx", "structlog", "sqlite3", "sqlite_utils", "watchfiles", "
 PURE = (
     "reconciler.model",
     "reconciler.plan",
+    "reconciler.health",
+    "reconciler.removals",
+    "reconciler.targets",
+    "reconciler.moves",
     "reconciler.fingerprint",
     "reconciler.spec",
     "reconciler.cost",

@@ -15,6 +15,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("daemon", "cmd_watch"),
     "import": ("jobs", "cmd_import"),
     "logs": ("jobs", "cmd_logs"),
+    "output": ("outputs", "cmd_output"),
+    "refresh": ("applying", "cmd_refresh"),
+    "init": ("scaffold", "cmd_init"),
+    "version": ("shell", "cmd_version"),
+    "completion": ("shell", "cmd_completion"),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from rich.markup import escape
 from .. import planfile
 from ..apply import Outcome
 from ..errors import ConfigError
+from ..health import Health, attention_line, health, sync, verdict
 from ..model import AttemptView, Phase, SpecRecord
 from ..plan import Kind, Plan
 from ..providers.pool import DriverPool
@@ -28,6 +29,8 @@ from ..reconcile import (
 )
 from ..redact import scrub
 from ..render import print_plan
+from ..targets import chooser
+from .planning import selection_of
 from .workspace import Workspace
 
 
@@ -36,8 +39,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     for option in ("timeout", "interval", "adopt_grace"):
         if getattr(args, option) < 0:
             raise ConfigError(f"--{option.replace('_', '-')} must not be negative")
+    if args.refresh_only:
+        return cmd_refresh(args)
     state = ws.source.desired()  # before the lock and the ledger: a bad spec touches nothing
     saved = planfile.read(Path(args.plan)) if args.plan else None
+    selection = selection_of(args)
+    only = chooser(selection, state.jobs, ws.view().records)
     out = ws.out()
     with ws.writing("apply") as ledger:
         drivers = DriverPool(ws.env)
@@ -50,10 +57,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 max_cost=args.max_cost,
                 on_outcome=lambda o: _outcome_line(out, o),
                 namespace=state.namespace,
+                price_online=True,
             )
 
             def confirm(plan: Plan, obs: Observation) -> bool:
-                print_plan(plan, out, show_unchanged=False)
+                print_plan(plan, out, show_unchanged=args.show_unchanged)
                 if unknown := unknown_jobs(obs):
                     out.print("\n".join(unknown_lines(unknown)), markup=False)
                 for provider, err in obs.errors.items():
@@ -70,17 +78,52 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 return True
 
             mass: MassRemoval = "allow" if args.allow_mass_removal else "refuse"
-            first = core.pass_once(state.jobs, confirm=confirm, saved=saved, mass_removal=mass)
+            first = core.pass_once(
+                state.jobs,
+                confirm=confirm,
+                saved=saved,
+                mass_removal=mass,
+                only=None if selection.everything else only,
+                force=frozenset(selection.replace),
+            )
             if first.refused:
-                print_plan(first.plan, out, show_unchanged=False)
+                print_plan(first.plan, out)
                 raise ConfigError(f"{first.refused}: nothing done. {MASS_REMOVAL_HINT}")
             if first.declined:
                 return 1
             if args.wait:
-                return _wait(args, core, state.jobs, first, out, saved is not None)
+                return _wait(args, core, state.jobs, first, out, saved is not None, only)
             return _summary(first, out)
         finally:
             drivers.close()
+
+
+def cmd_refresh(args: argparse.Namespace) -> int:
+    """``refresh`` (and ``apply --refresh-only``): save what the providers report, so the
+    ledger (``status --offline``, a deploy step's ``output``) is true afterwards."""
+    ws = Workspace.from_args(args)
+    state = ws.source.load()  # a broken spec does not stop a refresh: nothing is acted on
+    out = ws.out()
+    with ws.writing("refresh") as ledger:
+        serial = ledger.serial
+        drivers = DriverPool(ws.env)
+        try:
+            core = Reconciler(ledger, drivers, provenance=ws.source, namespace=state.namespace)
+            result = core.refresh_only(state.jobs)
+        finally:
+            drivers.close()
+        changed = ledger.serial - serial
+    failed = result.observation.errors
+    for provider, err in failed.items():
+        out.print(f"[yellow]warning:[/] cannot refresh {provider} jobs: {escape(scrub(str(err)))}")
+    active = sum(1 for a in result.observation.view.attempts() if a.phase.active)
+    out.print(
+        f"Refreshed {active} active job(s): {len(result.observation.refresh.observed)} reported, "
+        f"{changed} ledger change(s) saved."
+    )
+    if unknown := unknown_jobs(result.observation):
+        out.print("\n".join(unknown_lines(unknown)), markup=False)
+    return 1 if failed else 0
 
 
 MASS_REMOVAL_HINT = (
@@ -103,7 +146,7 @@ def _confirmed(args: argparse.Namespace) -> bool:
 
 def _outcome_line(out: Any, o: Outcome) -> None:
     mark = "[green]✓[/]" if o.ok else ("[yellow]…[/]" if o.pending else "[red]✗[/]")
-    out.print(f"{mark} {escape(o.name)}: {o.kind.value}: {escape(scrub(o.message))}")
+    out.print(f"{mark} {escape(o.name)}: {o.what}: {escape(scrub(o.message))}")
 
 
 def _summary(result: PassResult, out: Any) -> int:
@@ -127,6 +170,7 @@ def _wait(
     first: PassResult,
     out: Any,
     saved: bool,
+    only: Callable[[str], bool],
 ) -> int:
     """``--wait``: pass after pass until settled; each phase change printed once."""
     progress = _Progress(out, first.records)
@@ -137,6 +181,7 @@ def _wait(
         interval=args.interval,
         execute=not saved,
         on_pass=progress.show,
+        only=only,
     )
     return _finish(args, settled, out, saved)
 
@@ -177,12 +222,26 @@ def _attempts(records: Mapping[str, SpecRecord]) -> list[AttemptView]:
 
 
 def _finish(args: argparse.Namespace, settled: Settled, out: Any, saved: bool) -> int:
+    """The end of ``--wait``: one line per spec that is not plainly done (the whole plan
+    was shown at the start), then the tally of health."""
     plan = settled.last.plan
     out.print()
-    if plan.actions and all(a.kind is Kind.NOOP for a in plan.actions):
+    for a in plan.actions:
+        h = health(a)
+        if h is Health.HEALTHY and not a.is_change:
+            continue
+        out.print(f"  {escape(a.name)}: {h.value}, {sync(a).value}: {escape(a.reason)}")
+    tally: dict[str, int] = {}
+    for a in plan.actions:
+        tally[health(a).value] = tally.get(health(a).value, 0) + 1
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(tally.items(), key=lambda kv: -kv[1]))
+    v = verdict(plan.actions)
+    if plan.actions and v.matches and all(health(a) is Health.HEALTHY for a in plan.actions):
         out.print(f"[green]All {len(plan.actions)} job(s) succeeded.[/] Reality matches the specs.")
-    else:
-        print_plan(plan, out)
+    elif plan.actions:
+        out.print(
+            f"[bold]Settled: {counts}.[/]" + (f" {attention_line(v)}" if not v.matches else "")
+        )
     if settled.timed_out:
         out.print(
             f"[red]Timed out after {args.timeout:.0f}s;[/] jobs keep running: "
@@ -193,5 +252,4 @@ def _finish(args: argparse.Namespace, settled: Settled, out: Any, saved: bool) -
         names = ", ".join(f"{a.name} ({a.kind.value})" for a in plan.changes)
         out.print(f"[yellow]Not in the saved plan:[/] {names}; run `reconciler plan` again.")
         return 1
-    bad = [a for a in plan.actions if a.kind in (Kind.DEGRADED, Kind.DRIFT)]
-    return 1 if settled.failed or bad else 0
+    return 1 if settled.failed or v.drifted or v.degraded else 0

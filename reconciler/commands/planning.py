@@ -6,26 +6,71 @@ import argparse
 from pathlib import Path
 
 from .. import planfile
-from ..errors import ConfigError, LedgerError, SpecErrors
+from ..errors import ConfigError, LedgerError, SpecError, SpecErrors
+from ..health import detailed_exit, verdict
 from ..ledger import open_ledger
 from ..loader import display_path
 from ..model import DesiredJob
 from ..observe import Sweep
-from ..plan import CREATES, Plan, mass_removal
-from ..pricing import priced_online
+from ..plan import CREATES, Plan
+from ..pricing import repriced
 from ..providers.pool import DriverPool
-from ..reconcile import observe, plan_for, unknown_jobs, unknown_lines
+from ..reconcile import Observation, observe, plan_for, unknown_jobs, unknown_lines
+from ..removals import mass_removal
 from ..render import print_plan
+from ..targets import Selection, chooser
 from ..validation import DesiredState
 from .workspace import Workspace
+
+
+def diagnostics_json(errors: list[SpecError]) -> dict[str, object]:
+    """Problems as Terraform's ``validate -json`` shapes them: one entry each."""
+    return {
+        "format_version": planfile.FORMAT_VERSION,
+        "valid": not errors,
+        "error_count": len(errors),
+        "diagnostics": [
+            {
+                "severity": "error",
+                "file": str(e.file),
+                "line": e.line,
+                "field": e.field,
+                "message": e.message,
+                "summary": e.render(),
+            }
+            for e in errors
+        ],
+    }
+
+
+def diagnostics_markdown(errors: list[SpecError], title: str = "reconciler plan") -> str:
+    """Problems as a pull-request comment: the CI step gets a body, not an empty one."""
+    from ..render import MARKDOWN_MARKER, md_text
+
+    lines = [
+        MARKDOWN_MARKER,
+        f"### {md_text(title)}: {len(errors)} problem(s) in the specs",
+        "",
+        "Nothing was planned. Fix these and push again:",
+        "",
+        "```",
+        *(e.render().replace("```", "` ` `") for e in errors),
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
     paths = [Path(p) for p in args.paths] or None
     specs, state = ws.source.load_set(paths)
+    if args.json:
+        print(planfile.dumps({**diagnostics_json(state.errors), "specs": len(state.jobs)}))
+        return 1 if state.errors else 0
     if state.errors:
         raise SpecErrors(state.errors)
+    for warning in state.warnings:
+        ws.err().print(f"[yellow]warning:[/] {warning}", highlight=False)
     records = sum(r[0].records + (r[1].records if r[1] else 0) for r in state.reports.values())
     shown = ", ".join(str(display_path(p)) for p in (paths or [ws.specs]))
     ws.out().print(
@@ -41,8 +86,16 @@ DEFAULT_NAMESPACE_NOTE = (
 )
 
 
+EVERYTHING = Selection()
+
+
 def compute_plan(
-    ws: Workspace, state: DesiredState, *, offline: bool, max_cost: float | None = None
+    ws: Workspace,
+    state: DesiredState,
+    *,
+    offline: bool,
+    max_cost: float | None = None,
+    selection: Selection = EVERYTHING,
 ) -> tuple[Plan, list[dict[str, str | None]]]:
     """The plan from the ledger (refreshed from the providers unless ``offline``), and the
     unknown jobs of the namespace the lists showed; creates whose data a provider already
@@ -50,9 +103,16 @@ def compute_plan(
     import time
 
     view = ws.view()
+    only = chooser(selection, state.jobs, view.records)
+    force = frozenset(selection.replace)
+
+    def planned(jobs: list[DesiredJob], obs: Observation) -> Plan:
+        return plan_for(
+            jobs, obs, max_cost=max_cost, namespace=state.namespace, force=force, only=only
+        )
+
     if offline:
-        obs = observe(view, None, time.time())
-        return plan_for(state.jobs, obs, max_cost=max_cost, namespace=state.namespace), []
+        return planned(state.jobs, observe(view, None, time.time())), []
     drivers = DriverPool(ws.env)
     try:
         sweep = Sweep(state.namespace, ws.known_remote_ids)
@@ -62,10 +122,10 @@ def compute_plan(
                 f"cannot refresh {provider} jobs: {err} "
                 "(plan --offline plans from the ledger alone)"
             ) from err
-        plan = plan_for(state.jobs, obs, max_cost=max_cost, namespace=state.namespace)
+        plan = planned(state.jobs, obs)
         priced = _priced(ws, state, plan, drivers)
         if priced is not None:
-            plan = plan_for(priced, obs, max_cost=max_cost, namespace=state.namespace)
+            plan = planned(priced, obs)
         return plan, unknown_jobs(obs)
     finally:
         drivers.close()
@@ -74,61 +134,96 @@ def compute_plan(
 def _priced(
     ws: Workspace, state: DesiredState, plan: Plan, drivers: DriverPool
 ) -> list[DesiredJob] | None:
-    """The plan again with each create priced by its provider, where the provider holds the
-    data already (a plan uploads nothing, and an estimate needs an uploaded file); None
-    when no price changed."""
-    creating = {a.name for a in plan.actions if a.kind in CREATES}
-    if not creating or not ws.ledger.exists():
+    """The plan's creates priced by their provider where it holds the data already (a
+    plan uploads nothing, and an estimate needs an uploaded file); None when unchanged."""
+    if not any(a.kind in CREATES for a in plan.actions) or not ws.ledger.exists():
         return None
     try:
         ledger = open_ledger(ws.ledger, readonly=True)
     except LedgerError:
         return None
     try:
-
-        def uploaded(provider: str, sha256: str) -> str | None:
-            row = ledger.file_row(provider, sha256)
-            return str(row["remote_id"]) if row and row["remote_id"] else None
-
-        jobs = priced_online(state.jobs, creating, uploaded, drivers)
+        return repriced(state.jobs, plan, ledger.file_row, drivers)
     finally:
         ledger.close()
-    return jobs if jobs != state.jobs else None
+
+
+def selection_of(args: argparse.Namespace) -> Selection:
+    return Selection(tuple(args.target), tuple(args.exclude), tuple(getattr(args, "replace", [])))
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
-    state = ws.source.desired()
-    plan, unknown = compute_plan(ws, state, offline=args.offline, max_cost=args.max_cost)
+    form = "json" if args.json else args.format
+    if args.out and Path(args.out).suffix.lower() in (".md", ".markdown"):
+        raise ConfigError(
+            f"--out {args.out}: --out saves the plan for `apply --plan` (JSON); for markdown, "
+            f"redirect stdout: reconciler plan --format markdown > {args.out}"
+        )
+    try:
+        state = ws.source.desired()
+    except SpecErrors as exc:  # CI reads stdout: give it the problems in its format
+        if form == "json":
+            print(planfile.dumps(diagnostics_json(exc.errors)))
+        elif form == "markdown":
+            print(diagnostics_markdown(exc.errors), end="")
+        raise
+    selection = selection_of(args)
+    plan, unknown = compute_plan(
+        ws, state, offline=args.offline, max_cost=args.max_cost, selection=selection
+    )
     document = planfile.plan_json(
-        plan, ledger_path=str(ws.ledger), specs_root=str(ws.specs), offline=args.offline
+        plan,
+        ledger_path=str(ws.ledger),
+        specs_root=str(ws.specs),
+        offline=args.offline,
+        git_ref=ws.git_ref,
+        git_commit=ws.source.commit,
+        selection=None if selection == EVERYTHING else selection.as_json(),
     )
     document["unknown_jobs"] = unknown
     if args.out:
         planfile.write(Path(args.out), document)
-    if args.json or args.format == "json":
+    if form == "json":
         print(planfile.dumps(document))
-    elif args.format == "markdown":
+    elif form == "markdown":
         from ..render import plan_markdown
 
         print(plan_markdown(plan, offline=args.offline, commit=ws.source.commit), end="")
     else:
-        out = ws.out()
-        print_plan(plan, out)
-        if state.project_file is None and plan.actions:
-            out.print(f"\n{DEFAULT_NAMESPACE_NOTE}", markup=False)
-        if unknown:
-            out.print("\n" + "\n".join(unknown_lines(unknown)), markup=False)
-        tracked = sum(1 for a in plan.actions if a.current is not None)
-        if (too_much := mass_removal(plan, tracked, len(state.jobs))) is not None:
-            out.print(
-                f"\n[yellow]warning:[/] {too_much}: `apply` refuses it without "
-                "--allow-mass-removal (an empty or mistyped --specs folder looks like this)."
-            )
-        if args.out:
-            out.print(f"\nSaved the plan to {args.out}: run `reconciler apply --plan {args.out}`.")
-        elif plan.changes:
-            out.print("\nRun `reconciler apply` to make these changes.")
-    if args.detailed_exitcode and plan.changes:
-        return 2
+        _print_text(ws, args, state, plan, unknown, selection)
+    if args.detailed_exitcode:
+        return detailed_exit(verdict(plan.actions))
     return 0
+
+
+def _print_text(
+    ws: Workspace,
+    args: argparse.Namespace,
+    state: DesiredState,
+    plan: Plan,
+    unknown: list[dict[str, str | None]],
+    selection: Selection,
+) -> None:
+    out = ws.out()
+    print_plan(plan, out, show_unchanged=args.show_unchanged)
+    if not selection.everything:
+        out.print(
+            f"\nnote: --target/--exclude: {len(plan.actions)} spec(s) planned; "
+            "the others are left out of this plan.",
+            markup=False,
+        )
+    if state.project_file is None and plan.actions:
+        out.print(f"\n{DEFAULT_NAMESPACE_NOTE}", markup=False)
+    if unknown:
+        out.print("\n" + "\n".join(unknown_lines(unknown)), markup=False)
+    tracked = sum(1 for a in plan.actions if a.current is not None)
+    if (too_much := mass_removal(plan, tracked, len(state.jobs))) is not None:
+        out.print(
+            f"\n[yellow]warning:[/] {too_much}: `apply` refuses it without "
+            "--allow-mass-removal (an empty or mistyped --specs folder looks like this)."
+        )
+    if args.out:
+        out.print(f"\nSaved the plan to {args.out}: run `reconciler apply --plan {args.out}`.")
+    elif plan.changes:
+        out.print("\nRun `reconciler apply` to make these changes.")

@@ -9,13 +9,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ReconcilerError
+from ..errors import ConfigError, ReconcilerError
+from ..health import health, sync
 from ..model import Phase, SpecRecord
 from ..observe import Sweep
+from ..plan import Action
 from ..planfile import FORMAT_VERSION, dumps
 from ..providers.pool import DriverPool
 from ..reconcile import observe, plan_for, unknown_jobs, unknown_lines
 from ..redact import scrub
+from ..render import Styler
+from ..statusview import detail_lines, summary, table_lines
 from ..tags import DEFAULT_NAMESPACE
 from .workspace import Workspace
 
@@ -39,7 +43,7 @@ def _with_progress(records: Mapping[str, SpecRecord], drivers: DriverPool) -> di
 
 def status_rows(
     ws: Workspace, offline: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, str | None]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, str | None]], Mapping[str, SpecRecord]]:
     """A row per spec or tracked job, and the unknown jobs of the namespace the lists showed."""
     view = ws.view()
     obs = observe(view, None, time.time())
@@ -64,33 +68,56 @@ def status_rows(
             obs = dataclasses.replace(obs, records=_with_progress(obs.records, drivers))
         finally:
             drivers.close()
+    plan = plan_for(jobs, obs, namespace=namespace)
+    estimates = {j.name: j.estimated_cost_usd for j in jobs}
+    rows = [status_row(a, estimates.get(a.name)) for a in plan.actions]
+    return rows, unknown_jobs(obs), obs.records
+
+
+def status_row(action: Action, estimate: float | None = None) -> dict[str, Any]:
+    cur = action.current
+    return {
+        "name": action.name,
+        "provider": action.provider,
+        "sync": sync(action).value,
+        "health": health(action).value,
+        "phase": cur.phase.value if cur else "absent",
+        "provider_status": cur.status if cur else None,
+        "remote_id": cur.remote_id if cur else None,
+        "attempt": cur.attempt if cur else None,
+        "tag": cur.tag if cur else None,
+        "progress": cur.progress if cur else None,
+        "fine_tuned_model": cur.fine_tuned_model if cur else None,
+        "error": cur.error if cur else None,
+        "git_commit": cur.git_commit if cur else None,
+        "spec_path": cur.spec_path if cur else None,
+        "estimate": f"~${estimate:,.2f}" if estimate else None,
+        "next_action": action.kind.value,
+        "reason": action.reason,
+    }
+
+
+def _attempt_rows(record: SpecRecord | None) -> list[dict[str, Any]]:
     rows = []
-    for action in plan_for(jobs, obs, namespace=namespace).actions:
-        cur = action.current
+    for a in record.attempts if record else ():
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(a.created_at)) + "Z"
         rows.append(
             {
-                "name": action.name,
-                "provider": action.provider,
-                "phase": cur.phase.value if cur else "absent",
-                "provider_status": cur.status if cur else None,
-                "remote_id": cur.remote_id if cur else None,
-                "attempt": cur.attempt if cur else None,
-                "progress": cur.progress if cur else None,
-                "fine_tuned_model": cur.fine_tuned_model if cur else None,
-                "error": cur.error if cur else None,
-                "git_commit": cur.git_commit if cur else None,
-                "spec_path": cur.spec_path if cur else None,
-                "sync": "Synced" if not action.is_change else "OutOfSync",
-                "next_action": action.kind.value,
-                "reason": action.reason,
+                "attempt": a.attempt,
+                "phase": a.phase.value,
+                "job": a.remote_id or a.tag,
+                "created": created,
+                "note": a.fine_tuned_model or a.error or "",
             }
         )
-    return rows, unknown_jobs(obs)
+    return rows
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
-    rows, unknown = status_rows(ws, args.offline)
+    rows, unknown, records = status_rows(ws, args.offline)
+    if args.name is not None:
+        return _one(ws, args, rows, records)
     if args.json:
         print(dumps({"format_version": FORMAT_VERSION, "jobs": rows, "unknown_jobs": unknown}))
         return 0
@@ -98,27 +125,27 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not rows:
         out.print("No specs and no jobs yet. Write a spec in specs/ and run `reconciler plan`.")
         return 0
-    from rich.table import Table
-
-    colours = {"succeeded": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("NAME", "PROVIDER", "PHASE", "JOB", "PROGRESS", "MODEL / ERROR", "COMMIT", "SYNC"):
-        table.add_column(col, overflow="fold", no_wrap=col in ("NAME", "JOB", "COMMIT"))
-    for r in rows:
-        colour = colours.get(r["phase"], "")
-        phase = f"[{colour}]{r['phase']}[/]" if colour else r["phase"]
-        detail = r["fine_tuned_model"] or r["error"] or ""
-        sync = "Synced" if r["sync"] == "Synced" else f"[yellow]OutOfSync[/] ({r['next_action']})"
-        table.add_row(
-            r["name"],
-            r["provider"],
-            phase,
-            r["remote_id"] or "-",
-            r["progress"] or "",
-            detail,
-            sync,
-        )
-    out.print(table)
+    style = Styler(out.color_system is not None)
+    width = out.width if out.is_terminal else None
+    lines = table_lines(rows, style, width)
+    lines += ["", summary(rows)]
     if unknown:
-        out.print("\n" + "\n".join(unknown_lines(unknown)), markup=False)
+        lines += ["", *unknown_lines(unknown)]
+    out.file.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _one(ws: Workspace, args: argparse.Namespace, rows: list[dict[str, Any]], records: Any) -> int:
+    row = next((r for r in rows if r["name"] == args.name), None)
+    if row is None:
+        names = ", ".join(r["name"] for r in rows[:8]) + (", …" if len(rows) > 8 else "")
+        known = f" (known: {names})" if rows else ""
+        raise ConfigError(f"no spec or job named {args.name!r}{known}")
+    attempts = _attempt_rows(records.get(args.name))
+    if args.json:
+        print(dumps({"format_version": FORMAT_VERSION, "job": row, "attempts": attempts}))
+        return 0
+    out = ws.out()
+    style = Styler(out.color_system is not None)
+    out.file.write("\n".join(detail_lines(row, attempts, style)) + "\n")
     return 0

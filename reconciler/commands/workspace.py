@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, LedgerError
+from ..errors import LedgerError
 from ..ledger import Ledger, WriterLock, open_ledger, read_view
 from ..model import LedgerView
 from ..render import console
-from ..source import SpecSource
+from ..source import SpecSource, not_a_specs_folder
 
 
 @dataclass
@@ -43,9 +43,7 @@ class Workspace:
 
     def require_specs(self) -> None:
         if not self.specs.is_dir():
-            raise ConfigError(
-                f"specs folder {self.specs} does not exist (set --specs or RECONCILER_SPECS)"
-            )
+            raise not_a_specs_folder(self.specs)
 
     def view(self) -> LedgerView:
         """The ledger read once, without writing (an absent ledger reads as empty)."""

@@ -22,23 +22,12 @@ import sqlite_utils
 
 from ..errors import EmptyLedgerError, LedgerError
 from ..model import AttemptView, LedgerView, Phase, RemoteJob, SpecRecord
+from .access import access_error, refuse_folder
+from .connection import connect
 from .files import FileRows
 from .schema import MIGRATIONS, SCHEMA_VERSION, attempt_view
 
 Clock = Callable[[], float]
-
-
-def _connect(path: Path, readonly: bool) -> sqlite3.Connection:
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 10000")
-    if not readonly:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-    return conn
 
 
 class SqliteLedger(FileRows):
@@ -53,8 +42,9 @@ class SqliteLedger(FileRows):
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False, clock: Clock = time.time) -> SqliteLedger:
         """Open (and create or migrate, unless ``readonly``) the ledger at ``path``."""
+        refuse_folder(path)
         try:
-            conn = _connect(path, readonly)
+            conn = connect(path, readonly)
             db = sqlite_utils.Database(conn)
             ledger = cls(db, path, clock)
             version = ledger._schema_version()
@@ -72,10 +62,8 @@ class SqliteLedger(FileRows):
                     )
                 ledger._migrate(version)
             return ledger
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"cannot open ledger {path}: {exc}") from exc
-        except OSError as exc:
-            raise LedgerError(f"cannot open ledger {path}: {exc.strerror or exc}") from exc
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise access_error(exc, path, writing=not readonly) from exc
 
     def _schema_version(self) -> int:
         if "meta" not in self.db.table_names():
@@ -105,12 +93,13 @@ class SqliteLedger(FileRows):
     # -- transactions ------------------------------------------------------------
     @contextlib.contextmanager
     def write(self, bump: bool = True) -> Iterator[sqlite_utils.Database]:
-        """One write transaction (``BEGIN IMMEDIATE``); bumps ``serial`` when it commits."""
+        """One write transaction (``BEGIN IMMEDIATE``); bumps ``serial`` when it commits.
+        Whatever fails inside (a full disk, a read-only file) rolls all of it back."""
         conn = self.db.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+        except (sqlite3.OperationalError, OSError) as exc:
+            raise access_error(exc, self.path, writing=True) from exc
         try:
             yield self.db
             if bump:
@@ -120,9 +109,10 @@ class SqliteLedger(FileRows):
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError):  # disk full, I/O, locked
-                raise LedgerError(f"cannot write ledger {self.path}: {exc}") from exc
+                with contextlib.suppress(sqlite3.Error):  # SQLite rolls back if this fails
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, (sqlite3.OperationalError, OSError)):  # disk full, I/O, locked
+                raise access_error(exc, self.path, writing=True) from exc
             if isinstance(exc, sqlite3.IntegrityError):  # a second writer got past the lock
                 raise LedgerError(
                     f"cannot write ledger {self.path}: {exc} (another writer changed it "
@@ -146,11 +136,14 @@ class SqliteLedger(FileRows):
     def view(self) -> LedgerView:
         """Records, lineage and serial read in one transaction (a consistent view)."""
         conn = self.db.conn
-        conn.execute("BEGIN")
         try:
-            return LedgerView(self.records(), self.lineage, self.serial)
-        finally:
-            conn.execute("COMMIT")
+            conn.execute("BEGIN")
+            try:
+                return LedgerView(self.records(), self.lineage, self.serial)
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise access_error(exc, self.path, writing=False) from exc
 
     def records(self, names: Iterable[str] | None = None) -> dict[str, SpecRecord]:
         """The planner's view: live attempts per spec name (of ``names`` only, if given)."""
@@ -412,6 +405,21 @@ class SqliteLedger(FileRows):
     def restore(self, attempt_id: int, reason: str) -> None:
         """An orphaned attempt is tracked again: its spec is back, or it was imported."""
         self._mark(attempt_id, {"forgotten": 0}, "restored", reason)
+
+    def rename(self, old: str, new: str, reason: str) -> None:
+        """Move ``old``'s live attempts to the spec ``new`` (a rename, not a new job): their
+        numbers go past any ``new`` ever used, tags and provenance stay as they were."""
+        with self.write():
+            row = self.db.execute(
+                "SELECT COALESCE(MAX(attempt), 0) FROM attempts WHERE spec_name = ?", [new]
+            ).fetchone()
+            self.db.execute(
+                "UPDATE attempts SET spec_name = ?, attempt = attempt + ?, updated_at = ? "
+                "WHERE spec_name = ? AND forgotten = 0",
+                [new, int(row[0]), self.clock(), old],
+            )
+            self._event("moved", f"{old} → {new}: {reason}", new)
+            self._event("moved", f"{old} → {new}: {reason}", old)
 
     def forget(self, name: str, reason: str) -> None:
         with self.write():

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConfigError
-from ..model import CreateRequest, RemoteEvent, RemoteFile, RemoteJob
+from ..model import Checkpoint, CreateRequest, RemoteEvent, RemoteFile, RemoteJob
 
 if TYPE_CHECKING:
     from .http import ApiClient
@@ -48,6 +48,8 @@ class Driver(Protocol):
 
     def job_progress(self, job_id: str) -> str | None: ...
 
+    def checkpoints(self, job_id: str) -> list[Checkpoint]: ...
+
     # capabilities: only called where the catalog entry says the provider has them
     def estimate_price(self, training_file_id: str, request: CreateRequest) -> float | None: ...
 
@@ -75,6 +77,10 @@ class DriverBase:
 
     def _lacks(self, what: str) -> ConfigError:
         return ConfigError(f"{self.provider} cannot {what}")
+
+    def checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """A job's checkpoints, oldest first; none where the provider lists none."""
+        return []
 
     def estimate_price(self, training_file_id: str, request: CreateRequest) -> float | None:
         raise self._lacks("estimate a job's price")

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ErrorKind, ProviderError
-from ...model import CreateRequest, RemoteEvent, RemoteFile, RemoteJob, upload_filename
+from ...model import (
+    Checkpoint,
+    CreateRequest,
+    RemoteEvent,
+    RemoteFile,
+    RemoteJob,
+    upload_filename,
+)
 from ..base import DriverBase
 from ..http import ApiClient, classify, error_message
 from ..wire import MAX_PAGES
@@ -26,7 +33,6 @@ from .mapping import (
     CLOSED_PATTERN,
     PROVIDER,
     TAG_KEY,
-    Checkpoint,
     checkpoint_from_wire,
     create_payload,
     event_from_wire,

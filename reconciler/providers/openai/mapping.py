@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ...model import CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob
+from ...model import Checkpoint, CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob
 from ...redact import scrub
 from ..wire import integer as _int
 from ..wire import merge as _merge
@@ -289,17 +288,6 @@ def event_from_wire(d: Mapping[str, Any]) -> RemoteEvent:
         level="warning" if level == "warn" else level,  # the spelling the other drivers use
         message=str(d.get("message") or ""),
     )
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A saved step of a job; ``model`` is usable for inference like a fine-tuned model."""
-
-    id: str
-    step: int | None
-    model: str | None
-    created_at: float | None
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def checkpoint_from_wire(d: Mapping[str, Any]) -> Checkpoint:

@@ -1,0 +1,135 @@
+"""``output NAME``: what a spec's latest successful job produced, for a deploy step
+(Terraform's ``output -raw``). Read from the ledger; checkpoints from the provider."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from ..errors import ConfigError, ReconcilerError
+from ..ledger import open_ledger
+from ..model import Phase
+from ..planfile import FORMAT_VERSION, dumps
+from ..redact import scrub
+from .workspace import Workspace
+
+FIELDS = (
+    "model",
+    "job_id",
+    "provider",
+    "attempt",
+    "trained_tokens",
+    "cost_usd",
+    "git_commit",
+    "spec_path",
+    "fingerprint",
+    "tag",
+    "finished_at",
+    "checkpoint",
+)
+
+
+def outputs(ws: Workspace, name: str) -> dict[str, Any]:
+    """The outputs of ``name``'s latest succeeded attempt; a clear error when none."""
+    if not ws.ledger.exists():
+        raise ConfigError(f"no ledger at {ws.ledger}: nothing has been applied yet")
+    ledger = open_ledger(ws.ledger, readonly=True)
+    try:
+        rows = [r for r in ledger.attempts(name) if not r.get("forgotten")]
+    finally:
+        ledger.close()
+    if not rows:
+        raise ConfigError(f"no job of a spec named {name!r} in {ws.ledger}")
+    rows.sort(key=lambda r: int(r["attempt"]))
+    done = [r for r in rows if r["status"] == Phase.SUCCEEDED.value]
+    current = rows[-1]
+    if not done:
+        what = current["status"] + (f": {current['error']}" if current.get("error") else "")
+        raise ConfigError(
+            f"{name} has no successful job yet (attempt {current['attempt']} is {what}); "
+            f"see `reconciler status {name}`"
+        )
+    row = done[-1]
+    finished = row.get("finished_at")
+    out: dict[str, Any] = {
+        "name": name,
+        "model": row["fine_tuned_model"],
+        "job_id": row["remote_id"],
+        "provider": row["provider"],
+        "attempt": row["attempt"],
+        "trained_tokens": row.get("trained_tokens"),
+        "cost_usd": row.get("cost_estimate_usd"),
+        "cost_basis": "estimate made before the job was created",
+        "git_commit": row.get("git_commit"),
+        "spec_path": row.get("spec_path"),
+        "fingerprint": row["fingerprint"],
+        "tag": row["tag"],
+        "finished_at": _iso(finished) if finished else None,
+        "checkpoints": [],
+        "checkpoint": None,
+        "newer_attempt": None,
+    }
+    if current is not row:
+        out["newer_attempt"] = {"attempt": current["attempt"], "phase": current["status"]}
+    return out
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _with_checkpoints(ws: Workspace, out: dict[str, Any]) -> dict[str, Any]:
+    """The provider's checkpoints of the job (newest last), when it lists them."""
+    from ..providers.pool import DriverPool
+
+    drivers = DriverPool(ws.env)
+    try:
+        found = drivers.get(out["provider"]).checkpoints(out["job_id"])
+    except ReconcilerError as exc:
+        print(f"warning: cannot list checkpoints: {scrub(str(exc))}", file=sys.stderr)
+        return out
+    finally:
+        drivers.close()
+    out["checkpoints"] = [
+        {"id": c.id, "step": c.step, "model": c.model, "metrics": c.metrics} for c in found
+    ]
+    out["checkpoint"] = (found[-1].model or found[-1].id) if found else None
+    return out
+
+
+def cmd_output(args: argparse.Namespace) -> int:
+    ws = Workspace.from_args(args)
+    out = outputs(ws, args.name)
+    if args.raw in (None, "checkpoint") and not args.offline:
+        out = _with_checkpoints(ws, out)
+    if args.json:
+        print(dumps({"format_version": FORMAT_VERSION, **out}))
+        return 0
+    if args.raw is not None:
+        if args.raw not in FIELDS:
+            raise ConfigError(f"output --raw {args.raw}: not a field (one of {', '.join(FIELDS)})")
+        value = out[args.raw]
+        if value is None:
+            raise ConfigError(f"{args.name}: no {args.raw} is recorded for job {out['job_id']}")
+        sys.stdout.write(f"{value}\n")
+        return 0
+    console = ws.out()
+    style = console.color_system is not None
+    lines = []
+    shown = [(k, out[k]) for k in FIELDS if k != "checkpoint" and out[k] is not None]
+    width = max(len(k) for k, _ in shown) + 1
+    for key, value in shown:
+        label = f"{key}:".ljust(width)
+        lines.append(f"\x1b[1m{label}\x1b[0m {value}" if style else f"{label} {value}")
+    for cp in out["checkpoints"]:
+        step = f" (step {cp['step']})" if cp.get("step") is not None else ""
+        lines.append(f"  checkpoint {cp['model'] or cp['id']}{step}")
+    if newer := out["newer_attempt"]:
+        lines.append(
+            f"note: attempt {newer['attempt']} is {newer['phase']}; these are attempt "
+            f"{out['attempt']}'s outputs until it succeeds"
+        )
+    console.file.write("\n".join(lines) + "\n")
+    return 0
