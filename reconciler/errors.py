@@ -5,7 +5,9 @@
     │   └── SpecErrors              several SpecErrors found in one pass
     ├── LedgerError                 the ledger cannot be read or written
     │   ├── LockedError             another apply/watch holds the writer lock
-    │   └── EmptyLedgerError        the file exists but has no schema yet
+    │   ├── EmptyLedgerError        the file exists but has no schema yet
+    │   └── LedgerAccessError       a full disk, a read-only file or folder, a folder
+    │                               given as the file: the path and what to do
     ├── StalePlanError              a saved plan no longer matches ledger or specs
     ├── ConfigError                 a missing environment variable or bad option
     └── ProviderError               a provider API call failed (provider, status, kind)
@@ -92,6 +94,15 @@ class LockedError(LedgerError):
 
 class EmptyLedgerError(LedgerError):
     """A ledger file with no schema yet (another process is creating it): read as empty."""
+
+
+class LedgerAccessError(LedgerError):
+    """The ledger's file cannot be read or written where it is (a full disk, permissions,
+    a folder in its place); the message names the path and what to do."""
+
+    def __init__(self, message: str, path: Path | str) -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class StalePlanError(ReconcilerError):

@@ -162,8 +162,10 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 
 def test_a_garbage_file_is_a_clear_ledger_error(tmp_path: Path) -> None:
     (tmp_path / "l.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(LedgerError, match="cannot open ledger"):
-        open_ledger(tmp_path / "l.db")
+    for readonly in (False, True):
+        with pytest.raises(LedgerError, match=r"l\.db: it is not a reconciler ledger") as info:
+            open_ledger(tmp_path / "l.db", readonly=readonly)
+        assert "\n" not in str(info.value)
 
 
 def _hold_lock(

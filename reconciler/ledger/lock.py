@@ -13,7 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import LedgerError, LockedError
+from ..errors import LockedError
+from .access import access_error, refuse_folder
 
 Clock = Callable[[], float]
 
@@ -25,6 +26,7 @@ class WriterLock:
     refused (SQLite's own locks are ``fcntl`` locks, which an ``flock`` does not touch)."""
 
     def __init__(self, ledger_path: Path, clock: Clock = time.time) -> None:
+        self.given = ledger_path  # as the user wrote it: what messages name
         self.db_path = ledger_path.resolve()
         self.path = self.db_path.with_name(self.db_path.name + ".lock")  # who holds it
         self.clock = clock
@@ -32,14 +34,13 @@ class WriterLock:
         self._identity: tuple[int, int] | None = None
 
     def acquire(self, command: str = "apply") -> None:
+        refuse_folder(self.given)
         try:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
             # an empty file is a ledger being created: readers take it as empty
             fd = os.open(self.db_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise LedgerError(
-                f"cannot open the ledger {self.db_path}: {exc.strerror or exc}"
-            ) from exc
+            raise access_error(exc, self.given, writing=True) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
