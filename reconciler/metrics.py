@@ -4,6 +4,13 @@
 several daemons in one process do not collide. The daemon loop feeds it values it
 already has (pass outcome, jobs by phase, the drivers' call counters); the server
 thread only reads. ``serve_metrics`` answers ``/metrics`` and ``/healthz``.
+
+A pass is ``ok`` (nothing failed), ``failed`` (it ran, but a provider call or an action
+failed) or ``error`` (it could not run: the ledger, say). ``/healthz`` answers 503, with
+the reason in one line, once ``UNHEALTHY_AFTER`` passes in a row failed with nothing they
+tried working (every provider call and every action failed, or the pass raised), or
+when no pass has got anything done for ``max_age`` seconds (the daemon gives 3 intervals,
+at least 60 s); a pass with some failures and some progress keeps it healthy.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # a pass is a few GETs when nothing changes, minutes when it uploads data files
 PASS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+UNHEALTHY_AFTER = 3  # passes in a row where nothing worked
+RESULTS = ("ok", "failed", "error")
 
 
 class Metrics:
@@ -30,7 +39,9 @@ class Metrics:
         self.clock = clock
         self.started_at = clock()
         self.last_pass_at: float | None = None
-        self.last_ok_at: float | None = None
+        self.last_ok_at: float | None = None  # the last pass that got something done
+        self.stalled = 0  # passes in a row where nothing worked
+        self.trouble: str | None = None  # why the last pass failed
         self._jobs: set[tuple[str, str]] = set()
         self._seen_calls: dict[str, tuple[int, int]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
@@ -76,18 +87,32 @@ class Metrics:
         )
         for kind in ("duplicate", "stray"):
             self.unknown_jobs.labels(kind=kind).set(0)
-        # both results exist from the start, so rate() over them is never "no data"
-        for result in ("ok", "error"):
+        # every result exists from the start, so rate() over them is never "no data"
+        for result in RESULTS:
             self.passes.labels(result=result)
 
-    def pass_finished(self, seconds: float, ok: bool) -> None:
-        """Record one reconcile pass that took ``seconds`` and succeeded or not."""
+    def pass_finished(
+        self,
+        seconds: float,
+        ok: bool = True,
+        *,
+        trouble: str | None = None,
+        stalled: bool = False,
+    ) -> None:
+        """Record one pass that took ``seconds``: it raised (``ok=False``), or ran with
+        ``trouble`` (what failed; ``stalled`` when nothing it tried worked), or ran clean."""
         now = self.clock()
         self.last_pass_at = now
-        self.passes.labels(result="ok" if ok else "error").inc()
+        result = "error" if not ok else "failed" if trouble else "ok"
+        self.passes.labels(result=result).inc()
         self.pass_duration.observe(max(0.0, seconds))
-        if ok:
-            self.last_ok_at = now
+        if not ok or (trouble and stalled):
+            self.stalled += 1
+            self.trouble = " ".join((trouble or "the pass could not run").split())
+            return
+        self.stalled, self.trouble = 0, None
+        self.last_ok_at = now
+        if result == "ok":
             self.last_success.set(now)
 
     def set_jobs(self, counts: Mapping[tuple[str, str], int]) -> None:
@@ -121,6 +146,10 @@ class Metrics:
     def unhealthy_reason(self, max_age: float) -> str | None:
         """Why the daemon is not healthy, in one line; None when it is."""
         now = self.clock()
+        if self.stalled >= UNHEALTHY_AFTER:
+            return (
+                f"the last {self.stalled} passes failed, nothing they tried worked: {self.trouble}"
+            )
         if self.last_ok_at is not None:
             age = now - self.last_ok_at
             if age <= max_age:

@@ -73,6 +73,9 @@ class Watcher:
     problems: set[str] = field(default_factory=set)  # spec problems already reported
     missing_since: dict[str, float] = field(default_factory=dict)  # name → monotonic time
     passes: int = 0
+    # the last pass: what failed in it (None: nothing), and whether nothing it tried worked
+    trouble: str | None = None
+    stalled: bool = False
     core: Reconciler = field(init=False)
 
     def __post_init__(self) -> None:
@@ -83,14 +86,7 @@ class Watcher:
             provenance=self.source,
             adopt_grace=self.adopt_grace,
             max_cost=self.max_cost,
-            on_outcome=lambda o: log.info(
-                "action",
-                name=o.name,
-                kind=o.kind.value,
-                ok=o.ok,
-                pending=o.pending,
-                message=o.message,
-            ),
+            on_outcome=_log_outcome,
         )
 
     def _due(self, now: float) -> Callable[[AttemptView], bool]:
@@ -120,6 +116,7 @@ class Watcher:
             return list(result.outcomes)
         except ReconcilerError as exc:
             log.error("pass failed", error=str(exc))
+            self.trouble, self.stalled = str(exc), True
             return []
         finally:
             self.passes += 1
@@ -170,6 +167,7 @@ class Watcher:
             if a.provider not in errors:
                 self.last_polled[a.id] = now
         self._track_health(errors, {a.provider for a in polled}, now)
+        self._judge(result, {a.provider for a in polled})
         for record in result.records.values():
             for a in record.attempts:  # a job just created is first looked at one interval on
                 self.last_polled.setdefault(a.id, now)
@@ -203,6 +201,26 @@ class Watcher:
                 "provider failing", provider=provider, error=str(err), retry_in_s=round(wait, 1)
             )
 
+    def _judge(self, result: PassResult, polled: set[str]) -> None:
+        """What failed in this pass (``trouble``), and whether nothing it tried worked
+        (``stalled``: every provider it needs is failing and every action failed). An action
+        refused by policy (``--max-cost``) is the spec's doing, not a failure."""
+        needed = {a.provider for a in result.plan.changes} | {
+            a.provider
+            for r in result.records.values()
+            for a in r.attempts
+            if a.phase.active or a.phase is Phase.PENDING
+        }  # a provider down with nothing to do for this project stops nothing
+        down = {p: h.error for p, h in self.health.items() if h.error and p in needed}
+        failed = [o for o in result.failed if not o.message.startswith("refused:")]
+        worked = bool(polled - set(result.observation.errors)) or any(
+            o.ok or o.pending for o in result.outcomes
+        )
+        parts = [f"{p}: {e}" for p, e in sorted(down.items())]
+        parts += [f"{o.name}: {o.kind.value} failed: {o.message}" for o in failed]
+        self.trouble = "; ".join(parts)[:500] or None
+        self.stalled = self.trouble is not None and not worked
+
     def _announce(self, result: PassResult) -> None:
         """Report each attempt that reached a terminal phase during this pass, once."""
         for a in result.finished():
@@ -219,6 +237,14 @@ class Watcher:
                     self.on_finished(a)
                 except Exception as exc:  # a notification never stops the daemon
                     log.error("notification failed", name=a.name, error=repr(exc))
+
+
+def _log_outcome(o: Outcome) -> None:
+    """Each action as it ends; a failed one is a warning."""
+    failed = not o.ok and not o.pending
+    (log.warning if failed else log.info)(
+        "action", name=o.name, kind=o.kind.value, ok=o.ok, pending=o.pending, message=o.message
+    )
 
 
 def run(watcher: Watcher, *, debounce_ms: int = 50) -> int:

@@ -39,10 +39,42 @@ def test_render_has_every_metric_with_labels(clock: Clock) -> None:
     assert "# TYPE reconciler_pass_duration_seconds histogram" in text
 
 
-def test_passes_start_at_zero_for_both_results(clock: Clock) -> None:
+def test_passes_start_at_zero_for_every_result(clock: Clock) -> None:
     text = Metrics(clock=clock).render().decode()
     assert 'reconciler_passes_total{result="ok"} 0.0' in text
+    assert 'reconciler_passes_total{result="failed"} 0.0' in text
     assert 'reconciler_passes_total{result="error"} 0.0' in text
+
+
+def test_a_pass_whose_calls_or_actions_failed_is_failed_not_ok(clock: Clock) -> None:
+    m = Metrics(clock=clock)
+    m.pass_finished(1.0, ok=True)
+    first = clock.now
+    clock.advance(10)
+    m.pass_finished(1.0, trouble="together: 503 overloaded", stalled=False)  # some progress
+    assert value(m, "reconciler_passes_total", result="failed") == 1
+    assert value(m, "reconciler_passes_total", result="ok") == 1
+    assert value(m, "reconciler_last_successful_pass_timestamp_seconds") == first
+    assert m.healthy(300)  # partly failing, still getting things done
+
+
+def test_three_passes_in_a_row_where_nothing_worked_are_unhealthy(clock: Clock) -> None:
+    m = Metrics(clock=clock)
+    m.pass_finished(1.0, ok=True)
+    for n in (1, 2):
+        m.pass_finished(1.0, trouble="together: 503 overloaded", stalled=True)
+        assert m.healthy(300), n
+    m.pass_finished(1.0, ok=False, trouble="cannot write the ledger l.db: disk I/O error")
+    assert m.unhealthy_reason(300) == (
+        "the last 3 passes failed, nothing they tried worked: "
+        "cannot write the ledger l.db: disk I/O error"
+    )
+    m.pass_finished(1.0, trouble="together: 503\nagain", stalled=True)
+    assert m.unhealthy_reason(300) == (
+        "the last 4 passes failed, nothing they tried worked: together: 503 again"
+    )
+    m.pass_finished(1.0, ok=True)
+    assert m.healthy(300)
 
 
 def test_failed_pass_leaves_last_success_alone(clock: Clock) -> None:

@@ -168,3 +168,63 @@ def test_a_removed_spec_waits_for_the_settle_period(setup, tree: SpecTree, clock
     clock.advance(20)  # gone for 31 s now
     outcomes = watcher.reconcile()
     assert [(o.name, o.kind.value) for o in outcomes] == [("beta", "cancel")]
+
+
+def test_passes_where_every_provider_call_fails_are_failed_and_make_healthz_503(
+    setup, tree: SpecTree, clock: Clock
+) -> None:  # type: ignore[no-untyped-def]
+    import argparse
+
+    import httpx
+
+    from reconciler.commands.daemon import _observe
+
+    watcher, _provider, driver, _ = setup
+    watcher.drivers.call_totals = lambda: {}
+    args = argparse.Namespace(metrics_host="127.0.0.1", metrics_port=0, interval=10)
+    server = _observe(watcher, args)
+    try:
+        with httpx.Client(trust_env=False, timeout=5) as http:
+
+            def get(path: str) -> httpx.Response:
+                return http.get(f"http://127.0.0.1:{server.port}{path}")
+
+            tree.spec("alpha")
+            watcher.reconcile()
+            assert get("/healthz").status_code == 200
+            driver.down = True  # from now on every list of the provider fails
+            for _ in range(3):
+                clock.advance(11)
+                watcher.reconcile()
+            health = get("/healthz")
+            assert health.status_code == 503
+            assert health.text.startswith("the last 3 passes failed, nothing they tried worked:")
+            assert "503 overloaded" in health.text and health.text.count("\n") == 1
+            metrics = get("/metrics").text
+            assert 'reconciler_passes_total{result="ok"} 1.0' in metrics
+            assert 'reconciler_passes_total{result="failed"} 3.0' in metrics
+            driver.down = False
+            clock.advance(400)  # past the backoff
+            watcher.reconcile()
+            assert get("/healthz").status_code == 200
+            assert watcher.trouble is None
+    finally:
+        server.close()
+
+
+def test_a_failed_action_is_logged_as_a_warning_and_fails_the_pass(setup, tree: SpecTree) -> None:  # type: ignore[no-untyped-def]
+    import structlog
+
+    watcher, _provider, driver, _ = setup
+
+    def refuse(request):  # type: ignore[no-untyped-def]
+        raise ProviderError("together", "model not available", kind=ErrorKind.PERMANENT, status=400)
+
+    driver.create_job = refuse
+    tree.spec("alpha")
+    with structlog.testing.capture_logs() as logs:
+        watcher.reconcile()
+    outcomes = [e for e in logs if e["event"] == "action" and "ok" in e]
+    assert [(e["log_level"], e["ok"], e["name"]) for e in outcomes] == [("warning", False, "alpha")]
+    assert watcher.stalled and "alpha: create failed: " in (watcher.trouble or "")
+    assert "model not available" in (watcher.trouble or "")

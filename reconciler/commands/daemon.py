@@ -63,7 +63,9 @@ def _observe(watcher: Watcher, args: argparse.Namespace) -> Any:
     metrics = Metrics()
 
     def on_pass(seconds: float, result: PassResult | None) -> None:
-        metrics.pass_finished(seconds, result is not None)
+        metrics.pass_finished(
+            seconds, result is not None, trouble=watcher.trouble, stalled=watcher.stalled
+        )
         if result is not None:
             counts: dict[tuple[str, str], int] = {}
             for record in result.records.values():
