@@ -57,6 +57,15 @@ def _text(value: str, limit: int = 300) -> str:
     return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def short_commit(recorded: str) -> str:
+    """A recorded commit with its hash cut to 12 characters and whatever follows it
+    (``-dirty``: the spec file had uncommitted changes) kept as recorded."""
+    head, sep, mark = recorded.partition("-")
+    if len(head) > 12 and all(c in "0123456789abcdefABCDEF" for c in head):
+        head = head[:12]
+    return head + sep + mark
+
+
 def _field(label: str, value: str) -> dict[str, str]:
     return {"type": "mrkdwn", "text": f"*{label}*\n{value}"}
 
@@ -74,7 +83,7 @@ def slack_body(event: JobFinished) -> dict[str, Any]:
     if event.fine_tuned_model:
         fields.append(_field("Model", _text(event.fine_tuned_model)))
     if event.git_commit:
-        fields.append(_field("Commit", _text(event.git_commit[:12])))
+        fields.append(_field("Commit", _text(short_commit(event.git_commit))))
     if event.spec_path:
         fields.append(_field("Spec", _text(event.spec_path)))
     blocks: list[dict[str, Any]] = [

@@ -222,8 +222,18 @@ class Watcher:
         self.stalled = self.trouble is not None and not worked
 
     def _announce(self, result: PassResult) -> None:
-        """Report each attempt that reached a terminal phase during this pass, once."""
-        for a in result.finished():
+        """Report each attempt that reached a terminal phase during this pass, once: those
+        the pass left in the ledger, and those seen ending then forgotten in the same pass
+        (a removed spec's job seen cancelled is forgotten at once)."""
+        before = {a.id: a.phase for a in result.observation.view.attempts()}
+        seen = {
+            a.id: a
+            for r in result.observation.records.values()
+            for a in r.attempts
+            if a.phase.terminal and a.id in before and not before[a.id].terminal
+        }
+        seen.update({a.id: a for a in result.finished()})
+        for a in seen.values():
             log.info(
                 "job finished",
                 name=a.name,

@@ -89,6 +89,21 @@ def test_body_for_a_success() -> None:
     json.dumps(body)  # plain JSON, nothing exotic
 
 
+@pytest.mark.parametrize(
+    ("recorded", "shown"),
+    [
+        ("0123456789abcdef0123456789abcdef01234567-dirty", "0123456789ab-dirty"),
+        ("0123456789abcdef0123456789abcdef01234567", "0123456789ab"),
+        ("abc1234-dirty", "abc1234-dirty"),
+        ("not-a-commit", "not-a-commit"),
+    ],
+)
+def test_the_commit_is_shown_with_its_dirty_mark(recorded: str, shown: str) -> None:
+    body = slack_body(dataclasses.replace(SUCCEEDED, git_commit=recorded))
+    fields = [f["text"] for f in body["blocks"][1]["fields"]]
+    assert f"*Commit*\n{shown}" in fields
+
+
 def test_body_for_a_failure_is_one_line_escaped_and_scrubbed() -> None:
     redact.register(KEY)
     event = dataclasses.replace(FAILED, error=f"{FAILED.error} key={KEY}")

@@ -228,3 +228,22 @@ def test_a_failed_action_is_logged_as_a_warning_and_fails_the_pass(setup, tree: 
     assert [(e["log_level"], e["ok"], e["name"]) for e in outcomes] == [("warning", False, "alpha")]
     assert watcher.stalled and "alpha: create failed: " in (watcher.trouble or "")
     assert "model not available" in (watcher.trouble or "")
+
+
+def test_a_cancelled_job_is_announced_once_even_when_its_spec_is_forgotten_with_it(
+    setup, tree: SpecTree, clock: Clock
+) -> None:  # type: ignore[no-untyped-def]
+    watcher, provider, _driver, finished = setup
+    watcher.removal_settle = 0
+    tree.spec("alpha")
+    tree.spec("beta")
+    watcher.reconcile()
+    alpha, beta = list(provider.jobs)
+    provider.set_phase(alpha, Phase.CANCELLED)  # cancelled by someone at the provider
+    tree.remove("beta")  # cancelled by reconciler: the spec is gone
+    for _ in range(6):
+        clock.advance(21)
+        watcher.reconcile()
+        if provider.jobs[beta].phase is Phase.CANCELLING:
+            provider.set_phase(beta, Phase.CANCELLED)
+    assert sorted(finished) == ["alpha:cancelled", "beta:cancelled"]
