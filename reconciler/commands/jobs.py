@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from ..errors import ConfigError
 from ..ledger import open_ledger
+from ..model import AttemptView, Phase
 from ..providers import CATALOG
 from ..providers.pool import DriverPool
 from ..reconcile import Reconciler
@@ -52,6 +53,17 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else "-"
 
 
+def _no_job(name: str, cur: AttemptView) -> str:
+    """Why a spec's current attempt has no job at the provider, and what to do."""
+    if cur.phase is Phase.FAILED:
+        then = "the next apply tries again" if cur.error_retryable else "fix the spec and run apply"
+        return (
+            f"{name}: the create failed (attempt {cur.attempt}): {cur.error or 'no reason given'}"
+            f" — no provider job exists; {then}"
+        )
+    return f"{name!r} has no provider job yet (intent {cur.tag})"
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
     out = ws.out()
@@ -73,7 +85,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if cur is None:
         raise ConfigError(f"no job for {args.name!r} in the ledger {ws.ledger}")
     if cur.remote_id is None:
-        raise ConfigError(f"{args.name!r} has no provider job yet (intent {cur.tag})")
+        raise ConfigError(_no_job(args.name, cur))
     remote_id = cur.remote_id
     drivers = DriverPool(ws.env)
     try:
