@@ -213,7 +213,11 @@ def test_passes_where_every_provider_call_fails_are_failed_and_make_healthz_503(
 
 
 def test_a_failed_action_is_logged_as_a_warning_and_fails_the_pass(setup, tree: SpecTree) -> None:  # type: ignore[no-untyped-def]
+    import io
+
     import structlog
+
+    from reconciler.log import configure
 
     watcher, _provider, driver, _ = setup
 
@@ -222,8 +226,13 @@ def test_a_failed_action_is_logged_as_a_warning_and_fails_the_pass(setup, tree: 
 
     driver.create_job = refuse
     tree.spec("alpha")
-    with structlog.testing.capture_logs() as logs:
-        watcher.reconcile()
+    saved = structlog.get_config()
+    try:
+        configure(verbose=1, stream=io.StringIO())  # whatever level an earlier test left
+        with structlog.testing.capture_logs() as logs:
+            watcher.reconcile()
+    finally:
+        structlog.configure(**saved)
     outcomes = [e for e in logs if e["event"] == "action" and "ok" in e]
     assert [(e["log_level"], e["ok"], e["name"]) for e in outcomes] == [("warning", False, "alpha")]
     assert watcher.stalled and "alpha: create failed: " in (watcher.trouble or "")
