@@ -3,6 +3,7 @@ failing and stuck jobs, latency, and their determinism under a seed."""
 
 from __future__ import annotations
 
+import socket
 import time
 
 import emulator_fixtures as fx
@@ -243,3 +244,113 @@ def test_requests_are_logged(emulator: EmulatorThread, client: httpx.Client) -> 
     log = client.get("/_emulator/requests", params={"provider": "together"}).json()["data"]
     assert [(r["method"], r["status"]) for r in log] == [("GET", 200), ("GET", 401)]
     assert log[0]["request_id"] == answer.headers["x-request-id"]
+
+
+def test_a_bare_stuck_string_reads_status_colon_match_as_the_flag_does(
+    emulator: EmulatorThread, client: httpx.Client
+) -> None:
+    file_id = tg_ready_file(emulator, client)
+    answer = client.post("/_emulator/faults", json={"stuck": ["running:longrun"]})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["stuck"] == [{"status": "running", "match": "longrun", "provider": None}]
+    held = tg_create(client, file_id, suffix="longrun")["id"]
+    free = tg_create(client, file_id, suffix="quick")["id"]
+    emulator.advance(3600)
+    assert tg_status(client, held) == "running"
+    assert tg_status(client, free) == "completed"
+
+
+def test_bare_fail_jobs_string_reads_the_mode_after_the_colon() -> None:
+    from reconciler.emulator.app import HOLDABLE
+    from reconciler.emulator.faults import FaultConfig
+
+    config = FaultConfig.from_json(
+        {"fail_jobs": ["bad:permanent", "flaky:retryable", "x"]}, statuses=HOLDABLE
+    )
+    assert [(r.match, r.retryable) for r in config.fail_jobs] == [
+        ("bad", False),
+        ("flaky", True),
+        ("x", True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"nope": 1}, "nope", "unknown fault option"),
+        ({"stuck": ["runing"]}, "stuck[0].status", "'runing' is not a status"),
+        ({"stuck": ["running:longrun", "queud:x"]}, "stuck[1].status", "'queud'"),
+        ({"stuck": ["running:"]}, "stuck[0]", "not STATUS or STATUS:MATCH"),
+        ({"stuck": [":slow"]}, "stuck[0]", "not STATUS or STATUS:MATCH"),
+        ({"stuck": [{"status": "RUNNING", "provider": "openai"}]}, "stuck[0].status", "openai"),
+        ({"stuck": [{"status": "running", "provider": "mistral"}]}, "stuck[0].status", "RUNNING"),
+        ({"stuck": [{"status": "completed"}]}, "stuck[0].status", "can hold"),
+        ({"stuck": [{"status": "queued", "provider": "nebius"}]}, "stuck[0].provider", "nebius"),
+        ({"stuck": [{"match": "x"}]}, "stuck[0].status", "required"),
+        ({"stuck": [{"status": "queued", "oops": 1}]}, "stuck[0].oops", "unknown key"),
+        ({"stuck": "running"}, "stuck", "a list"),
+        ({"fail_jobs": ["flaky:perm"]}, "fail_jobs[0]", "'perm'"),
+        ({"fail_jobs": [{"match": "x", "retryable": "false"}]}, "fail_jobs[0].retryable", "true"),
+        ({"fail_jobs": [{"match": "x", "at_progress": 2}]}, "fail_jobs[0].at_progress", "range"),
+        ({"fail_jobs": [{"match": 3}]}, "fail_jobs[0].match", "not a string"),
+        ({"fail_jobs": [7]}, "fail_jobs[0]", "string or an object"),
+        ({"wrong_job_id": "yes"}, "wrong_job_id", "true or false"),
+        ({"seed": 1.5}, "seed", "whole number"),
+        ({"rpm": "30"}, "rpm", "not a number"),
+        ({"error_next": -1}, "error_next", "at least 0"),
+        ({"latency_ms": -5}, "latency_ms", "at least 0"),
+        ({"methods": ["FETCH"]}, "methods[0]", "not an HTTP method"),
+        ({"path_contains": 5}, "path_contains", "a string"),
+    ],
+)
+def test_a_bad_fault_entry_is_refused_by_name_and_changes_nothing(
+    emulator: EmulatorThread,
+    client: httpx.Client,
+    body: dict[str, object],
+    field: str,
+    words: str,
+) -> None:
+    emulator.set_faults(rpm=100)
+    before = client.get("/_emulator/faults").json()
+    answer = client.post("/_emulator/faults", json={"latency_ms": 5, **body})
+    assert answer.status_code == 400
+    error = answer.json()
+    assert error["field"] == field and error["error"].startswith(f"{field}: ")
+    assert words in error["error"], error
+    assert client.get("/_emulator/faults").json() == before
+
+
+def test_every_provider_status_a_job_passes_through_can_be_held() -> None:
+    from reconciler.emulator.app import HOLDABLE
+    from reconciler.emulator.faults import FaultConfig
+
+    for provider, statuses in {
+        "together": ("pending", "queued", "running", "compressing", "uploading"),
+        "openai": ("validating_files", "queued", "running"),
+        "mistral": ("QUEUED", "VALIDATING", "VALIDATED", "RUNNING"),
+    }.items():
+        rules = [{"status": s, "provider": provider} for s in statuses]
+        assert len(FaultConfig.from_json({"stuck": rules}, statuses=HOLDABLE).stuck) == len(
+            statuses
+        )
+
+
+@pytest.mark.parametrize(
+    ("flag", "words"),
+    [
+        (["--stuck", "runing"], "stuck[0].status: 'runing' is not a status"),
+        (["--stuck", "running:"], "--stuck: 'running:' is not STATUS or STATUS:MATCH"),
+        (["--fail-jobs", "flaky:perm"], "--fail-jobs: 'flaky:perm': after ':' comes"),
+    ],
+)
+def test_bad_fault_flags_are_one_line_and_exit_1(
+    flag: list[str], words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reconciler.emulator.__main__ import main
+
+    with socket.socket() as holder:  # a port in use: a flag wrongly accepted cannot serve
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        assert main(["--port", str(holder.getsockname()[1]), *flag]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {words}") and err.count("\n") == 1, err

@@ -22,6 +22,7 @@ from reconciler.emulator.lifecycle import (
 from reconciler.emulator.schema import check, nullable
 from reconciler.emulator.store import Store
 
+STATUSES = {"test": ("pending", "queued", "running")}  # what a stuck fault may hold here
 KIND = JobKind("test", "running", "error", "user_error", "running", "cancelled", "cancelling", 3.0)
 PHASES = [("pending", 2.0), ("queued", 5.0), ("running", 10.0), ("completed", 0.0)]
 T0 = 1_000_000.0
@@ -195,9 +196,11 @@ def test_inspect_rejects_non_json() -> None:
 
 
 def test_fault_config_parsing() -> None:
-    config = FaultConfig.from_json({"rpm": 5, "fail_jobs": ["flaky"], "stuck": ["queued"]})
+    config = FaultConfig.from_json(
+        {"rpm": 5, "fail_jobs": ["flaky"], "stuck": ["queued"]}, statuses=STATUSES
+    )
     assert config.fail_jobs[0].match == "flaky" and config.stuck[0].status == "queued"
-    assert FaultConfig.from_json(config.to_json()) == config
+    assert FaultConfig.from_json(config.to_json(), statuses=STATUSES) == config
     for bad in (
         {"rpm": 0},
         {"error_rate": -0.1},
@@ -207,8 +210,8 @@ def test_fault_config_parsing() -> None:
         {"latency_ms": "fast"},
     ):
         with pytest.raises(ValueError):
-            FaultConfig.from_json(bad)
-    merged = FaultConfig(error_next=3).merged({"latency_ms": 5})
+            FaultConfig.from_json(bad, statuses=STATUSES)
+    merged = FaultConfig(error_next=3).merged({"latency_ms": 5}, statuses=STATUSES)
     assert merged.latency_ms == 5 and merged.error_next == 0  # one-shot counters do not re-arm
 
 

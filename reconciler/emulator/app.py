@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import mistral, openai, together
 from .clock import Clock
 from .core import FILE, JOB, Emulator, ProviderApi, apply_rules_to_existing, iso
-from .faults import FaultConfig, Faults
+from .faults import FaultConfig, FaultError, Faults
 from .storage import storage_routes
 from .store import Store
 
@@ -47,6 +47,8 @@ PROVIDERS: dict[str, ProviderApi] = {
     "openai": openai,
     "mistral": mistral,
 }
+# what a ``stuck`` fault may hold a job in, by provider (every fault config is checked on it)
+HOLDABLE: dict[str, tuple[str, ...]] = {name: api.HOLDABLE for name, api in PROVIDERS.items()}
 
 
 class DroppedConnection(Exception):
@@ -277,9 +279,9 @@ def admin_routes(emu: Emulator) -> list[BaseRoute]:
             if not isinstance(body, dict):
                 return _bad("a JSON object of fault options is required")
             try:
-                config = emu.faults.config.merged(body)
-            except (ValueError, TypeError) as exc:
-                return _bad(str(exc))
+                config = emu.faults.config.merged(body, statuses=HOLDABLE)
+            except FaultError as exc:
+                return JSONResponse({"error": str(exc), "field": exc.field}, status_code=400)
             emu.faults.configure(config)
             touched = apply_rules_to_existing(emu, {k: p.KIND for k, p in PROVIDERS.items()})
             return JSONResponse({**config.to_json(), "jobs_failing": touched})
@@ -340,7 +342,11 @@ def create_app(
 
     ``app.state.emulator`` is the ``Emulator``: tests may reach the store and clock.
     """
-    config = faults if isinstance(faults, FaultConfig) else FaultConfig.from_json(faults or {})
+    config = (
+        faults
+        if isinstance(faults, FaultConfig)
+        else FaultConfig.from_json(faults or {}, statuses=HOLDABLE)
+    )
     store = Store(state_path)
     clock = clock or Clock(speed)
     clock.attach(store)

@@ -50,6 +50,7 @@ class ProviderApi(Protocol):
 
     NAME: str
     KIND: JobKind
+    HOLDABLE: tuple[str, ...]  # the statuses a ``stuck`` fault can hold a job in
 
     def routes(self, emu: Emulator) -> list[BaseRoute]: ...
 

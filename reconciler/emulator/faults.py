@@ -20,7 +20,10 @@ A ``FaultConfig`` is plain data, read from CLI options or ``POST /_emulator/faul
   first page whatever page is asked for (null: the truth).
 - ``fail_jobs``: ``[{match, provider?, retryable=true, message?, at_progress=0.5}]``:
   jobs whose suffix/model/metadata/id contains ``match`` fail, each provider its way.
-- ``stuck``: ``[{status, match="", provider?}]``: matching jobs never leave ``status``.
+- ``stuck``: ``[{status, match="", provider?}]``: matching jobs never leave ``status`` (one
+  their provider's jobs pass through on the way to success).
+- A rule may also be a string in the CLI's syntax: ``"STATUS[:MATCH]"`` for ``stuck``,
+  ``"MATCH[:permanent|:retryable]"`` for ``fail_jobs``.
 - ``seed``: makes every random choice repeatable.
 """
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import deque
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -77,62 +81,67 @@ class FaultConfig:
     stuck: tuple[StuckRule, ...] = ()
     seed: int | None = None
 
-    def merged(self, changes: dict[str, Any]) -> FaultConfig:
-        """This config with ``changes`` applied; ValueError names the first bad key."""
+    def merged(
+        self, changes: dict[str, Any], *, statuses: Mapping[str, Collection[str]]
+    ) -> FaultConfig:
+        """This config with ``changes`` applied; a FaultError names the first bad entry."""
         current = self.to_json()
         for key in changes:
             if key not in current:
-                raise ValueError(f"unknown fault option {key!r} (known: {', '.join(current)})")
+                raise FaultError(key, f"unknown fault option (known: {', '.join(current)})")
         current.update(changes)
         # the one-shot counters are armed only by the request that names them
         for name in ("error_next", "drop_next"):
             current[name] = changes.get(name, 0)
-        return FaultConfig.from_json(current)
+        return FaultConfig.from_json(current, statuses=statuses)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FaultConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown fault option {unknown[0]!r} (known: {', '.join(known)})")
+    def from_json(
+        cls, data: dict[str, Any], *, statuses: Mapping[str, Collection[str]]
+    ) -> FaultConfig:
+        """A config from its JSON form, every key and value checked; ``statuses`` are the
+        ones a ``stuck`` rule may hold, by provider (``app.HOLDABLE``)."""
+        if not isinstance(data, dict):
+            raise FaultError("body", "a JSON object of fault options is required")
+        known = [f.name for f in fields(cls)]
+        for key in data:
+            if key not in known:
+                raise FaultError(str(key), f"unknown fault option (known: {', '.join(known)})")
         out: dict[str, Any] = {}
-        for name in (
-            "latency_ms",
-            "spike_rate",
-            "spike_ms",
-            "error_rate",
-            "drop_rate",
-            "list_lag_seconds",
-        ):
+        for name in ("latency_ms", "spike_ms", "list_lag_seconds"):
             if data.get(name) is not None:
-                out[name] = _number(data[name], name)
+                out[name] = _number(data[name], name, low=0.0)
         for name in ("error_rate", "drop_rate", "spike_rate"):
-            if not 0.0 <= out.get(name, 0.0) <= 1.0:
-                raise ValueError(f"{name} must be between 0 and 1")
-        for name in ("error_next", "drop_next"):
             if data.get(name) is not None:
-                out[name] = int(_number(data[name], name))
-        if data.get("rpm") is not None:
-            out["rpm"] = int(_number(data["rpm"], "rpm"))
-            if out["rpm"] < 1:
-                raise ValueError("rpm must be at least 1 (null: no limit)")
+                out[name] = _number(data[name], name, low=0.0, high=1.0)
+        for name, low in (("error_next", 0), ("drop_next", 0), ("rpm", 1), ("list_total", 0)):
+            if data.get(name) is not None:
+                out[name] = _integer(data[name], name, low=low)
+        if data.get("seed") is not None:
+            out["seed"] = _integer(data["seed"], "seed")
         if data.get("drop_mode") is not None:
             if data["drop_mode"] not in DROP_MODES:
-                raise ValueError(f"drop_mode must be one of {DROP_MODES}")
+                raise FaultError("drop_mode", f"{data['drop_mode']!r} is not one of {DROP_MODES}")
             out["drop_mode"] = data["drop_mode"]
-        if data.get("methods"):
-            out["methods"] = tuple(str(m).upper() for m in data["methods"])
-        if data.get("path_contains"):
-            out["path_contains"] = str(data["path_contains"])
-        if data.get("seed") is not None:
-            out["seed"] = int(data["seed"])
-        out["wrong_job_id"] = bool(data.get("wrong_job_id"))
-        if data.get("list_total") is not None:
-            out["list_total"] = int(_number(data["list_total"], "list_total"))
-        out["fail_jobs"] = tuple(
-            _rule(FailRule, r, "fail_jobs") for r in data.get("fail_jobs") or ()
+        out["methods"] = tuple(
+            _method(m, f"methods[{i}]") for i, m in enumerate(_list(data, "methods"))
         )
-        out["stuck"] = tuple(_rule(StuckRule, r, "stuck") for r in data.get("stuck") or ())
+        if data.get("path_contains") is not None:
+            if not isinstance(data["path_contains"], str):
+                raise FaultError("path_contains", "a string is required")
+            out["path_contains"] = data["path_contains"] or None
+        if data.get("wrong_job_id") is not None:
+            if not isinstance(data["wrong_job_id"], bool):
+                raise FaultError("wrong_job_id", "true or false is required")
+            out["wrong_job_id"] = data["wrong_job_id"]
+        vocabulary = statuses
+        out["fail_jobs"] = tuple(
+            _fail_rule(r, f"fail_jobs[{i}]", vocabulary)
+            for i, r in enumerate(_list(data, "fail_jobs"))
+        )
+        out["stuck"] = tuple(
+            _stuck_rule(r, f"stuck[{i}]", vocabulary) for i, r in enumerate(_list(data, "stuck"))
+        )
         return cls(**out)
 
     def to_json(self) -> dict[str, Any]:
@@ -143,27 +152,131 @@ class FaultConfig:
         return data
 
 
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"{name} must be a number")
-    try:
-        return float(value)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a number") from exc
+class FaultError(ValueError):
+    """A fault option that cannot be used; ``field`` names the offending entry."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
-def _rule(cls: type[Any], raw: Any, name: str) -> Any:
-    if isinstance(raw, str):  # a bare string is a match (fail_jobs) or a status (stuck)
-        raw = {"match": raw} if cls is FailRule else {"status": raw}
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+FAIL_MODES = {"permanent": False, "retryable": True}
+
+
+def parse_stuck(text: str, field: str = "stuck") -> dict[str, str]:
+    """``STATUS[:MATCH]`` (the ``--stuck`` syntax, also a bare string in the JSON form):
+    jobs whose suffix/model/metadata/id contains MATCH (all jobs without it) stay in STATUS."""
+    status, colon, match = text.partition(":")
+    if not status.strip() or (colon and not match):
+        raise FaultError(field, f"{text!r} is not STATUS or STATUS:MATCH")
+    return {"status": status.strip(), "match": match}
+
+
+def parse_fail(text: str, field: str = "fail_jobs") -> dict[str, Any]:
+    """``MATCH[:permanent|:retryable]`` (the ``--fail-jobs`` syntax, also a bare string in
+    the JSON form); a MATCH holding ':' needs the object form ``{"match": …}``."""
+    match, colon, mode = text.rpartition(":")
+    if not colon:
+        return {"match": text, "retryable": True}
+    if mode not in FAIL_MODES:
+        raise FaultError(
+            field,
+            f"{text!r}: after ':' comes 'permanent' or 'retryable', not {mode!r} "
+            "(a match holding ':' needs the form {\"match\": ...})",
+        )
+    return {"match": match, "retryable": FAIL_MODES[mode]}
+
+
+def _list(data: dict[str, Any], name: str) -> list[Any]:
+    value = data.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise FaultError(name, "a list is required")
+    return list(value)
+
+
+def _number(value: Any, name: str, *, low: float | None = None, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise FaultError(name, f"{value!r} is not a number")
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise FaultError(name, f"{value!r} is out of range: must be {span}")
+    return float(value)
+
+
+def _integer(value: Any, name: str, *, low: int | None = None) -> int:
+    number = _number(value, name)
+    if not number.is_integer():
+        raise FaultError(name, f"{value!r} is not a whole number")
+    if low is not None and number < low:
+        raise FaultError(name, f"{value!r} is out of range: must be at least {low}")
+    return int(number)
+
+
+def _method(value: Any, field: str) -> str:
+    if not isinstance(value, str) or value.upper() not in HTTP_METHODS:
+        raise FaultError(field, f"{value!r} is not an HTTP method ({', '.join(HTTP_METHODS)})")
+    return value.upper()
+
+
+def _object(raw: Any, field: str, cls: type[Any]) -> dict[str, Any]:
     if not isinstance(raw, dict):
-        raise ValueError(f"{name}: each rule is an object")
-    allowed = {f.name for f in fields(cls)}
-    if unknown := sorted(set(raw) - allowed):
-        raise ValueError(f"{name}: unknown key {unknown[0]!r} (known: {', '.join(allowed)})")
-    try:
-        return cls(**raw)
-    except TypeError as exc:
-        raise ValueError(f"{name}: {exc}") from exc
+        raise FaultError(field, "each rule is a string or an object")
+    allowed = [f.name for f in fields(cls)]
+    if unknown := [k for k in raw if k not in allowed]:
+        raise FaultError(f"{field}.{unknown[0]}", f"unknown key (known: {', '.join(allowed)})")
+    return raw
+
+
+def _text(raw: dict[str, Any], key: str, field: str, *, optional: bool = False) -> None:
+    value = raw.get(key)
+    if not (isinstance(value, str) or (optional and value is None)):
+        raise FaultError(f"{field}.{key}", f"{value!r} is not a string")
+
+
+def _provider(raw: dict[str, Any], field: str, vocabulary: Mapping[str, Any]) -> str | None:
+    provider = raw.get("provider")
+    if provider is not None and provider not in vocabulary:
+        raise FaultError(
+            f"{field}.provider", f"{provider!r} is not a provider ({', '.join(vocabulary)})"
+        )
+    return provider
+
+
+def _fail_rule(raw: Any, field: str, vocabulary: Mapping[str, Any]) -> FailRule:
+    rule = parse_fail(raw, field) if isinstance(raw, str) else _object(raw, field, FailRule)
+    _text(rule, "match", field, optional="match" not in rule)
+    _provider(rule, field, vocabulary)
+    _text(rule, "message", field, optional=True)
+    if not isinstance(rule.get("retryable", True), bool):
+        raise FaultError(f"{field}.retryable", "true or false is required")
+    at = rule.get("at_progress", 0.5)
+    _number(at, f"{field}.at_progress", low=0.0, high=1.0)
+    return FailRule(
+        match=rule.get("match") or "",
+        provider=rule.get("provider"),
+        retryable=rule.get("retryable", True),
+        message=rule.get("message"),
+        at_progress=float(at),
+    )
+
+
+def _stuck_rule(raw: Any, field: str, vocabulary: Mapping[str, Collection[str]]) -> StuckRule:
+    rule = parse_stuck(raw, field) if isinstance(raw, str) else _object(raw, field, StuckRule)
+    if "status" not in rule:
+        raise FaultError(f"{field}.status", "is required")
+    _text(rule, "status", field)
+    _text(rule, "match", field, optional="match" not in rule)
+    provider = _provider(rule, field, vocabulary)
+    status = rule["status"]
+    scope = {provider: vocabulary[provider]} if provider else vocabulary
+    if not any(status in known for known in scope.values()):
+        whose = f"a {provider} job" if provider else "any provider's job"
+        held = "; ".join(f"{p}: {', '.join(known)}" for p, known in scope.items())
+        raise FaultError(f"{field}.status", f"{status!r} is not a status {whose} can hold ({held})")
+    return StuckRule(status=status, match=rule.get("match") or "", provider=provider)
 
 
 @dataclass

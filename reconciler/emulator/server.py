@@ -302,7 +302,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fail-jobs",
         action="append",
         default=None,
-        metavar="MATCH[:permanent]",
+        metavar="MATCH[:permanent|:retryable]",
         help="jobs whose suffix/model/metadata contains MATCH fail (repeatable)",
     )
     faults.add_argument(
@@ -342,26 +342,28 @@ def faults_from_args(args: argparse.Namespace) -> dict[str, Any]:
     for attr, key in simple.items():
         if getattr(args, attr, None) is not None:
             config[key] = getattr(args, attr)
+    # the flags' syntax is the JSON form's bare-string syntax: one parser for both
+    from .faults import parse_fail, parse_stuck
+
     for item in getattr(args, "fail_jobs", None) or ():
-        match, _, mode = item.partition(":")
-        config.setdefault("fail_jobs", []).append(
-            {"match": match, "retryable": mode.strip().lower() != "permanent"}
-        )
+        config.setdefault("fail_jobs", []).append(parse_fail(item, "--fail-jobs"))
     for item in getattr(args, "stuck", None) or ():
-        status, _, match = item.partition(":")
-        config.setdefault("stuck", []).append({"status": status, "match": match})
+        config.setdefault("stuck", []).append(parse_stuck(item, "--stuck"))
     return config
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve as the parsed options say; 0 after a clean stop, 1 on a startup error."""
+    from .app import HOLDABLE
     from .faults import FaultConfig
 
     try:
         if not 0 <= args.port <= 65535:  # before building anything
             raise PortError(f"--port must be 0..65535 (got {args.port})")
         faults = faults_from_args(args)
-        FaultConfig.from_json(faults)  # reject a bad config before binding the port
+        FaultConfig.from_json(
+            faults, statuses=HOLDABLE
+        )  # reject a bad config before binding the port
         serve(args.host, args.port, args.state, args.speed, faults, args.api_keys)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -5,7 +5,7 @@ words a refusal (``dialect``)."""
 from __future__ import annotations
 
 from .dialect import NAME, error
-from .jobs import KIND, job_summary
+from .jobs import HOLDABLE, KIND, job_summary
 from .routes import routes
 
-__all__ = ["KIND", "NAME", "error", "job_summary", "routes"]
+__all__ = ["HOLDABLE", "KIND", "NAME", "error", "job_summary", "routes"]

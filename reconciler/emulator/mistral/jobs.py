@@ -30,6 +30,7 @@ PHASES = (
     ("RUNNING", 0.0),
     ("SUCCESS", 0.0),
 )
+HOLDABLE = tuple(status for status, _ in PHASES[:-1])  # what a `stuck` fault may hold
 PARK = 2  # VALIDATED: where a job created with auto_start false waits for /start
 ACTIVE = ("QUEUED", "STARTED", "VALIDATING", "VALIDATED", "RUNNING", "CANCELLATION_REQUESTED")
 # model → US dollars per million training tokens

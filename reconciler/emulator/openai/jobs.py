@@ -26,6 +26,7 @@ KIND = JobKind(
 ORG = "org-emulator"
 ACCOUNT = "personal"  # the org slug in ft: model names
 PHASES = (("validating_files", 5.0), ("queued", 5.0), ("running", 0.0), ("succeeded", 0.0))
+HOLDABLE = tuple(status for status, _ in PHASES[:-1])  # what a `stuck` fault may hold
 MODELS = (
     "gpt-4.1-2025-04-14",
     "gpt-4.1-mini-2025-04-14",

@@ -27,6 +27,7 @@ USER_ID = "user_emulator000000000000"
 OWNER_ADDRESS = "emulator@example.com"
 PHASES = (("pending", 2.0), ("queued", 5.0), ("running", 0.0), ("compressing", 4.0))
 PHASES_AFTER = (("uploading", 4.0), ("completed", 0.0))
+HOLDABLE = tuple(status for status, _ in (*PHASES, *PHASES_AFTER[:-1]))  # for `stuck` faults
 
 # name → billions of parameters; full fine-tuning only up to 16B here
 MODELS: dict[str, float] = {
