@@ -33,9 +33,23 @@ def banner(text: str) -> None:
     print(f"\n\033[1m── {text}\033[0m" if sys.stdout.isatty() else f"\n── {text}", flush=True)
 
 
-def run(env: dict[str, str], *args: str, expect: tuple[int, ...] = (0,)) -> int:
+def commit_specs(work: Path) -> bool:
+    """Put the scratch project under git (when git is installed), so provenance shows."""
+    if shutil.which("git") is None:
+        return False
+    git = ["git", "-c", "user.name=demo", "-c", "user.email=demo@example.invalid"]
+    for args in (["init", "-q"], ["add", "specs"], ["commit", "-qm", "quickstart specs"]):
+        if subprocess.run([*git, *args], cwd=work, capture_output=True, check=False).returncode:
+            return False
+    return True
+
+
+def run(
+    env: dict[str, str], *args: str, expect: tuple[int, ...] = (0,), echo: bool = True
+) -> int:
     shown = " ".join(args)
-    print(f"$ reconciler {shown}", flush=True)
+    if echo:
+        print(f"$ reconciler {shown}", flush=True)
     proc = subprocess.run([sys.executable, "-m", "reconciler", *args], env=env, check=False)
     if proc.returncode not in expect:
         raise SystemExit(f"demo: `reconciler {shown}` exited {proc.returncode}")
@@ -88,6 +102,9 @@ def main() -> int:
         banner(f"A provider emulator is listening on {base} (Together, OpenAI, Mistral APIs)")
         print(f"Specs: a scratch copy of examples/quickstart in {specs}")
 
+        if commit_specs(work):
+            print("Committed them to a scratch git repository: each job records the commit.")
+
         banner("1. Check the specs and their training data")
         run(env, "validate")
 
@@ -97,7 +114,7 @@ def main() -> int:
         banner("3. Apply, and wait until every job has finished")
         run(env, "apply", "--yes", "--wait", "--interval", "1", "--timeout", "120")
 
-        banner("4. Status: every job, its provider job id and fine-tuned model")
+        banner("4. Status: sync and health of every spec, its job, commit and model")
         run(env, "status")
 
         banner("5. Nothing left to do: plan --detailed-exitcode exits 0")
@@ -112,6 +129,11 @@ def main() -> int:
         banner("7. A typo is caught before anything is touched: one line, file and line")
         spec.write_text(spec.read_text().replace("warmup_ratio", "warmup_ration"))
         run(env, "validate", expect=(1,))
+
+        banner("8. What a deploy step reads: the trained model of one spec")
+        run(env, "output", "support-bot")
+        print("$ reconciler output support-bot --raw   # the model id alone, for scripts")
+        run(env, "output", "support-bot", "--raw", echo=False)
 
         banner(f"Done in {time.monotonic() - started:.1f}s. Try it on your own specs:")
         print("  .venv/bin/reconciler --help")

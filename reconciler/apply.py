@@ -297,10 +297,11 @@ class Executor:
                 why = f"create refused ({exc.message}): the provider no longer has its data file"
                 self.ledger.mark_absent(attempt_id, why)
                 return f"{why}; it is uploaded again on the next pass", True
+            refused = f"{exc.message} (HTTP {exc.status})" if exc.status else exc.message
             if exc.kind in (ErrorKind.PERMANENT, ErrorKind.NOT_FOUND):
-                self.ledger.record_create_failed(attempt_id, exc.message, retryable=False)
+                self.ledger.record_create_failed(attempt_id, refused, retryable=False)
             elif exc.kind is ErrorKind.RATE_LIMITED:
-                self.ledger.record_create_failed(attempt_id, exc.message, retryable=True)
+                self.ledger.record_create_failed(attempt_id, refused, retryable=True)
             else:  # auth, or never reached the provider: nothing exists, nothing is used up
                 self.ledger.mark_absent(attempt_id, f"create refused: {exc}")
             raise

@@ -60,13 +60,14 @@ def health(action: Action) -> Health:
 
 
 def sync(action: Action) -> Sync:
-    if action.fingerprint is None and action.current is not None:
-        return Sync.OUT_OF_SYNC  # a job whose spec is gone
+    if action.moved_from is not None:
+        return Sync.OUT_OF_SYNC  # the ledger still files the job under the old name
     if action.kind in _IN_SYNC:
         return Sync.SYNCED
     cur = action.current
-    if action.kind is Kind.WAIT and cur is not None and cur.phase.active:
-        return Sync.SYNCED  # the spec's own job is running: apply has nothing to do
+    # the spec's own job is running (a removed spec's job has no desired fingerprint)
+    if action.kind is Kind.WAIT and action.fingerprint and cur is not None and cur.phase.active:
+        return Sync.SYNCED
     return Sync.OUT_OF_SYNC
 
 

@@ -117,9 +117,16 @@ def dumps(value: Any) -> str:
 
 
 def write(path: Path, document: Mapping[str, Any]) -> None:
+    """Write the plan whole or not at all: a temporary file beside it, then a rename (a
+    full disk leaves no empty or half plan for ``apply --plan`` to trip on)."""
+    import os
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.write_text(dumps(document) + "\n")
+        tmp.write_text(dumps(document) + "\n")
+        os.replace(tmp, path)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write plan to {path}: {exc.strerror or exc}") from exc
 
 
@@ -176,8 +183,16 @@ class SavedPlan:
         since it was made; ``fresh`` is the plan made now, on the current ledger."""
         saved, source = self.plan, self.source
         new_ledger = saved.lineage == "" and fresh.serial == 0  # made before the ledger was
+        if not new_ledger and saved.lineage == "":
+            raise StalePlanError(
+                f"{source} is stale: it was made before the ledger existed, and the ledger "
+                f"has been written since (serial {fresh.serial}); run `reconciler plan` again"
+            )
         if not new_ledger and saved.lineage != fresh.lineage:
-            raise StalePlanError(f"{source} was made for another ledger (lineage {saved.lineage})")
+            raise StalePlanError(
+                f"{source} was made for another ledger (lineage {saved.lineage}, this one is "
+                f"{fresh.lineage or 'new'}); run `reconciler plan` against this ledger"
+            )
         if not new_ledger and saved.serial != fresh.serial:
             raise StalePlanError(
                 f"{source} is stale: the ledger changed since it was made "

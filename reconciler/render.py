@@ -151,7 +151,8 @@ def plan_lines(plan: Plan, style: Styler, *, show_unchanged: bool = False) -> li
                 f"{style(action.reason, 'dim')}"
             )
     if quiet and not show_unchanged:
-        lines += ["", style(f"{_unchanged(quiet)}; --show-unchanged lists them.", "dim")]
+        lines += [""] if lines else []
+        lines.append(style(f"{_unchanged(quiet)}; --show-unchanged lists them.", "dim"))
     lines.append("")
     v = verdict(plan.actions)
     if not changes:
@@ -190,7 +191,8 @@ def _unchanged(actions: list[Action]) -> str:
 
 
 def summary_line(plan: Plan) -> str:
-    counts = plan.counts()
+    # a move that leaves its job as it is counts as a move, not also as unchanged
+    counts = plan.only(a for a in plan.actions if not a.moved_from or a.kind in CHANGES).counts()
     summary = (
         f"Plan: {counts.get(Kind.CREATE, 0) + counts.get(Kind.RETRY, 0)} to create, "
         f"{counts.get(Kind.REPLACE, 0)} to replace, {counts.get(Kind.CANCEL, 0)} to cancel, "

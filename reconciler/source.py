@@ -10,6 +10,7 @@ two loads (a daemon's passes).
 from __future__ import annotations
 
 import atexit
+import functools
 import subprocess
 from dataclasses import dataclass, field
 from functools import cache
@@ -35,6 +36,34 @@ def _git_head(folder: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=64)
+def _git_top(folder: str) -> Path | None:
+    """The top-level folder of the git work tree holding ``folder``; None outside git."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", folder, "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(out.stdout.strip()).resolve() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def repo_path(spec_path: str) -> str:
+    """A spec's path as its repository names it (``specs/bot.yaml``); as given outside git."""
+    path = Path(spec_path).resolve()
+    top = _git_top(str(path.parent))
+    if top is None:
+        return spec_path
+    try:
+        return path.relative_to(top).as_posix()
+    except ValueError:
+        return spec_path
 
 
 def git_commit(spec_path: str) -> str | None:
@@ -172,9 +201,9 @@ class SpecSource:
         return git_commit(spec_file)
 
     def spec_path_of(self, spec_file: str) -> str:
-        """The spec's path as the repository names it (for ``--git-ref``), else as given."""
+        """The spec's path as the repository names it (``specs/bot.yaml``), else as given."""
         if self._snapshot is None:
-            return spec_file
+            return repo_path(spec_file)
         from .gitref import commit_of
 
         return commit_of(Path(spec_file), self._snapshot)[1]

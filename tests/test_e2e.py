@@ -259,7 +259,8 @@ def test_three_providers_apply_show_progress_and_logs(tree: SpecTree, emulator: 
     try:
         cli("apply", "--yes")
         emulator.advance(120)  # validated: this apply starts the parked Mistral job
-        cli("apply", "--yes")
+        started = cli("apply", "--yes").stdout
+        assert "✓ e2e-mi: start: started" in started, started  # and says so
         emulator.advance(25)  # Mistral trains for ~40 s here: mid-run, past a checkpoint
         jobs = cli.status()
     finally:

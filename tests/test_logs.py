@@ -53,7 +53,7 @@ def test_logs_says_the_create_failed_with_the_recorded_error(
     assert logs(tree, refused) == 1
     err = capsys.readouterr().err
     assert err == (
-        f"error: web-bot: the create failed (attempt 1): {REFUSAL} — no provider job exists; "
+        f"error: web-bot: the create failed (attempt 1): {REFUSAL} (HTTP 400) — no provider job exists; "
         "fix the spec and run apply\n"
     )
 

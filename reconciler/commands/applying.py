@@ -24,11 +24,10 @@ from ..reconcile import (
     PassResult,
     Reconciler,
     Settled,
-    unknown_jobs,
-    unknown_lines,
 )
 from ..redact import scrub
 from ..render import print_plan
+from ..strays import unknown_jobs, unknown_lines
 from ..targets import chooser
 from .planning import selection_of
 from .workspace import Workspace

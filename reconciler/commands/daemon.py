@@ -11,8 +11,9 @@ from ..log import get as get_logger
 from ..model import AttemptView
 from ..notify import JobFinished, Notifier, notifier_from_env
 from ..providers.pool import DriverPool
-from ..reconcile import PassResult, unknown_jobs
+from ..reconcile import PassResult
 from ..source import SpecSource
+from ..strays import unknown_jobs
 from ..watch import Watcher, run
 from .workspace import Workspace
 

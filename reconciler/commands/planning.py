@@ -15,9 +15,10 @@ from ..observe import Sweep
 from ..plan import CREATES, Plan
 from ..pricing import repriced
 from ..providers.pool import DriverPool
-from ..reconcile import Observation, observe, plan_for, unknown_jobs, unknown_lines
+from ..reconcile import Observation, observe, plan_for
 from ..removals import mass_removal
 from ..render import print_plan
+from ..strays import unknown_jobs, unknown_lines
 from ..targets import Selection, chooser
 from ..validation import DesiredState
 from .workspace import Workspace

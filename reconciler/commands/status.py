@@ -16,10 +16,11 @@ from ..observe import Sweep
 from ..plan import Action
 from ..planfile import FORMAT_VERSION, dumps
 from ..providers.pool import DriverPool
-from ..reconcile import observe, plan_for, unknown_jobs, unknown_lines
+from ..reconcile import observe, plan_for
 from ..redact import scrub
 from ..render import Styler
 from ..statusview import detail_lines, summary, table_lines
+from ..strays import unknown_jobs, unknown_lines
 from ..tags import DEFAULT_NAMESPACE
 from .workspace import Workspace
 
