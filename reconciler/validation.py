@@ -247,6 +247,7 @@ def _desired_state(
             )
         )
     state.errors.extend(_cycles(specs))
+    state.errors.extend(_renames(specs))
     state.errors.sort(key=lambda e: (str(e.file), e.line or 0))
     return state
 
@@ -273,4 +274,41 @@ def _cycles(specs: SpecSet) -> list[SpecError]:
                     "spec.from.job",
                 )
             )
+    return errors
+
+
+def _renames(specs: SpecSet) -> list[SpecError]:
+    """``previous_names`` must be unambiguous: an old name is no current spec's name, and
+    no two specs claim it (each would take the other's job)."""
+    errors: list[SpecError] = []
+    claimed: dict[str, str] = {}
+    for name in sorted(specs.specs):
+        spec = specs.specs[name]
+        for old in spec.job.metadata.previous_names:
+            where = spec.line_of("metadata", "previous_names")
+            field = "metadata.previous_names"
+            if old == name:
+                errors.append(SpecError(f"{old!r} is this spec's own name", spec.file, where, field))
+            elif old in specs.specs:
+                other = specs.specs[old].file
+                errors.append(
+                    SpecError(
+                        f"{old!r} is still a spec ({other}): a rename removes the old name",
+                        spec.file,
+                        where,
+                        field,
+                    )
+                )
+            elif old in claimed:
+                errors.append(
+                    SpecError(
+                        f"{old!r} is also a previous name of {claimed[old]!r}: only one spec "
+                        "can take its job over",
+                        spec.file,
+                        where,
+                        field,
+                    )
+                )
+            else:
+                claimed[old] = name
     return errors

@@ -389,3 +389,21 @@ def test_replace_forces_a_new_attempt_of_a_finished_or_running_job() -> None:
         assert "--replace asked" in action.reason
     plan = make_plan([OLD], {"bot": record(attempt(OLD, Phase.SUCCEEDED))}, NOW)
     assert plan.actions[0].kind is Kind.NOOP  # and without it, nothing happens
+
+
+def test_previous_names_must_be_unambiguous(
+    tree: SpecTree, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def spec(name: str, previous: list[str]) -> None:
+        path = tree.spec(name)
+        doc = json.loads(path.read_text())
+        doc["metadata"]["previous_names"] = previous
+        path.write_text(json.dumps(doc, indent=2))
+
+    spec("alpha", ["old"])
+    spec("beta", ["old", "gamma"])
+    spec("gamma", [])
+    assert run(tree, "validate") == 1
+    err = capsys.readouterr().err
+    assert "beta.yaml" in err and "metadata.previous_names: 'old' is also a previous name" in err
+    assert "'gamma' is still a spec" in err

@@ -247,3 +247,48 @@ def test_version_completion_and_validate_json(tree: SpecTree, tmp_path: Path) ->
     assert md.returncode == 1 and "<!-- reconciler-plan -->" in md.stdout and "epochz" in md.stdout
     js = reconciler("plan", "--offline", "--json")
     assert js.returncode == 1 and json.loads(js.stdout)["diagnostics"][0]["field"]
+
+
+def test_a_refused_create_is_said_once_and_logs_tells_why(cli: Cli, tree: SpecTree) -> None:
+    tree.spec("refused-bot", model="acme/no-such-model-7b")
+    proc = subprocess.run(  # without -v: what a user sees
+        [sys.executable, "-m", "reconciler", "apply", "--yes"],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        cwd=cli.tree.root.parent,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    both = proc.stdout + proc.stderr
+    failures = [line for line in both.splitlines() if "no-such-model" in line]
+    assert len(failures) == 1 and failures[0].startswith("✗ refused-bot: create:"), both
+    logs = cli("logs", "refused-bot", expect=1).stderr.strip().splitlines()[-1]
+    assert "the create failed (attempt 1)" in logs and "HTTP 4" in logs, logs
+    row = cli.status()["refused-bot"]
+    assert (row["health"], row["phase"]) == ("Degraded", "failed")
+
+
+def test_a_saved_plan_records_the_git_ref_and_its_commit(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    tree = SpecTree(repo / "specs")
+    tree.spec("ref-bot")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "specs"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    saved = tmp_path / "ref.plan.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconciler", "plan", "--offline", "--git-ref", "main",
+         "--out", str(saved)],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        env={**os.environ, "NO_COLOR": "1"},
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(saved.read_text())
+    assert doc["git_ref"] == "main" and doc["git_commit"] == head.stdout.strip()
