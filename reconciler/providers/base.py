@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConfigError
-from ..model import Checkpoint, CreateRequest, RemoteEvent, RemoteFile, RemoteJob
+from ..model import (
+    PLACEHOLDER_TAG,
+    Checkpoint,
+    CreateRequest,
+    DesiredJob,
+    RemoteEvent,
+    RemoteFile,
+    RemoteJob,
+    create_request,
+)
 
 if TYPE_CHECKING:
     from .http import ApiClient
@@ -59,6 +68,16 @@ class Driver(Protocol):
 
     def resume_job(self, job_id: str) -> RemoteJob: ...
 
+    def preflight(self, job: DesiredJob) -> list[str]:
+        """What the provider says about the spec before anything is uploaded: one line per
+        problem, each naming the spec field (``model: …``, ``lora.r: …``); empty when fine.
+
+        Reads only (the provider's model list or limits), cached per driver. A provider
+        that cannot be asked raises the usual ``ProviderError`` (transport, auth, 5xx after
+        retries); the caller decides what to say instead.
+        """
+        ...
+
     def close(self) -> None: ...
 
 
@@ -93,3 +112,19 @@ class DriverBase:
 
     def resume_job(self, job_id: str) -> RemoteJob:
         raise self._lacks("resume jobs")
+
+    def preflight(self, job: DesiredJob) -> list[str]:
+        """No online checks for this provider: no problems (see ``Driver.preflight``)."""
+        return []
+
+
+def preflight_request(job: DesiredJob) -> CreateRequest:
+    """The create request a spec would make, with placeholder file ids (nothing uploaded)."""
+    spec = job.spec
+    return create_request(
+        job.name,
+        spec,
+        tag=PLACEHOLDER_TAG,
+        training_file_id="file-preflight-training",
+        validation_file_id="file-preflight-validation" if spec.validation_file else None,
+    )

@@ -44,6 +44,8 @@ MODELS: dict[str, float] = {
     "ministral-3b-latest": 1.0,
     "pixtral-12b-latest": 2.0,
 }
+# models GET /v1/models lists that cannot be fine-tuned (capabilities.fine_tuning false)
+NOT_TUNABLE = ("mistral-embed", "mistral-moderation-latest", "mistral-ocr-latest")
 MINIMUM_FEE = 4.0
 TOKENS_PER_STEP = 131_072
 

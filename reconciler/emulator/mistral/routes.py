@@ -5,6 +5,8 @@ parked at VALIDATED)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -16,13 +18,82 @@ from . import jobs
 from .create import create
 from .dialect import NAME, PREFIX, error, invalid, not_found, page_of
 from .files import file_routes
-from .jobs import KIND
+from .jobs import KIND, MODELS, NOT_TUNABLE
 
 JOBS = f"{PREFIX}/fine_tuning/jobs"
 
 
 def routes(emu: Emulator) -> list[BaseRoute]:
-    return [*file_routes(emu), *job_routes(emu)]
+    return [*file_routes(emu), *job_routes(emu), *model_routes(emu)]
+
+
+def _capabilities(name: str, *, tunable: bool) -> dict[str, bool]:
+    chat = tunable or name.startswith("mistral-ocr")
+    return {
+        "completion_chat": chat,
+        "function_calling": tunable,
+        "completion_fim": name.startswith("codestral"),
+        "fine_tuning": tunable,
+        "vision": name.startswith(("pixtral", "mistral-ocr")),
+        "classification": name.startswith("mistral-moderation"),
+    }
+
+
+def model_routes(emu: Emulator) -> list[BaseRoute]:
+    """``GET /v1/models`` and ``/v1/models/{id}``: the base models (the ones create accepts
+    can be fine-tuned; a few listed ones cannot) and the fine-tuned models of finished jobs."""
+
+    def cards() -> list[dict[str, Any]]:
+        base: list[dict[str, Any]] = [
+            {
+                "id": name,
+                "object": "model",
+                "created": 1_700_000_000,
+                "owned_by": "mistralai",
+                "capabilities": _capabilities(name, tunable=name in MODELS),
+                "name": name,
+                "description": None,
+                "max_context_length": 32768,
+                "aliases": [],
+                "deprecation": None,
+                "deprecation_replacement_model": None,
+                "default_model_temperature": 0.3,
+                "type": "base",
+            }
+            for name in (*MODELS, *NOT_TUNABLE)
+        ]
+        tuned = [
+            {
+                **base[list(MODELS).index(r.data["model"])],
+                "id": r.data["fine_tuned_model"],
+                "created": int(r.created_at),
+                "owned_by": "emulator",
+                "capabilities": _capabilities(r.data["model"], tunable=False),
+                "name": None,
+                "type": "fine-tuned",
+                "job": r.id,
+                "root": r.data["model"],
+                "archived": False,
+            }
+            for r in emu.store.all(JOB, NAME)
+            if r.data["model"] in MODELS and job_snapshot(emu, KIND, r).status == "SUCCESS"
+        ]
+        return base + tuned
+
+    async def list_models(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": cards()})
+
+    async def get_model(request: Request) -> Response:
+        name = request.path_params["model_id"]
+        found = next((c for c in cards() if c["id"] == name), None)
+        if found is None:
+            return error(404, f"Model {name} not found", code="1500")
+        return JSONResponse(found)
+
+    return [
+        Route(f"{PREFIX}/models", list_models, methods=["GET"]),
+        Route(f"{PREFIX}/models/{{model_id:path}}", get_model, methods=["GET"]),
+    ]
 
 
 def job_routes(emu: Emulator) -> list[BaseRoute]:

@@ -14,14 +14,30 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ErrorKind, ProviderError
-from ...model import CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob, upload_filename
-from ..base import DriverBase
+from ...model import (
+    CreateRequest,
+    DesiredJob,
+    Phase,
+    RemoteEvent,
+    RemoteFile,
+    RemoteJob,
+    upload_filename,
+)
+from ..base import DriverBase, preflight_request
 from ..http import ApiClient, error_message
 from ..wire import MAX_PAGES
 from ..wire import integer as _int
 from ..wire import items as _items
 from ..wire import text as _str
-from .mapping import PAGE_SIZE, PARKED, PROVIDER, create_payload, events_from_wire, job_from_wire
+from .mapping import (
+    PAGE_SIZE,
+    PARKED,
+    PROVIDER,
+    create_payload,
+    events_from_wire,
+    job_from_wire,
+    model_problems,
+)
 
 
 class MistralDriver(DriverBase):
@@ -39,6 +55,7 @@ class MistralDriver(DriverBase):
         super().__init__(api, sleep=sleep)
         # waits before looking our tag up again after a 409: the list may lag a new job
         self.conflict_recheck = conflict_recheck
+        self._models: list[Mapping[str, Any]] | None = None  # GET /v1/models, read once
 
     # files
 
@@ -214,6 +231,12 @@ class MistralDriver(DriverBase):
 
     def _job(self, body: Any) -> RemoteJob:
         return job_from_wire(body if isinstance(body, Mapping) else {})
+
+    def preflight(self, job: DesiredJob) -> list[str]:
+        """The spec's model against Mistral's model cards (see ``Driver.preflight``)."""
+        if self._models is None:
+            self._models = _items(self.api.json("GET", "models"))
+        return model_problems(preflight_request(job).model, self._models)
 
     def _error(
         self, message: str, kind: ErrorKind = ErrorKind.PERMANENT, status: int | None = None

@@ -259,3 +259,19 @@ def events_from_wire(events: Any) -> list[RemoteEvent]:
         items.reverse()  # so ties keep their order after the stable sort below
     out = [event_from_wire(e) for e in items]
     return sorted(out, key=lambda e: e.created_at if e.created_at is not None else float("-inf"))
+
+
+def model_problems(model: str, cards: list[Mapping[str, Any]]) -> list[str]:
+    """The spec's model against ``GET /v1/models``: a model the key cannot see, or one whose
+    card says ``capabilities.fine_tuning: false`` (by id or alias), is a problem."""
+    found = [
+        c
+        for c in cards
+        if c.get("id") == model or (isinstance(c.get("aliases"), list) and model in c["aliases"])
+    ]
+    if not found:
+        return [f"model: {model!r} is not a model Mistral lists for this key (GET /v1/models)"]
+    capable = [c.get("capabilities") for c in found]
+    if all(isinstance(c, Mapping) and c.get("fine_tuning") is False for c in capable):
+        return [f"model: {model!r} cannot be fine-tuned at Mistral (capabilities.fine_tuning)"]
+    return []

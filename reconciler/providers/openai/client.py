@@ -17,12 +17,13 @@ from ...errors import ErrorKind, ProviderError
 from ...model import (
     Checkpoint,
     CreateRequest,
+    DesiredJob,
     RemoteEvent,
     RemoteFile,
     RemoteJob,
     upload_filename,
 )
-from ..base import DriverBase
+from ..base import DriverBase, preflight_request
 from ..http import ApiClient, classify, error_message
 from ..wire import MAX_PAGES
 from ..wire import items as _items
@@ -37,6 +38,7 @@ from .mapping import (
     create_payload,
     event_from_wire,
     job_from_wire,
+    model_problems,
     progress_from_metrics,
     remote_file,
 )
@@ -62,6 +64,7 @@ class OpenAIDriver(DriverBase):
         self.files_page_size = files_page_size
         self.upload_threshold = upload_threshold  # POST /files takes at most 512 MB
         self.part_size = part_size  # an Uploads part holds at most 64 MB
+        self._models: list[Mapping[str, Any]] | None = None  # GET /models, read once
 
     def _pages(
         self, path: str, params: Mapping[str, Any], limit: int
@@ -225,6 +228,12 @@ class OpenAIDriver(DriverBase):
                 loss = _number(data.get("train_loss"))
                 return f"{found}, loss {loss:.3f}" if loss is not None else found
         return self.get_job(job_id).progress
+
+    def preflight(self, job: DesiredJob) -> list[str]:
+        """The spec's model against the models this key sees (see ``Driver.preflight``)."""
+        if self._models is None:
+            self._models = _items(self.api.json("GET", "models"))
+        return model_problems(preflight_request(job).model, self._models)
 
     def checkpoints(self, job_id: str) -> list[Checkpoint]:
         """The job's checkpoints, by step ascending."""

@@ -306,3 +306,11 @@ def remote_file(d: Mapping[str, Any], name: str) -> RemoteFile:
     return RemoteFile(
         id=str(d["id"]), filename=_str(d.get("filename")) or name, bytes=_int(d.get("bytes"))
     )
+
+
+def model_problems(model: str, models: list[Mapping[str, Any]]) -> list[str]:
+    """The spec's model against ``GET /models``. That list says nothing of which models
+    can be fine-tuned, so only a model the key cannot see at all is a problem."""
+    if any(m.get("id") == model for m in models):
+        return []
+    return [f"model: {model!r} is not a model OpenAI lists for this key (GET /models)"]

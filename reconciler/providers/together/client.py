@@ -14,8 +14,16 @@ from typing import Any
 import httpx
 
 from ...errors import ErrorKind, ProviderError
-from ...model import CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob, upload_filename
-from ..base import DriverBase
+from ...model import (
+    CreateRequest,
+    DesiredJob,
+    Phase,
+    RemoteEvent,
+    RemoteFile,
+    RemoteJob,
+    upload_filename,
+)
+from ..base import DriverBase, preflight_request
 from ..http import ApiClient
 from ..wire import integer as _int
 from ..wire import items as _items
@@ -28,6 +36,7 @@ from .mapping import (
     file_error,
     file_state,
     job_from_wire,
+    limit_problems,
 )
 
 
@@ -45,6 +54,7 @@ class TogetherDriver(DriverBase):
     ) -> None:
         super().__init__(api, sleep=sleep)
         self.file_ready_timeout = file_ready_timeout
+        self._limits: dict[str, Mapping[str, Any] | None] = {}  # model → limits (None: 404)
 
     # files
 
@@ -175,6 +185,27 @@ class TogetherDriver(DriverBase):
         return (
             float(price) if isinstance(price, int | float) and not isinstance(price, bool) else None
         )
+
+    def preflight(self, job: DesiredJob) -> list[str]:
+        """The spec against ``GET /fine-tunes/models/limits`` for its model (see
+        ``Driver.preflight``); a 404 means the model is not one Together fine-tunes."""
+        request = preflight_request(job)
+        return limit_problems(request, self.model_limits(request.model))
+
+    def model_limits(self, model: str) -> Mapping[str, Any] | None:
+        """The limits document of ``model``, None when Together does not fine-tune it;
+        asked once per model per driver."""
+        if model not in self._limits:
+            response = self.api.request(
+                "GET", "fine-tunes/models/limits", params={"model_name": model}, ok=(404,)
+            )
+            body = None if response.status_code == 404 else _json_or_none(response)
+            if response.status_code != 404 and not isinstance(body, Mapping):
+                raise self._error(
+                    "model limits: the answer is not a JSON object", ErrorKind.RETRYABLE
+                )
+            self._limits[model] = body
+        return self._limits[model]
 
     def _error(
         self, message: str, kind: ErrorKind = ErrorKind.PERMANENT, status: int | None = None

@@ -335,3 +335,81 @@ def file_error(d: Mapping[str, Any]) -> str:
     if isinstance(report, Mapping) and (error := _str(report.get("error"))):
         return error
     return f"processing status {d.get('processing_status')}"
+
+
+# ---------------------------------------------------------------- pre-flight
+
+# spec field, wire key, and the limits document's minimum / maximum for it ("{kind}":
+# lora_training or full_training; "{dpo}": the DPO variant's suffix; "{method}": sft or dpo)
+_LIMITS: tuple[tuple[str, str, str | None, str], ...] = (
+    (
+        "hyperparameters.batch_size",
+        "batch_size",
+        "{kind}.min_batch_size",
+        "{kind}.max_batch_size{dpo}",
+    ),
+    ("lora.r", "lora_r", None, "lora_training.max_rank"),
+    ("hyperparameters.epochs", "n_epochs", None, "max_num_epochs"),
+    ("hyperparameters.n_evals", "n_evals", None, "max_num_evals"),
+    ("hyperparameters.n_checkpoints", "n_checkpoints", None, "max_num_checkpoints"),
+    ("hyperparameters.learning_rate", "learning_rate", "min_learning_rate", "max_learning_rate"),
+    (
+        "hyperparameters.max_seq_length",
+        "max_seq_length",
+        "min_max_seq_length",
+        "max_seq_length_{method}",
+    ),
+)
+
+
+def limit_problems(req: CreateRequest, limits: Mapping[str, Any] | None) -> list[str]:
+    """What ``GET /fine-tunes/models/limits`` says the request breaks (None: the model is
+    not one Together fine-tunes). Each line names the spec field, or ``options.X`` when an
+    option set the wire value."""
+    if limits is None:
+        return [f"model: {req.model!r} is not a model Together can fine-tune"]
+    body, model = create_payload(req), req.model
+    raw_type = body.get("training_type")
+    ttype: Mapping[str, Any] = raw_type if isinstance(raw_type, Mapping) else {}
+    full = str(ttype.get("type", "")).lower() == "full"
+    kind = "full_training" if full else "lora_training"
+
+    def field(ours: str, wire: str) -> str:
+        holder = "training_type" if wire.startswith("lora_") else wire
+        return f"options.{holder}" if holder in req.options else ours
+
+    bounds = limits.get(kind)
+    if not isinstance(bounds, Mapping) or (full and limits.get("supports_full_training") is False):
+        what = "full fine-tuning (lora: false)" if full else "LoRA fine-tuning"
+        return [f"{field('lora', 'lora_type')}: Together offers no {what} for {model}"]
+    names = {"kind": kind, "dpo": "_dpo" * (req.method == "dpo"), "method": req.method}
+    values = {**body, **ttype}
+    out: list[str] = []
+    for ours, wire, low, high in _LIMITS:
+        for key, over in ((low, False), (high, True)):
+            path = key.format(**names) if key else ""
+            limit = _dig(limits, path)
+            value = values.get(wire)
+            if limit is None or isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            if value > limit if over else value < limit:
+                side = "over" if over else "under"
+                out.append(
+                    f"{field(ours, wire)}: {value} is {side} Together's {path} {limit} for {model}"
+                )
+    modules, allowed = ttype.get("lora_trainable_modules"), bounds.get("target_modules")
+    if isinstance(modules, str) and isinstance(allowed, list) and modules != "all-linear":
+        unknown = [x for x in (m.strip() for m in modules.split(",")) if x not in allowed]
+        out += [
+            f"{field('lora.trainable_modules', 'lora_trainable_modules')}: {', '.join(unknown)} "
+            f"not in Together's {kind}.target_modules for {model} ({', '.join(allowed)})"
+        ] * bool(unknown)
+    return out
+
+
+def _dig(doc: Mapping[str, Any], path: str) -> float | None:
+    """The number at a dotted ``path`` of the limits document, else None."""
+    node: Any = doc
+    for part in path.split(".") if path else ():
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return None if isinstance(node, bool) or not isinstance(node, int | float) else node
