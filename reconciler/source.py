@@ -51,7 +51,9 @@ def _git_top(folder: str) -> Path | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return Path(out.stdout.strip()).resolve() if out.returncode == 0 and out.stdout.strip() else None
+    return (
+        Path(out.stdout.strip()).resolve() if out.returncode == 0 and out.stdout.strip() else None
+    )
 
 
 def repo_path(spec_path: str) -> str:

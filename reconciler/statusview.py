@@ -23,7 +23,7 @@ HEALTH_COLOURS = {
     "Missing": "yellow",
     "Unknown": "magenta",
 }
-DETAIL_MIN = 18  # the last column never gets narrower than this on a terminal
+DETAIL_MIN = 14  # the last column never gets narrower than this on a terminal
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ COLUMNS = (
     Column("HEALTH", "health", 0, 0),
     Column("PHASE", "phase", 2, 0),
     Column("PROVIDER", "provider", 3, 0),
-    Column("JOB", "remote_id", 1, 24),
+    Column("JOB", "remote_id", 1, 20),
     Column("COMMIT", "commit", 4, 0),
     Column("DETAIL", "detail", 0, 0),
 )
@@ -88,23 +88,26 @@ def _cut(text: str, width: int) -> str:
 
 
 def layout(rows: Sequence[Mapping[str, str]], width: int | None) -> list[tuple[Column, int]]:
-    """The columns shown and their widths, for a terminal ``width`` (None: unlimited)."""
+    """The columns shown and their widths, for a terminal ``width`` (None: unlimited).
+    Everything whole when it fits; else long ids are capped, then the columns that matter
+    least are dropped, and the last column takes what is left."""
+
+    def natural(col: Column, capped: bool) -> int:
+        widest = max([len(col.title)] + [len(r[col.key]) for r in rows])
+        return min(widest, col.cap) if capped and col.cap else widest
+
     shown = list(COLUMNS)
 
-    def natural(col: Column) -> int:
-        widest = max([len(col.title)] + [len(r[col.key]) for r in rows])
-        return min(widest, col.cap) if (col.cap and width is not None) else widest
+    def fixed(capped: bool) -> int:
+        return sum(natural(c, capped) + 2 for c in shown if c.key != "detail")
 
     if width is None:
-        return [(c, natural(c)) for c in shown]
-    while True:
-        fixed = sum(natural(c) + 2 for c in shown if c.key != "detail")
-        if fixed + DETAIL_MIN <= width or not any(c.drop for c in shown):
-            break
+        return [(c, natural(c, False)) for c in shown]
+    capped = fixed(False) + natural(COLUMNS[-1], False) > width
+    while capped and fixed(True) + DETAIL_MIN > width and any(c.drop for c in shown):
         shown.remove(max((c for c in shown if c.drop), key=lambda c: c.drop))
-    widths = [(c, natural(c)) for c in shown]
-    fixed = sum(w + 2 for c, w in widths if c.key != "detail")
-    return [(c, max(width - fixed, DETAIL_MIN) if c.key == "detail" else w) for c, w in widths]
+    rest = max(width - fixed(capped), DETAIL_MIN)
+    return [(c, rest if c.key == "detail" else natural(c, capped)) for c in shown]
 
 
 def table_lines(rows: Sequence[Mapping[str, Any]], style: Style, width: int | None) -> list[str]:
@@ -167,10 +170,12 @@ def detail_lines(
     width = max(len(k) for k, _ in fields) + 1
     lines = [f"{style((k + ':').ljust(width), 'bold')} {v}" for k, v in fields]
     if attempts:
-        lines += ["", style("ATTEMPT  PHASE       JOB / TAG                 CREATED", "bold")]
+        job = max(len("JOB / TAG"), *(len(str(a["job"])) for a in attempts))
+        head = f"{'ATTEMPT':<7}  {'PHASE':<10}  {'JOB / TAG':<{job}}  CREATED"
+        lines += ["", style(head, "bold")]
         for a in attempts:
             lines.append(
-                f"{a['attempt']:<7}  {a['phase']:<10}  {a['job']:<24}  {a['created']}"
+                f"{a['attempt']:<7}  {a['phase']:<10}  {a['job']:<{job}}  {a['created']}"
                 + (f"  {a['note']}" if a["note"] else "")
             )
     return lines

@@ -288,7 +288,9 @@ def _renames(specs: SpecSet) -> list[SpecError]:
             where = spec.line_of("metadata", "previous_names")
             field = "metadata.previous_names"
             if old == name:
-                errors.append(SpecError(f"{old!r} is this spec's own name", spec.file, where, field))
+                errors.append(
+                    SpecError(f"{old!r} is this spec's own name", spec.file, where, field)
+                )
             elif old in specs.specs:
                 other = specs.specs[old].file
                 errors.append(

@@ -109,7 +109,7 @@ def test_output_refresh_and_status_offline_tell_the_truth(
     bad = cli("output", "out-bot", "--raw", "colour", expect=1)
     assert "not a field" in bad.stderr
     human = cli("output", "out-bot").stdout
-    assert f"model:" in human and doc["model"] in human
+    assert "model:" in human and doc["model"] in human
     cli.assert_no_secret()
 
 
@@ -250,7 +250,7 @@ def test_version_completion_and_validate_json(tree: SpecTree, tmp_path: Path) ->
 
 
 def test_a_refused_create_is_said_once_and_logs_tells_why(cli: Cli, tree: SpecTree) -> None:
-    tree.spec("refused-bot", model="acme/no-such-model-7b")
+    tree.spec("refused-bot", options={"warmup_ratio": "lots"})  # only the create says no
     proc = subprocess.run(  # without -v: what a user sees
         [sys.executable, "-m", "reconciler", "apply", "--yes"],
         capture_output=True,
@@ -262,7 +262,7 @@ def test_a_refused_create_is_said_once_and_logs_tells_why(cli: Cli, tree: SpecTr
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     both = proc.stdout + proc.stderr
-    failures = [line for line in both.splitlines() if "no-such-model" in line]
+    failures = [line for line in both.splitlines() if "expected number" in line]
     assert len(failures) == 1 and failures[0].startswith("✗ refused-bot: create:"), both
     logs = cli("logs", "refused-bot", expect=1).stderr.strip().splitlines()[-1]
     assert "the create failed (attempt 1)" in logs and "HTTP 4" in logs, logs
@@ -280,8 +280,17 @@ def test_a_saved_plan_records_the_git_ref_and_its_commit(tmp_path: Path) -> None
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
     saved = tmp_path / "ref.plan.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "reconciler", "plan", "--offline", "--git-ref", "main",
-         "--out", str(saved)],
+        [
+            sys.executable,
+            "-m",
+            "reconciler",
+            "plan",
+            "--offline",
+            "--git-ref",
+            "main",
+            "--out",
+            str(saved),
+        ],
         capture_output=True,
         text=True,
         cwd=repo,
@@ -292,3 +301,38 @@ def test_a_saved_plan_records_the_git_ref_and_its_commit(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(saved.read_text())
     assert doc["git_ref"] == "main" and doc["git_commit"] == head.stdout.strip()
+
+
+def test_preflight_asks_the_provider_before_anything_is_uploaded(
+    cli: Cli,
+    tree: SpecTree,
+    emulator: Emulator,  # noqa: F811
+) -> None:
+    tree.spec("pf-bot", model="acme/no-such-model-7b")
+    files_before = len(emulator.admin("/_emulator/state")["files"])
+    last = cli("validate", expect=1).stderr.strip().splitlines()[-2]
+    assert last.endswith(
+        "pf-bot.yaml:9: spec.model: 'acme/no-such-model-7b' is not a model Together can fine-tune"
+    ), last
+    offline = cli("validate", "--offline")
+    assert "online checks skipped (--offline)" in offline.stderr
+    cli("plan", expect=1)
+    refused = cli("apply", "--yes", expect=1)
+    assert "is not a model Together can fine-tune" in refused.stderr
+    assert len(emulator.admin("/_emulator/state")["files"]) == files_before  # nothing uploaded
+    tree.spec("pf-bot", lora={"r": 512})
+    bad_rank = cli("validate", expect=1).stderr
+    assert "spec.lora.r: 512 is over Together's" in bad_rank, bad_rank
+    tree.spec("pf-bot")
+    assert "checked online with together" in cli("validate").stdout
+    keyless = {k: v for k, v in cli.env.items() if k != "TOGETHER_API_KEY"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "reconciler", "validate"],
+        capture_output=True,
+        text=True,
+        env=keyless,
+        cwd=tree.root.parent,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0 and "TOGETHER_API_KEY is not set" in proc.stderr

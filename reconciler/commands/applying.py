@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from .. import planfile
 from ..apply import Outcome
-from ..errors import ConfigError
+from ..errors import ConfigError, SpecErrors
 from ..health import Health, attention_line, health, sync, verdict
 from ..model import AttemptView, Phase, SpecRecord
 from ..plan import Kind, Plan
@@ -29,7 +29,7 @@ from ..redact import scrub
 from ..render import print_plan
 from ..strays import unknown_jobs, unknown_lines
 from ..targets import chooser
-from .planning import selection_of
+from .planning import online_checks, print_notes, selection_of
 from .workspace import Workspace
 
 
@@ -40,7 +40,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{option.replace('_', '-')} must not be negative")
     if args.refresh_only:
         return cmd_refresh(args)
-    state = ws.source.desired()  # before the lock and the ledger: a bad spec touches nothing
+    # before the lock and the ledger: a bad spec touches nothing, nothing is uploaded for
+    # a model the provider says it cannot train
+    specs, state = ws.source.load_set()
+    if state.errors:
+        raise SpecErrors(state.errors)
+    if state.jobs and not args.plan:
+        checked = online_checks(ws, state.jobs, specs)
+        print_notes(ws, checked.notes)
+        if checked.errors:
+            raise SpecErrors(checked.errors)
     saved = planfile.read(Path(args.plan)) if args.plan else None
     selection = selection_of(args)
     only = chooser(selection, state.jobs, ws.view().records)
@@ -61,6 +70,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
             def confirm(plan: Plan, obs: Observation) -> bool:
                 print_plan(plan, out, show_unchanged=args.show_unchanged)
+                if not selection.everything:
+                    out.print(
+                        f"note: --target/--exclude: {len(plan.actions)} spec(s) in this apply; "
+                        "the others are left as they are.",
+                        markup=False,
+                    )
                 if unknown := unknown_jobs(obs):
                     out.print("\n".join(unknown_lines(unknown)), markup=False)
                 for provider, err in obs.errors.items():

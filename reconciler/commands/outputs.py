@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import ConfigError, ReconcilerError
 from ..ledger import open_ledger
 from ..model import Phase
+from ..plan import usd
 from ..planfile import FORMAT_VERSION, dumps
 from ..redact import scrub
 from .workspace import Workspace
@@ -31,8 +32,10 @@ FIELDS = (
 )
 
 
-def outputs(ws: Workspace, name: str) -> dict[str, Any]:
-    """The outputs of ``name``'s latest succeeded attempt; a clear error when none."""
+def outputs(ws: Workspace, name: str, *, offline: bool = False) -> dict[str, Any]:
+    """The outputs of ``name``'s latest succeeded attempt; a clear error when none. A
+    current job the ledger last saw active is asked about (unless ``offline``): it may
+    have finished since (nothing is written: ``refresh`` saves)."""
     if not ws.ledger.exists():
         raise ConfigError(f"no ledger at {ws.ledger}: nothing has been applied yet")
     ledger = open_ledger(ws.ledger, readonly=True)
@@ -43,13 +46,18 @@ def outputs(ws: Workspace, name: str) -> dict[str, Any]:
     if not rows:
         raise ConfigError(f"no job of a spec named {name!r} in {ws.ledger}")
     rows.sort(key=lambda r: int(r["attempt"]))
-    done = [r for r in rows if r["status"] == Phase.SUCCEEDED.value]
     current = rows[-1]
+    if not offline and current["remote_id"] and Phase(current["status"]).active:
+        rows[-1] = current = _asked(ws, current)
+    done = [r for r in rows if r["status"] == Phase.SUCCEEDED.value]
     if not done:
         what = current["status"] + (f": {current['error']}" if current.get("error") else "")
+        stale = offline and Phase(current["status"]).active
+        hint = "; `reconciler refresh` saves what the provider says now" if stale else ""
         raise ConfigError(
-            f"{name} has no successful job yet (attempt {current['attempt']} is {what}); "
-            f"see `reconciler status {name}`"
+            f"{name} has no successful job yet (attempt {current['attempt']} is {what}"
+            f"{', as the ledger last saw it' if stale else ''}); "
+            f"see `reconciler status {name}`{hint}"
         )
     row = done[-1]
     finished = row.get("finished_at")
@@ -74,6 +82,27 @@ def outputs(ws: Workspace, name: str) -> dict[str, Any]:
     if current is not row:
         out["newer_attempt"] = {"attempt": current["attempt"], "phase": current["status"]}
     return out
+
+
+def _asked(ws: Workspace, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` as the provider describes its job now; as recorded when it cannot say."""
+    from ..providers.pool import DriverPool
+
+    drivers = DriverPool(ws.env)
+    try:
+        job = drivers.get(row["provider"]).get_job(row["remote_id"])
+    except ReconcilerError as exc:
+        print(f"warning: cannot ask {row['provider']}: {scrub(str(exc))}", file=sys.stderr)
+        return row
+    finally:
+        drivers.close()
+    return {
+        **row,
+        "status": job.phase.value,
+        "fine_tuned_model": job.fine_tuned_model or row["fine_tuned_model"],
+        "trained_tokens": job.trained_tokens or row.get("trained_tokens"),
+        "error": job.error,
+    }
 
 
 def _iso(ts: float) -> str:
@@ -101,7 +130,7 @@ def _with_checkpoints(ws: Workspace, out: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_output(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
-    out = outputs(ws, args.name)
+    out = outputs(ws, args.name, offline=args.offline)
     if args.raw in (None, "checkpoint") and not args.offline:
         out = _with_checkpoints(ws, out)
     if args.json:
@@ -122,6 +151,8 @@ def cmd_output(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in shown) + 1
     for key, value in shown:
         label = f"{key}:".ljust(width)
+        if key == "cost_usd":
+            value = f"~{usd(float(value))} ({out['cost_basis']})"
         lines.append(f"\x1b[1m{label}\x1b[0m {value}" if style else f"{label} {value}")
     for cp in out["checkpoints"]:
         step = f" (step {cp['step']})" if cp.get("step") is not None else ""

@@ -9,10 +9,11 @@ from .. import planfile
 from ..errors import ConfigError, LedgerError, SpecError, SpecErrors
 from ..health import detailed_exit, verdict
 from ..ledger import open_ledger
-from ..loader import display_path
+from ..loader import SpecSet, display_path
 from ..model import DesiredJob
 from ..observe import Sweep
 from ..plan import CREATES, Plan
+from ..preflight import Preflight, preflight
 from ..pricing import repriced
 from ..providers.pool import DriverPool
 from ..reconcile import Observation, observe, plan_for
@@ -61,22 +62,46 @@ def diagnostics_markdown(errors: list[SpecError], title: str = "reconciler plan"
     return "\n".join(lines) + "\n"
 
 
+def online_checks(ws: Workspace, jobs: list[DesiredJob], specs: SpecSet | None) -> Preflight:
+    """The providers' own pre-flight checks (their model lists and limits); a provider that
+    cannot be asked is a note, not a failure."""
+    drivers = DriverPool(ws.env)
+    try:
+        return preflight(jobs, specs, drivers)
+    finally:
+        drivers.close()
+
+
+def print_notes(ws: Workspace, notes: list[str]) -> None:
+    for note in notes:
+        ws.err().print(f"note: {note}", markup=False, highlight=False)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
     paths = [Path(p) for p in args.paths] or None
     specs, state = ws.source.load_set(paths)
+    errors = list(state.errors)
+    checked = Preflight(notes=["online checks skipped (--offline)"] if args.offline else [])
+    if not errors and not args.offline and state.jobs:
+        checked = online_checks(ws, state.jobs, specs)
+        errors += checked.errors
     if args.json:
-        print(planfile.dumps({**diagnostics_json(state.errors), "specs": len(state.jobs)}))
-        return 1 if state.errors else 0
-    if state.errors:
-        raise SpecErrors(state.errors)
+        document = {**diagnostics_json(errors), "specs": len(state.jobs), "notes": checked.notes}
+        print(planfile.dumps(document))
+        return 1 if errors else 0
+    print_notes(ws, checked.notes)
+    if errors:
+        raise SpecErrors(errors)
     for warning in state.warnings:
         ws.err().print(f"[yellow]warning:[/] {warning}", highlight=False)
     records = sum(r[0].records + (r[1].records if r[1] else 0) for r in state.reports.values())
     shown = ", ".join(str(display_path(p)) for p in (paths or [ws.specs]))
+    asked = sorted({j.spec.provider for j in state.jobs} - {n.split(":")[0] for n in checked.notes})
+    online = f"; checked online with {', '.join(asked)}" if asked and not args.offline else ""
     ws.out().print(
         f"[green]✓[/] {len(state.jobs)} spec(s) valid in {shown} "
-        f"({len(specs.files)} file(s), {records} data record(s))"
+        f"({len(specs.files)} file(s), {records} data record(s){online})"
     )
     return 0
 
@@ -162,7 +187,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
             f"redirect stdout: reconciler plan --format markdown > {args.out}"
         )
     try:
-        state = ws.source.desired()
+        specs, state = ws.source.load_set()
+        if state.errors:
+            raise SpecErrors(state.errors)
+        if not args.offline and state.jobs:  # the providers' own checks, before anything
+            checked = online_checks(ws, state.jobs, specs)
+            print_notes(ws, checked.notes)
+            if checked.errors:
+                raise SpecErrors(checked.errors)
     except SpecErrors as exc:  # CI reads stdout: give it the problems in its format
         if form == "json":
             print(planfile.dumps(diagnostics_json(exc.errors)))

@@ -13,7 +13,7 @@ from ..errors import ConfigError, ReconcilerError
 from ..health import health, sync
 from ..model import Phase, SpecRecord
 from ..observe import Sweep
-from ..plan import Action
+from ..plan import Action, usd
 from ..planfile import FORMAT_VERSION, dumps
 from ..providers.pool import DriverPool
 from ..reconcile import observe, plan_for
@@ -92,7 +92,7 @@ def status_row(action: Action, estimate: float | None = None) -> dict[str, Any]:
         "error": cur.error if cur else None,
         "git_commit": cur.git_commit if cur else None,
         "spec_path": cur.spec_path if cur else None,
-        "estimate": f"~${estimate:,.2f}" if estimate else None,
+        "estimate": f"~{usd(estimate)}" if estimate else None,
         "next_action": action.kind.value,
         "reason": action.reason,
     }
@@ -127,7 +127,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         out.print("No specs and no jobs yet. Write a spec in specs/ and run `reconciler plan`.")
         return 0
     style = Styler(out.color_system is not None)
-    width = out.width if out.is_terminal else None
+    width = out.width if sys.stdout.isatty() else None  # off a terminal nothing is cut
     lines = table_lines(rows, style, width)
     lines += ["", summary(rows)]
     if unknown:
