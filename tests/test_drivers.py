@@ -2,18 +2,21 @@
 posted once and never re-posted when its fate is unknown, a 429 is waited out, the key
 never leaks, cancel is idempotent, and so on. What differs between the providers (paths,
 wire bodies, which phase an answer means) stands in a small table beside each test;
-behaviour only one provider has is tested in ``test_<provider>_driver.py``. No network.
-"""
+behaviour only one provider has is tested in ``test_<provider>_driver.py``. No network:
+respx routers, and at the end the in-thread emulator on loopback (a finished job's
+checkpoints)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import emulator_fixtures
 import httpx
 import mistral_fake
 import openai_fake
@@ -33,13 +36,17 @@ from driver_fixtures import (
     write_data_file,
 )
 
+from reconciler.emulator import EmulatorThread
 from reconciler.errors import ErrorKind, ProviderError
 from reconciler.model import Phase, RemoteJob
+from reconciler.providers.pool import DriverPool
 
 JOBS = {"together": "fine-tunes", "openai": "fine_tuning/jobs", "mistral": "fine_tuning/jobs"}
 JOB_IDS = {"together": "ft-1", "openai": "ftjob-1", "mistral": mistral_fake.JOB_ID}
 RUNNING = {"together": "running", "openai": "running", "mistral": "RUNNING"}
 SUCCEEDED = {"together": "completed", "openai": "succeeded", "mistral": "SUCCESS"}
+
+emulator_server, emulator = emulator_fixtures.emulator_server, emulator_fixtures.emulator
 
 
 @pytest.fixture(params=PROVIDERS)
@@ -500,3 +507,46 @@ def test_an_upload_to_openai_is_posted_once(
     with pytest.raises(ProviderError) as info:
         driver.upload_file(data_file, SHA)
     assert info.value.ambiguous and route.call_count == 1 and not api_sleeps
+
+
+# ---------------------------------------------------------------- against the emulator
+
+
+@pytest.fixture
+def emulated(emulator: EmulatorThread, provider: str) -> Iterator[Any]:
+    """The ``provider`` driver against the in-thread emulator, whose clock its sleeps move
+    (Together's file polling waits out the emulated processing)."""
+    env = {
+        f"{provider.upper()}_API_KEY": emulator_fixtures.KEY,
+        f"{provider.upper()}_BASE_URL": f"{emulator.url}/{provider}/v1",
+    }
+
+    def advance(seconds: float) -> None:
+        emulator.advance(seconds)
+
+    drivers = DriverPool(env, sleep=advance)
+    yield drivers.get(provider)
+    drivers.close()
+
+
+def test_a_finished_job_lists_its_checkpoints_oldest_first(
+    provider: str, emulator: EmulatorThread, emulated: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(emulator_fixtures.jsonl(emulator_fixtures.CHAT_LINES))
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    remote = emulated.upload_file(path, sha)
+    job = emulated.create_job(make_request(provider, training_file_id=remote.id))
+    for _ in range(50):  # hours of emulated time, in steps a parked job is started within
+        job = emulated.start_if_parked(job) if provider == "mistral" else job
+        if job.phase.terminal:
+            break
+        emulator.advance(600)
+        job = emulated.get_job(job.id)
+    assert job.phase is Phase.SUCCEEDED, job
+    found = emulated.checkpoints(job.id)
+    assert found and all(c.id for c in found)
+    assert all(c.step is not None and c.created_at is not None for c in found)
+    steps = [c.step or 0 for c in found]
+    stamps = [c.created_at or 0.0 for c in found]
+    assert steps == sorted(steps) and stamps == sorted(stamps)

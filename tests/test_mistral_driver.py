@@ -561,6 +561,32 @@ def test_job_events_come_from_the_detailed_job(router: respx.MockRouter) -> None
     assert got[0].created_at == 1717172592.0 and route.call_count == 1
 
 
+def test_checkpoints_come_from_the_detailed_job_oldest_first(router: respx.MockRouter) -> None:
+    points = [  # newest first, as Mistral lists them; one without a step is dropped
+        wire_checkpoint(30, 0.7, created_at=1717173300),
+        {"created_at": 1717173250, "metrics": {}},
+        wire_checkpoint(20, 0.8, created_at=1717173200),
+        wire_checkpoint(10, None, created_at=1717173100),
+    ]
+    route = router.get(f"{JOBS_PATH}/{JOB_ID}").respond(
+        200, json=wire_job("SUCCESS", detailed=True, checkpoints=points)
+    )
+    driver, _, _ = make_driver("mistral", router)
+    got = driver.checkpoints(JOB_ID)
+    assert [c.id for c in got] == [f"{JOB_ID}:10", f"{JOB_ID}:20", f"{JOB_ID}:30"]
+    assert [c.step for c in got] == [10, 20, 30] and route.call_count == 1
+    assert all(c.model is None for c in got)  # metrics only: nothing to call or download
+    assert got[0].created_at == 1717173100.0
+    assert got[0].metrics == {"valid_loss": 0.82, "valid_mean_token_accuracy": 1.76}
+    assert got[-1].metrics["train_loss"] == 0.7
+
+
+def test_a_job_without_checkpoints_lists_none(router: respx.MockRouter) -> None:
+    router.get(f"{JOBS_PATH}/{JOB_ID}").respond(200, json=wire_job("QUEUED"))
+    driver, _, _ = make_driver("mistral", router)
+    assert driver.checkpoints(JOB_ID) == []
+
+
 # ---------------------------------------------------------------- files
 
 

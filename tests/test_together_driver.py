@@ -555,6 +555,43 @@ def test_job_events(router: respx.MockRouter) -> None:
     assert got[0].created_at == datetime(2026, 5, 17, 17, 35, 46, tzinfo=UTC).timestamp()
 
 
+def wire_checkpoint(step: int, kind: str, minute: int) -> dict[str, Any]:
+    path = "s3://together/ft-1" + (f"/checkpoint-{step}" if kind == "Intermediate" else "")
+    return {
+        "step": step,
+        "created_at": f"2026-05-17T18:{minute:02d}:00.000Z",
+        "path": path,
+        "checkpoint_type": kind,
+    }
+
+
+def test_checkpoints_oldest_first_by_the_ids_from_checkpoint_takes(
+    router: respx.MockRouter,
+) -> None:
+    listed = {  # newest first, as Together answers; LoRA lists its final one twice
+        "data": [
+            wire_checkpoint(30, "Final Merged", 30),
+            wire_checkpoint(30, "Final Adapter", 30),
+            wire_checkpoint(20, "Intermediate", 20),
+            wire_checkpoint(10, "Intermediate", 10),
+        ]
+    }
+    spec_validator("/components/schemas/FinetuneListCheckpoints")(listed)
+    route = router.get("fine-tunes/ft-1/checkpoints").respond(200, json=listed)
+    driver, _, _ = make_driver("together", router)
+    got = driver.checkpoints("ft-1")
+    assert [c.id for c in got] == ["ft-1:10", "ft-1:20", "ft-1"]
+    assert [c.step for c in got] == [10, 20, 30] and route.call_count == 1
+    assert all(c.model is None for c in got)  # a storage path is not a model name
+    assert got[0].created_at == datetime(2026, 5, 17, 18, 10, tzinfo=UTC).timestamp()
+
+
+def test_checkpoints_of_a_job_with_none(router: respx.MockRouter) -> None:
+    router.get("fine-tunes/ft-1/checkpoints").respond(200, json={"data": []})
+    driver, _, _ = make_driver("together", router)
+    assert driver.checkpoints("ft-1") == []
+
+
 def test_estimate_price(router: respx.MockRouter) -> None:
     route = router.post("fine-tunes/estimate-price").respond(
         200,

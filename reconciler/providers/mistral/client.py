@@ -15,6 +15,7 @@ from typing import Any
 
 from ...errors import ErrorKind, ProviderError
 from ...model import (
+    Checkpoint,
     CreateRequest,
     DesiredJob,
     Phase,
@@ -33,6 +34,7 @@ from .mapping import (
     PAGE_SIZE,
     PARKED,
     PROVIDER,
+    checkpoints_from_wire,
     create_payload,
     events_from_wire,
     job_from_wire,
@@ -228,6 +230,13 @@ class MistralDriver(DriverBase):
         """The detailed job's inline events, oldest first (Mistral has no events endpoint)."""
         body = self.api.json("GET", f"fine_tuning/jobs/{job_id}")
         return events_from_wire(body.get("events") if isinstance(body, Mapping) else None)
+
+    def checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """The detailed job's inline checkpoints, oldest first (no checkpoints endpoint)."""
+        body = self.api.json("GET", f"fine_tuning/jobs/{job_id}")
+        return checkpoints_from_wire(
+            job_id, body.get("checkpoints") if isinstance(body, Mapping) else None
+        )
 
     def _job(self, body: Any) -> RemoteJob:
         return job_from_wire(body if isinstance(body, Mapping) else {})

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ... import tags
-from ...model import CreateRequest, Phase, RemoteEvent, RemoteJob
+from ...model import Checkpoint, CreateRequest, Phase, RemoteEvent, RemoteJob
 from ...redact import scrub
 from ..wire import dicts as _dicts
 from ..wire import integer as _int
@@ -259,6 +259,22 @@ def events_from_wire(events: Any) -> list[RemoteEvent]:
         items.reverse()  # so ties keep their order after the stable sort below
     out = [event_from_wire(e) for e in items]
     return sorted(out, key=lambda e: e.created_at if e.created_at is not None else float("-inf"))
+
+
+def checkpoints_from_wire(job_id: str, points: Any) -> list[Checkpoint]:
+    """A detailed job's inline ``checkpoints`` oldest first (Mistral lists them newest
+    first), as ``JOB_ID:STEP``: metrics only, no model to call or download."""
+    out: list[Checkpoint] = []
+    for d in _dicts(points):
+        if (step := _int(d.get("step_number"))) is None:
+            continue  # nothing to name it by
+        raw = d.get("metrics")
+        numbers = {str(k): _number(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
+        metrics = {k: v for k, v in numbers.items() if v is not None}
+        out.append(
+            Checkpoint(f"{job_id}:{step}", step, None, _number(d.get("created_at")), metrics)
+        )
+    return sorted(out, key=lambda c: (c.step, c.created_at or 0))
 
 
 def model_problems(model: str, cards: list[Mapping[str, Any]]) -> list[str]:

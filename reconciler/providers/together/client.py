@@ -15,6 +15,7 @@ import httpx
 
 from ...errors import ErrorKind, ProviderError
 from ...model import (
+    Checkpoint,
     CreateRequest,
     DesiredJob,
     Phase,
@@ -30,6 +31,7 @@ from ..wire import items as _items
 from ..wire import text as _str
 from .mapping import (
     PROVIDER,
+    checkpoints_from_wire,
     create_payload,
     estimate_payload,
     event_from_wire,
@@ -175,6 +177,11 @@ class TogetherDriver(DriverBase):
         return [
             event_from_wire(e) for e in _items(self.api.json("GET", f"fine-tunes/{job_id}/events"))
         ]
+
+    def checkpoints(self, job_id: str) -> list[Checkpoint]:
+        """The job's checkpoints, oldest first, by the ids ``from_checkpoint`` takes."""
+        body = self.api.json("GET", f"fine-tunes/{job_id}/checkpoints")
+        return checkpoints_from_wire(job_id, _items(body))
 
     def estimate_price(self, training_file_id: str, req: CreateRequest) -> float | None:
         """The provider's price estimate in US dollars, or None when it gives none."""

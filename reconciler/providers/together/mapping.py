@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ... import tags
-from ...model import CreateRequest, Phase, RemoteEvent, RemoteJob
+from ...model import Checkpoint, CreateRequest, Phase, RemoteEvent, RemoteJob
 from ...redact import scrub
 from ..wire import integer as _int
 from ..wire import merge as _merge
@@ -315,6 +315,19 @@ def event_from_wire(d: Mapping[str, Any]) -> RemoteEvent:
         level=level,
         message=str(d.get("message") or d.get("type") or ""),
     )
+
+
+def checkpoints_from_wire(job_id: str, items: list[Mapping[str, Any]]) -> list[Checkpoint]:
+    """``GET /fine-tunes/{id}/checkpoints`` oldest first, each id one ``from_checkpoint``
+    takes: ``JOB_ID:STEP``, or the job id for the final one (listed twice for LoRA, merged
+    and adapter). ``path`` is storage, not a model name: ``model`` stays None."""
+    found: dict[str, Checkpoint] = {}
+    for d in items:
+        step, kind = _int(d.get("step")), str(d.get("checkpoint_type") or "").lower()
+        if kind.startswith("final") or step is not None:
+            cid = job_id if kind.startswith("final") else f"{job_id}:{step}"
+            found.setdefault(cid, Checkpoint(cid, step, None, timestamp(d.get("created_at"))))
+    return sorted(found.values(), key=lambda c: (c.id == job_id, c.step or 0, c.created_at or 0))
 
 
 def file_state(d: Mapping[str, Any]) -> str:
