@@ -192,6 +192,17 @@ def test_inspect_rejects_non_json() -> None:
     assert inspect_jsonl(b'{"text": "abcd"}\n\n').tokens == 5  # 18 bytes / 4, rounded up
 
 
+def test_inspect_reads_past_a_leading_bom_only_when_told() -> None:
+    bom, line = b"\xef\xbb\xbf", b'{"text": "a"}\n'
+    refused = inspect_jsonl(bom + line).error
+    assert refused == "line 1: not valid JSON (it starts with a UTF-8 byte-order mark)"
+    read = inspect_jsonl(bom + line, leading_bom=True)
+    assert read.valid and read.lines == 1 and read.bytes == len(bom + line)
+    assert inspect_jsonl(bom + b"\n" + line, leading_bom=True).lines == 1  # a BOM-only line
+    joined = inspect_jsonl(line + bom + line, leading_bom=True).error
+    assert joined is not None and joined.startswith("line 2: not valid JSON")
+
+
 # ---------------------------------------------------------------- faults
 
 

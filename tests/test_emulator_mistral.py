@@ -95,6 +95,19 @@ def test_files_and_dedupe(emulator: EmulatorThread, client: httpx.Client) -> Non
     conforms("mistral", "HTTPValidationError", missing.json())
 
 
+def test_a_byte_order_mark_is_refused_at_upload(
+    emulator: EmulatorThread, client: httpx.Client
+) -> None:
+    """Mistral documents no BOM handling (validate's ``unknown``): refused, saying why."""
+    refused = client.post(
+        f"{MI}/files",
+        files={"file": ("bom.jsonl", b"\xef\xbb\xbf" + jsonl(CHAT_LINES))},
+        data={"purpose": "fine-tune"},
+    )
+    assert refused.status_code == 400 and refused.json()["object"] == "error"
+    assert "byte-order mark" in refused.json()["message"]
+
+
 def test_auto_start_false_parks_at_validated_until_start(
     emulator: EmulatorThread, client: httpx.Client
 ) -> None:

@@ -27,6 +27,7 @@ from reconciler.emulator import EmulatorThread
 emulator_server, emulator, client = fx.emulator_server, fx.emulator, fx.client
 
 OA = "/openai/v1"
+BOM = b"\xef\xbb\xbf"  # UTF-8 byte-order mark
 JOBS = f"{OA}/fine_tuning/jobs"
 
 
@@ -305,6 +306,8 @@ def test_create_is_validated(
     [
         (jsonl(CHAT_LINES[:3]), None, "must have at least 10 examples"),
         (b"not json\n", None, "not valid JSONL"),
+        # a byte-order mark is read past at the start only: here files were joined
+        (jsonl(CHAT_LINES[:1]) + BOM + jsonl(CHAT_LINES[1:]), None, "line 2: not valid JSON"),
         (jsonl(CHAT_LINES), {"type": "dpo"}, "needs preference examples"),
     ],
 )
@@ -323,6 +326,18 @@ def test_bad_data_fails_while_validating_files(
     assert job["error"]["code"] == "invalid_training_file" and words in job["error"]["message"]
     assert job["error"]["param"] == "training_file"
     conforms("openai", "FineTuningJob", job)
+
+
+def test_a_leading_byte_order_mark_is_read_past(
+    emulator: EmulatorThread, client: httpx.Client
+) -> None:
+    """As OpenAI (and validate's ``byte_order_mark: accepted``) do: not a data error."""
+    job_id = create(client, upload(client, BOM + jsonl(CHAT_LINES)))["id"]
+    emulator.advance(6)
+    job = get(client, job_id)
+    assert job["status"] != "failed" and job["error"] is None, job
+    emulator.advance(7200)
+    assert get(client, job_id)["status"] == "succeeded"
 
 
 def test_dpo_with_preference_data(emulator: EmulatorThread, client: httpx.Client) -> None:

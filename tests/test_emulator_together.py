@@ -132,6 +132,19 @@ def test_non_jsonl_content_is_invalid_format(
     assert "INVALID_FORMAT" in refused.json()["error"]["message"]
 
 
+def test_a_byte_order_mark_is_invalid_format(
+    emulator: EmulatorThread, client: httpx.Client
+) -> None:
+    """Together's reader trips on a leading BOM (validate says ``refused``); the report
+    says why, not just "not JSON"."""
+    file_id = tg_upload(client, b"\xef\xbb\xbf" + jsonl(CHAT_LINES))
+    emulator.advance(2.5)
+    info = client.get(f"{TG}/files/{file_id}").json()
+    assert info["processing_status"] == "INVALID_FORMAT"
+    assert "line 1: not valid JSON" in info["validation_report"]["error"]
+    assert "byte-order mark" in info["validation_report"]["error"]
+
+
 def test_job_moves_through_real_statuses(emulator: EmulatorThread, client: httpx.Client) -> None:
     file_id = tg_ready_file(emulator, client)
     job = tg_create(client, file_id, n_epochs=2, batch_size=8, n_checkpoints=2)

@@ -139,13 +139,21 @@ _FORMATS = (
 )
 
 
-def inspect_jsonl(content: bytes) -> DataInfo:
-    """Check a JSONL file: UTF-8, one JSON object a line, one known format throughout."""
+_BOM = "\ufeff"
+
+
+def inspect_jsonl(content: bytes, *, leading_bom: bool = False) -> DataInfo:
+    """Check a JSONL file: UTF-8, one JSON object a line, one known format throughout.
+
+    ``leading_bom``: read past a UTF-8 byte-order mark at the very start, as OpenAI does;
+    elsewhere (or where the provider's reader trips on it) the line is not valid JSON."""
     size = len(content)
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
         return DataInfo(size, 0, None, "the file is not valid UTF-8")
+    if leading_bom:
+        text = text.removeprefix(_BOM)
     found: str | None = None
     lines = 0
     for number, line in enumerate(text.splitlines(), 1):
@@ -155,7 +163,8 @@ def inspect_jsonl(content: bytes) -> DataInfo:
         try:
             record = json.loads(line)
         except ValueError:
-            return DataInfo(size, lines, None, f"line {number}: not valid JSON")
+            why = " (it starts with a UTF-8 byte-order mark)" if line.startswith(_BOM) else ""
+            return DataInfo(size, lines, None, f"line {number}: not valid JSON{why}")
         if not isinstance(record, dict):
             return DataInfo(size, lines, None, f"line {number}: not a JSON object")
         kinds = [name for name, keys in _FORMATS if all(k in record for k in keys)]
@@ -171,9 +180,10 @@ def inspect_jsonl(content: bytes) -> DataInfo:
     return DataInfo(size, lines, found, None)
 
 
-def content_facts(content: bytes) -> dict[str, Any]:
-    """What a file's record keeps of its bytes: size, checksum and what inspection finds."""
-    info = inspect_jsonl(content)
+def content_facts(content: bytes, *, leading_bom: bool = False) -> dict[str, Any]:
+    """What a file's record keeps of its bytes: size, checksum and what inspection finds
+    (``leading_bom`` as for ``inspect_jsonl``)."""
+    info = inspect_jsonl(content, leading_bom=leading_bom)
     return {
         "bytes": len(content),
         "sha256": hashlib.sha256(content).hexdigest(),

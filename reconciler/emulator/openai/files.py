@@ -81,7 +81,8 @@ def new_file(
     data = {
         "filename": filename,
         "purpose": purpose,
-        **content_facts(content),
+        # OpenAI (and Azure's mirror of it) reads past a leading byte-order mark
+        **content_facts(content, leading_bom=True),
         "expires_at": now + expires if expires else None,
     }
     return emu.store.insert(FILE, NAME, f"file-{token(22)}", now, data, content)
