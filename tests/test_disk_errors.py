@@ -288,3 +288,50 @@ def test_a_read_only_ledger_file_is_read_and_never_written(
     finally:
         path.chmod(0o644)
     _intact(path, serial)
+
+
+READ_ONLY_TESTS = "(read_only or readonly) and not even_as_root"
+
+
+@pytest.mark.process
+@pytest.mark.skipif(os.environ.get("RECONCILER_NO_DAC") == "1", reason="already the re-run")
+def test_the_read_only_cases_run_even_as_root(tmp_path: Path) -> None:
+    """Root ignores file modes, so the read-only tests above skip: run them again in a
+    child that lost the capability to override them (setpriv), and require that they ran."""
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        pytest.skip("not root: the read-only tests above ran as they are")
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed: cannot drop CAP_DAC_OVERRIDE")
+    drop = "-dac_override,-dac_read_search,-fowner"
+    proc = subprocess.run(
+        [
+            "setpriv",
+            f"--bounding-set={drop}",
+            "--",
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            READ_ONLY_TESTS,
+            __file__,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RECONCILER_NO_DAC": "1"},
+        cwd=Path(__file__).parent.parent,
+        timeout=300,
+        check=False,
+    )
+    report = proc.stdout + proc.stderr
+    if "Operation not permitted" in report and proc.returncode != 0 and "passed" not in report:
+        pytest.skip(f"setpriv cannot drop capabilities here: {report.strip()[:200]}")
+    assert proc.returncode == 0, report
+    assert " skipped" not in report.splitlines()[-1], report  # they really ran
+    assert " passed" in report.splitlines()[-1], report
