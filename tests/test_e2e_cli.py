@@ -96,8 +96,12 @@ def test_output_refresh_and_status_offline_tell_the_truth(
     emulator.advance(7200)
     offline = json.loads(cli("status", "--offline", "--json").stdout)["jobs"][0]
     assert offline["phase"] != "succeeded"  # the ledger has not heard yet
-    refreshed = cli("refresh").stdout
-    assert "ledger change(s) saved" in refreshed
+    stale = cli("output", "out-bot", "--offline", expect=1).stderr.strip().splitlines()[-1]
+    assert "as the ledger last saw it" in stale and "reconciler refresh" in stale, stale
+    asked = cli("output", "out-bot", "--raw")  # online: the provider is asked, nothing saved
+    assert asked.stdout.strip()
+    refreshed = cli("apply", "--refresh-only").stdout
+    assert "ledger change(s) saved" in refreshed and "create" not in refreshed
     offline = json.loads(cli("status", "--offline", "--json").stdout)["jobs"][0]
     assert (offline["phase"], offline["health"]) == ("succeeded", "Healthy")
     doc = json.loads(cli("output", "out-bot", "--json").stdout)
@@ -110,6 +114,10 @@ def test_output_refresh_and_status_offline_tell_the_truth(
     assert "not a field" in bad.stderr
     human = cli("output", "out-bot").stdout
     assert "model:" in human and doc["model"] in human
+    assert "checkpoint" in human and doc["checkpoint"] == doc["job_id"]  # Together's final
+    assert "--show-unchanged lists them" in cli("plan").stdout
+    loud = cli("plan", "--show-unchanged").stdout
+    assert "out-bot" in loud and "--show-unchanged lists them" not in loud
     cli.assert_no_secret()
 
 
