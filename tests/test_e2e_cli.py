@@ -131,7 +131,10 @@ def test_target_and_exclude_act_on_the_named_specs_only(cli: Cli, tree: SpecTree
     assert "tg-alpha" in out and "tg-beta" not in out
     status = cli.status()
     assert status["tg-alpha"]["remote_id"] and status["tg-beta"]["remote_id"] is None
-    cli("apply", "--yes", "--target", "tg-beta")
+    planned = cli("plan", "--target", "tg-beta").stdout  # its data is uploaded already
+    applied = cli("apply", "--yes", "--target", "tg-beta").stdout
+    for out in (planned, applied):  # priced the same way in plan and in apply
+        assert "cost: together estimate-price (online)" in out, out
     status = cli.status()
     assert status["tg-beta"]["remote_id"] and status["tg-gamma"]["remote_id"] is None
     typo = cli("plan", "--target", "tg-delta", expect=1)
