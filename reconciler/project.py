@@ -9,17 +9,49 @@ Unknown keys are errors, as in specs. Without the file the namespace is ``defaul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .catalog import ProviderInfo
 from .errors import SpecError
+from .providers import CATALOG
 from .tags import DEFAULT_NAMESPACE
 
 PROJECT_FILE = "reconciler.yaml"
 NAMESPACE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
+
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+PROFILE_NAME = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
+
+
+class ProfileFile(BaseModel):
+    """One account at one host: ``providers: {together-research: {kind: together, …}}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field(description="The built-in provider this is an account of.")
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=ENV_NAME,
+        description="The environment variable holding this account's key (default: the "
+        "kind's, e.g. TOGETHER_API_KEY). Keys are never written in this file.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="The account's endpoint, with or without /v1 (default: the kind's).",
+    )
+    base_url_env: str | None = Field(
+        default=None,
+        pattern=ENV_NAME,
+        description="An environment variable that overrides base_url when set.",
+    )
 
 
 class ProjectFile(BaseModel):
@@ -34,12 +66,72 @@ class ProjectFile(BaseModel):
         description="The project's identity at the providers: lower-case letters, digits "
         "and '-', at most 32 characters. Two projects sharing an account need two names.",
     )
+    providers: dict[str, ProfileFile] = Field(
+        default_factory=dict,
+        description="Named provider profiles: a spec's `provider:` may name one. Two "
+        "profiles of one kind are two accounts, kept apart in the ledger and the sweep.",
+    )
 
 
 @dataclass(frozen=True)
 class Project:
     namespace: str = DEFAULT_NAMESPACE
     file: Path | None = None  # None: no reconciler.yaml, the defaults apply
+    profiles: Mapping[str, ProviderInfo] = field(default_factory=dict)
+
+
+def profile_entry(name: str, profile: ProfileFile) -> ProviderInfo:
+    """A profile as a catalog entry: its kind's, with its own name, key and endpoint."""
+    base = CATALOG.builtin[profile.kind]
+    ep = base.endpoint
+    endpoint = replace(
+        ep,  # the kind's way of presenting the key and its API version, kept
+        key_var=profile.api_key_env or ep.key_var,
+        # an explicit base_url is not overridden by the kind's shared variable
+        url_var=profile.base_url_env or ("" if profile.base_url else ep.url_var),
+        default_url=profile.base_url or ep.default_url,
+    )
+    return replace(
+        base, name=name, kind=base.name, title=f"{base.title} ({name})", endpoint=endpoint
+    )
+
+
+def _profiles(
+    value: ProjectFile, path: Path, lines: Any
+) -> tuple[dict[str, ProviderInfo], list[SpecError]]:
+    found: dict[str, ProviderInfo] = {}
+    errors: list[SpecError] = []
+    for name, profile in value.providers.items():
+        line = lines.get(("providers", name)) if lines else None
+        field_name = f"providers.{name}"
+        if not re.match(PROFILE_NAME, name):
+            errors.append(
+                SpecError(
+                    "a profile name is lower-case letters, digits and '-'", path, line, field_name
+                )
+            )
+        elif name in CATALOG.builtin:
+            errors.append(
+                SpecError(
+                    f"{name!r} is a built-in provider: name the profile otherwise",
+                    path,
+                    line,
+                    field_name,
+                )
+            )
+        elif profile.kind not in CATALOG.builtin:
+            known = ", ".join(sorted(CATALOG.builtin))
+            errors.append(
+                SpecError(
+                    f"unknown kind {profile.kind!r} (one of {known})",
+                    path,
+                    line,
+                    f"{field_name}.kind",
+                )
+            )
+        else:
+            found[name] = profile_entry(name, profile)
+    return found, errors
 
 
 def load_project(root: Path) -> tuple[Project, list[SpecError]]:
@@ -49,10 +141,13 @@ def load_project(root: Path) -> tuple[Project, list[SpecError]]:
         return Project(), []
     from .loader import load_model
 
-    value, _lines, errors = load_model(path, ProjectFile, "apiVersion, kind, namespace")
+    value, lines, errors = load_model(path, ProjectFile, "apiVersion, kind, namespace, providers")
     if value is None:
         return Project(file=path), errors
-    return Project(value.namespace, path), []
+    from .loader import display_path
+
+    profiles, errors = _profiles(value, display_path(path), lines)
+    return Project(value.namespace, path, profiles), errors
 
 
 def project_yaml(namespace: str) -> str:

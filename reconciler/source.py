@@ -20,6 +20,7 @@ from typing import Any
 from .errors import ConfigError, SpecError, SpecErrors
 from .loader import SpecSet, load_tree
 from .project import Project, load_project
+from .providers import CATALOG
 from .validation import DesiredState, desired_state
 
 
@@ -82,6 +83,14 @@ def git_commit(spec_path: str) -> str | None:
         check=False,
     )
     return head + ("-dirty" if status.stdout.strip() else "")
+
+
+def use_project(root: Path) -> tuple[Project, list[SpecError]]:
+    """The project file at the specs root (or its problems); its provider profiles become
+    names a spec, a ledger row or a command may use, for this run."""
+    project, errors = load_project(root) if root.is_dir() else (Project(), [])
+    CATALOG.use_profiles(project.profiles)
+    return project, errors
 
 
 def not_a_specs_folder(specs: Path) -> ConfigError:
@@ -149,9 +158,10 @@ class SpecSource:
         if snap is not None:
             if paths:
                 raise ConfigError("--git-ref reads the whole specs tree of a commit: give no PATH")
+            project = self._project(snap.specs_dir)  # its profiles, before any spec
             specs = load_tree([snap.specs_dir], cache=self._file_cache)
             state = self._with_project(
-                desired_state(specs, snap.specs_dir, cache=self._data_cache), snap.specs_dir
+                desired_state(specs, snap.specs_dir, cache=self._data_cache), project
             )
             state.errors = [self._at_ref(err, snap) for err in state.errors]
             if specs.empty:
@@ -159,16 +169,21 @@ class SpecSource:
             return specs, state
         if paths is None and not self.specs.is_dir():
             raise not_a_specs_folder(self.specs)
+        project = self._project(self.specs)  # its profiles, before any spec
         specs = load_tree(paths or [self.specs], cache=self._file_cache)
         root = self.specs if self.specs.is_dir() else (paths[0] if paths else self.specs)
         state = desired_state(specs, root, cache=self._data_cache)
         _report_empty(specs, state, named=bool(paths))
-        return specs, self._with_project(state, self.specs)
+        return specs, self._with_project(state, project)
 
     @staticmethod
-    def _with_project(state: DesiredState, root: Path) -> DesiredState:
+    def _project(root: Path) -> tuple[Project, list[SpecError]]:
+        return use_project(root)
+
+    @staticmethod
+    def _with_project(state: DesiredState, loaded: tuple[Project, list[SpecError]]) -> DesiredState:
         """The namespace of the project file at the specs root, or its problems."""
-        project, errors = load_project(root) if root.is_dir() else (Project(), [])
+        project, errors = loaded
         state.namespace, state.project_file = project.namespace, project.file
         state.errors = [*errors, *state.errors]
         return state

@@ -182,6 +182,9 @@ def _desired_state(
         if wanted is not None and spec.name not in wanted:
             continue
         s = spec.job.spec
+        if s.provider not in CATALOG:
+            state.errors.append(_unknown_provider(spec))
+            continue
         problems = _provider_rules(spec)
         problems.extend(_from_rules(spec, specs))
         reports: list[DataFileReport | None] = []
@@ -314,3 +317,22 @@ def _renames(specs: SpecSet) -> list[SpecError]:
             else:
                 claimed[old] = name
     return errors
+
+
+def _unknown_provider(spec: LoadedSpec) -> SpecError:
+    """A provider that is neither built in nor a profile of reconciler.yaml."""
+    from difflib import get_close_matches
+
+    name = spec.job.spec.provider
+    profiles = sorted(CATALOG.profiles)
+    also = f"; profiles: {', '.join(profiles)}" if profiles else ""
+    close = get_close_matches(name, list(CATALOG), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return SpecError(
+        f"unknown provider {name!r}, {hint}(built in: "
+        f"{', '.join(sorted(CATALOG.builtin))}{also}; a profile is declared under "
+        "`providers:` in reconciler.yaml)",
+        spec.file,
+        spec.line_of("spec", "provider"),
+        "spec.provider",
+    )

@@ -54,7 +54,9 @@ def test_a_good_spec_loads_with_yaml_12_floats(tree: SpecTree) -> None:
         ),
         (
             ("  provider: together", "  provider: togther"),
-            "bot.yaml:6: spec.provider: Input should be 'together', 'openai' or 'mistral'",
+            "bot.yaml:6: spec.provider: unknown provider 'togther', did you mean 'together'? "
+            "(built in: mistral, openai, together; a profile is declared under `providers:` "
+            "in reconciler.yaml)",
         ),
         (
             ("    epochs: 3", "    epochs: three"),

@@ -20,12 +20,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     """Adopt an existing provider job as the current job of a spec (Terraform's import)."""
     ws = Workspace.from_args(args)
     provider, sep, job_id = args.target.partition(":")
+    state = ws.source.desired()  # first: its reconciler.yaml may name provider profiles
     if not sep or provider not in CATALOG or not job_id:
         raise ConfigError(
             f"import takes PROVIDER:JOB_ID with PROVIDER one of {', '.join(CATALOG)}, "
             f"e.g. together:ft-0123 (got {args.target!r})"
         )
-    state = ws.source.desired()
     want = next((j for j in state.jobs if j.name == args.name), None)
     if want is None:
         raise ConfigError(

@@ -16,7 +16,7 @@ from ..errors import LedgerError
 from ..ledger import Ledger, WriterLock, open_ledger, read_view
 from ..model import LedgerView
 from ..render import console
-from ..source import SpecSource, not_a_specs_folder
+from ..source import SpecSource, not_a_specs_folder, use_project
 
 
 @dataclass
@@ -34,6 +34,7 @@ class Workspace:
 
     def __post_init__(self) -> None:
         self.source = SpecSource(self.specs, self.git_ref)
+        use_project(self.specs)  # provider profiles: names the ledger's rows may carry
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Workspace:
