@@ -24,7 +24,16 @@ class Endpoint:
 
     key_var: str
     url_var: str
-    default_url: str  # ends in /v1
+    default_url: str  # ends in /v1; "" where every account has its own host (Azure)
+    # how the key is presented: "Authorization: Bearer <key>", or a header of its own
+    # holding the bare key (auth_scheme "", Azure's "api-key: <key>")
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    # a variable that, when set, picks a dated API version: the base URL loses its "/v1"
+    # and every call carries "?api-version=<value>" (Azure's authoring surface)
+    version_var: str | None = None
+    # the path both shapes share below the host ("/openai" at Azure), added when missing
+    root: str = ""
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,10 @@ class Capabilities:
     # `from: {job: X}`: a create can start from X's fine-tuned model (Together's
     # from_checkpoint, OpenAI's ft: model as the base); False: validate refuses `from`
     continues_from_job: bool = False
+    # the job list filters on our tag server-side (OpenAI's metadata[...]); False: the tag
+    # rides in a field the list cannot filter on, so a crash is resolved by a full listing
+    filters_by_tag: bool = False
+    methods: tuple[str, ...] = ("sft", "dpo")  # the spec's `method:` values it can train
 
 
 @dataclass(frozen=True)
@@ -68,3 +81,14 @@ class ProviderInfo:
     prices_as_of: str = ""
     capabilities: Capabilities = field(default_factory=Capabilities)
     limits: Mapping[str, float] = field(default_factory=dict)  # documented numeric limits
+    # set where a trained model is not callable until deployed or registered (Azure's ARM
+    # deployment, Nebius' /v0/models): `reconciler output` prints it beside the model
+    deploy_note: str | None = None
+    # a profile of reconciler.yaml: the built-in provider it is an account of ("" for a
+    # built-in entry itself); everything else (rules, prices, the driver) is that kind's
+    kind: str = ""
+
+    @property
+    def base(self) -> str:
+        """The built-in provider this entry is (its own name, or a profile's kind)."""
+        return self.kind or self.name
