@@ -31,6 +31,7 @@ PURE = (
     "reconciler.providers.together.mapping",
     "reconciler.providers.openai.mapping",
     "reconciler.providers.mistral.mapping",
+    "reconciler.providers.fireworks.mapping",
 )
 PROBE = (
     "import importlib, json, sys\n"

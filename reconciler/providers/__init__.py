@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from ..catalog import ProviderInfo
+from .fireworks.entry import FIREWORKS
 from .mistral.entry import MISTRAL
 from .openai.entry import OPENAI
 from .together.entry import TOGETHER
 
-BUILTIN: tuple[ProviderInfo, ...] = (TOGETHER, OPENAI, MISTRAL)
+BUILTIN: tuple[ProviderInfo, ...] = (TOGETHER, OPENAI, MISTRAL, FIREWORKS)
 
 
 class Catalog(Mapping[str, ProviderInfo]):

@@ -1,0 +1,1 @@
+"""Fireworks AI: ``entry`` (the catalog record), ``mapping`` (pure), ``client`` (HTTP)."""
