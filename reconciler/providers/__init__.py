@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from ..catalog import ProviderInfo
+from .azure_openai.entry import AZURE_OPENAI
 from .fireworks.entry import FIREWORKS
 from .mistral.entry import MISTRAL
+from .nebius.entry import NEBIUS
 from .openai.entry import OPENAI
 from .together.entry import TOGETHER
 
-BUILTIN: tuple[ProviderInfo, ...] = (TOGETHER, OPENAI, MISTRAL, FIREWORKS)
+BUILTIN: tuple[ProviderInfo, ...] = (TOGETHER, OPENAI, MISTRAL, FIREWORKS, AZURE_OPENAI, NEBIUS)
 
 
 class Catalog(Mapping[str, ProviderInfo]):

@@ -32,15 +32,35 @@ log = get_logger("reconciler.http")
 
 
 def base_url(info: ProviderInfo, env: Mapping[str, str]) -> str:
-    """The provider's base URL ending in ``/v1``, accepted with or without it (DESIGN §6)."""
+    """The provider's base URL ending in ``/v1``, accepted with or without it (DESIGN §6).
+
+    With the endpoint's ``version_var`` set (a dated API), it ends in the ``root`` instead
+    (``https://RES.openai.azure.com/openai``), the version going in the query string."""
     ep = info.endpoint
     url = (env.get(ep.url_var) or ep.default_url).strip().rstrip("/")
+    if not url:
+        raise ConfigError(
+            f"{ep.url_var} is not set: the {info.name} provider needs the address of its account"
+        )
     if not url.startswith(("http://", "https://")):
         # the value is not echoed: a key pasted into the wrong variable must not print
         raise ConfigError(f"{ep.url_var} is not an http(s) URL")
-    if not url.endswith("/v1"):
-        url += "/v1"
-    return url
+    url = url.removesuffix("/v1")
+    if ep.root and not url.endswith(ep.root):
+        url += ep.root
+    return url if api_version(info, env) else url + "/v1"
+
+
+def api_version(info: ProviderInfo, env: Mapping[str, str]) -> str | None:
+    """The dated API version the environment asks for, where the provider has them."""
+    var = info.endpoint.version_var
+    return ((env.get(var) or "").strip() or None) if var else None
+
+
+def auth_headers(info: ProviderInfo, key: str) -> dict[str, str]:
+    """The header that carries the key, in the provider's own style."""
+    ep = info.endpoint
+    return {ep.auth_header: f"{ep.auth_scheme} {key}" if ep.auth_scheme else key}
 
 
 def api_key(info: ProviderInfo, env: Mapping[str, str]) -> str:
@@ -61,13 +81,16 @@ def make_http_client(
     timeout: float = 60.0,
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
-    """An httpx client for one provider: base URL, bearer key, no redirects followed."""
+    """An httpx client for one provider: base URL, key header, fixed query parameters
+    (a dated ``api-version``), no redirects followed."""
+    version = api_version(info, env)
     return httpx.Client(
         base_url=base_url(info, env) + "/",
         headers={
-            "Authorization": f"Bearer {api_key(info, env)}",
+            **auth_headers(info, api_key(info, env)),
             "User-Agent": f"reconciler/{__version__}",
         },
+        params={"api-version": version} if version else None,
         timeout=httpx.Timeout(timeout, connect=10.0),
         follow_redirects=False,
         transport=transport,
@@ -223,7 +246,8 @@ class ApiClient:
                     method=method,
                     path=path,
                     status=response.status_code,
-                    request_id=response.headers.get("x-request-id"),
+                    request_id=response.headers.get("x-request-id")
+                    or response.headers.get("apim-request-id"),  # Azure's
                 )
                 if response.status_code < 400 or response.status_code in ok:
                     return response
@@ -262,6 +286,7 @@ class ApiClient:
             )
             # the signed URL is often a third-party storage host: our key must not go there
             request.headers.pop("Authorization", None)
+            request.headers.pop("api-key", None)
             self.calls += 1
             try:
                 response = self.http.send(request, follow_redirects=True)

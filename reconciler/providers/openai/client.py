@@ -1,6 +1,10 @@
 """OpenAI's driver (providers.md §2): a thin client over ``ApiClient``. Our tag rides in
 the job's ``metadata``, which the list endpoint filters on server-side, so a crash is
 resolved with one call; files over 512 MB go through the Uploads API.
+
+Other hosts of the same API subclass it with their own ``host`` (``mapping.Host``):
+where the list cannot filter on metadata the tag ends the suffix and a crash is
+resolved by listing every job.
 """
 
 from __future__ import annotations
@@ -32,8 +36,10 @@ from ..wire import text as _str
 from .mapping import (
     CLOSED_MESSAGE,
     CLOSED_PATTERN,
+    OPENAI_HOST,
     PROVIDER,
     TAG_KEY,
+    Host,
     checkpoint_from_wire,
     create_payload,
     event_from_wire,
@@ -48,6 +54,7 @@ class OpenAIDriver(DriverBase):
     """The Driver for OpenAI over an ``ApiClient`` whose base URL ends in ``/v1/``."""
 
     provider = PROVIDER
+    host: Host = OPENAI_HOST
 
     def __init__(
         self,
@@ -99,7 +106,7 @@ class OpenAIDriver(DriverBase):
         """``POST /files`` up to the threshold, the Uploads API above it. No processing wait."""
         name = upload_filename(sha256, path)
         size = path.stat().st_size
-        if size > self.upload_threshold:
+        if size > self.upload_threshold and self.host.uploads:
             return self._upload_in_parts(path, name, size)
         with path.open("rb") as fh:
             # OpenAI keeps every upload, duplicates included: posted once (a 429 alone is
@@ -150,27 +157,33 @@ class OpenAIDriver(DriverBase):
 
     # jobs
 
+    def _create_target(self, payload: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+        """Where a create is posted: the path (or URL) and any query parameters."""
+        return "fine_tuning/jobs", {}
+
     def create_job(self, request: CreateRequest) -> RemoteJob:
         """Post once (DESIGN §4): only a 429 is re-posted; anything ambiguous raises."""
+        payload = create_payload(request, self.host)
+        path, params = self._create_target(payload)
         response = self.api.request(
-            "POST", "fine_tuning/jobs", json=create_payload(request), create=True, ok=(400, 403)
+            "POST", path, json=payload, params=params, create=True, ok=(400, 403)
         )
         if response.status_code in (400, 403):
             self.api.errors += 1
             said = error_message(response)
-            if CLOSED_PATTERN.search(said):
+            if self.host.closes and CLOSED_PATTERN.search(said):
                 raise ProviderError(
-                    PROVIDER,
+                    self.provider,
                     f"{CLOSED_MESSAGE} (OpenAI said: {said})",
                     kind=ErrorKind.PERMANENT,
                     status=response.status_code,
                 )
-            raise classify(PROVIDER, response)
+            raise classify(self.provider, response)
         try:
             body = response.json()
         except ValueError:
             body = None
-        job = job_from_wire(body if isinstance(body, Mapping) else {})
+        job = job_from_wire(body if isinstance(body, Mapping) else {}, self.host)
         if not job.id:
             # it may exist all the same: the caller resolves this by tag, never by reposting
             err = self._fail("create answered without a job id", ErrorKind.RETRYABLE)
@@ -184,13 +197,16 @@ class OpenAIDriver(DriverBase):
     def list_jobs(self) -> Iterator[RemoteJob]:
         """All jobs, newest first, one page at a time as the consumer asks for them."""
         for item in self._pages("fine_tuning/jobs", {}, self.page_size):
-            yield job_from_wire(item)
+            yield job_from_wire(item, self.host)
 
     def find_jobs_by_tag(self, tag: str) -> list[RemoteJob]:
-        """Jobs carrying our tag: the server filters on metadata, so normally one call."""
+        """Jobs carrying our tag: the server filters on metadata, so normally one call;
+        a host without that filter is listed whole and matched on the suffix."""
+        if self.host.tag_in_suffix:
+            return [job for job in self.list_jobs() if job.tag == tag]
         items = self._pages("fine_tuning/jobs", {f"metadata[{TAG_KEY}]": tag}, self.page_size)
         # filtered again here, in case a server ignores the metadata filter
-        return [job for job in map(job_from_wire, items) if job.tag == tag]
+        return [job for job in (job_from_wire(i, self.host) for i in items) if job.tag == tag]
 
     def cancel_job(self, job_id: str) -> RemoteJob:
         """Cancel (immediate at OpenAI); a job that already ended is returned as is."""
@@ -205,9 +221,13 @@ class OpenAIDriver(DriverBase):
             raise
 
     def pause_job(self, job_id: str) -> RemoteJob:
+        if not self.host.pausable:
+            raise self._lacks("pause jobs")
         return self._job("POST", f"fine_tuning/jobs/{job_id}/pause")
 
     def resume_job(self, job_id: str) -> RemoteJob:
+        if not self.host.pausable:
+            raise self._lacks("resume jobs")
         return self._job("POST", f"fine_tuning/jobs/{job_id}/resume")
 
     def job_events(self, job_id: str, *, newest: int | None = None) -> list[RemoteEvent]:
@@ -231,9 +251,11 @@ class OpenAIDriver(DriverBase):
 
     def preflight(self, job: DesiredJob) -> list[str]:
         """The spec's model against the models this key sees (see ``Driver.preflight``)."""
+        if not self.host.lists_models:
+            return []
         if self._models is None:
             self._models = _items(self.api.json("GET", "models"))
-        return model_problems(preflight_request(job).model, self._models)
+        return model_problems(preflight_request(job).model, self._models, self.host)
 
     def checkpoints(self, job_id: str) -> list[Checkpoint]:
         """The job's checkpoints, by step ascending."""
@@ -243,7 +265,7 @@ class OpenAIDriver(DriverBase):
 
     def _job(self, method: str, path: str) -> RemoteJob:
         body = self.api.json(method, path)
-        return job_from_wire(body if isinstance(body, Mapping) else {})
+        return job_from_wire(body if isinstance(body, Mapping) else {}, self.host)
 
     def _fail(self, message: str, kind: ErrorKind = ErrorKind.PERMANENT) -> ProviderError:
         return ProviderError(self.provider, message, kind=kind)

@@ -57,6 +57,6 @@ OPENAI = ProviderInfo(
     default_epochs=3,
     prices=PRICES,
     prices_as_of="2026-11",
-    capabilities=Capabilities(pausable=True, continues_from_job=True),
+    capabilities=Capabilities(pausable=True, continues_from_job=True, filters_by_tag=True),
     limits={"suffix": MAX_SUFFIX, "dpo_beta": MAX_BETA},
 )

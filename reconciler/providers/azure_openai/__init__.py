@@ -1,0 +1,1 @@
+"""Azure OpenAI in Microsoft Foundry: a host of the OpenAI-shaped driver."""

@@ -1,0 +1,1 @@
+"""Nebius Token Factory: a host of the OpenAI-shaped driver."""
