@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import mistral, openai, together
+from . import fireworks, mistral, openai, together
 from .clock import Clock
 from .core import FILE, JOB, Emulator, ProviderApi, apply_rules_to_existing, iso
 from .faults import FaultConfig, FaultError, Faults
@@ -46,6 +46,7 @@ PROVIDERS: dict[str, ProviderApi] = {
     "together": together,
     "openai": openai,
     "mistral": mistral,
+    "fireworks": fireworks,
 }
 # what a ``stuck`` fault may hold a job in, by provider (every fault config is checked on it)
 HOLDABLE: dict[str, tuple[str, ...]] = {name: api.HOLDABLE for name, api in PROVIDERS.items()}
