@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import fireworks, mistral, openai, together
+from . import azure, fireworks, mistral, nebius, openai, together
 from .clock import Clock
 from .core import FILE, JOB, Emulator, ProviderApi, apply_rules_to_existing, iso
 from .faults import FaultConfig, FaultError, Faults
@@ -47,6 +47,8 @@ PROVIDERS: dict[str, ProviderApi] = {
     "openai": openai,
     "mistral": mistral,
     "fireworks": fireworks,
+    "azure": azure,
+    "nebius": nebius,
 }
 # what a ``stuck`` fault may hold a job in, by provider (every fault config is checked on it)
 HOLDABLE: dict[str, tuple[str, ...]] = {name: api.HOLDABLE for name, api in PROVIDERS.items()}
@@ -187,10 +189,12 @@ class Gateway:
     def _auth(self, scope: Scope, api: ProviderApi) -> Response | None:
         header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
         scheme, _, key = header.partition(" ")
+        if own := getattr(api, "KEY_HEADER", None):  # a bare key in a header of its own
+            scheme, key = "bearer", dict(scope["headers"]).get(own.encode(), b"").decode("latin-1")
         key = key.strip()
         if scheme.lower() == "bearer" and key and (self.emu.keys is None or key in self.emu.keys):
             return None
-        message = (
+        message = getattr(api, "AUTH_MESSAGE", None) or (
             "Invalid API key provided."
             if key
             else "You didn't provide an API key: use an Authorization: Bearer header."

@@ -12,17 +12,8 @@ from ..core import FILE, JOB, Emulator, digest, haystack, job_files, plan_fault_
 from ..lifecycle import new_life, plan_failure
 from ..schema import STR, Node, check, nullable
 from ..store import Row
-from .dialect import NAME, error, problem_error
-from .jobs import (
-    COMPLETION_MODELS,
-    KIND,
-    MIN_EXAMPLES,
-    MODELS,
-    PHASES,
-    RFT_MODELS,
-    fine_tuned_model,
-    tuned_jobs,
-)
+from .host import Host
+from .jobs import MIN_EXAMPLES, OPENAI, fine_tuned_model, tuned_jobs
 
 
 def _auto(node: Node) -> Node:
@@ -121,6 +112,31 @@ CREATE: Node = {
 }
 
 
+def schema_for(host: Host, dated: bool = False) -> Node:
+    """OpenAI's create schema within the host's rules (suffix length, metadata, methods,
+    hyperparameters, fields of its own and of its dated surface)."""
+    if host is OPENAI:
+        return CREATE
+    props = dict(CREATE["properties"])
+    props["suffix"] = nullable({"type": "string", "minLength": 1, "maxLength": host.max_suffix})
+    if not host.metadata:
+        del props["metadata"]
+    sft = {"type": "object", "properties": {**HP_SFT["properties"], **host.extra_hyperparameters}}
+    cases = dict(METHOD["cases"])
+    cases["supervised"] = {
+        "properties": {
+            "type": STR,
+            "supervised": {"type": "object", "properties": {"hyperparameters": sft}},
+        }
+    }
+    props["hyperparameters"] = sft
+    props["method"] = {**METHOD, "cases": {k: v for k, v in cases.items() if k in host.methods}}
+    props.update(host.extra_fields)
+    if dated:
+        props.update(host.dated_fields)
+    return {**CREATE, "properties": props}
+
+
 def resolved(method: dict[str, Any], lines: int) -> dict[str, Any]:
     """The method with every "auto" replaced by what the service picks."""
     kind = method["type"]
@@ -142,8 +158,9 @@ def resolved(method: dict[str, Any], lines: int) -> dict[str, Any]:
     return out
 
 
-def _file_for(emu: Emulator, file_id: str, param: str) -> Row | Response:
-    row = emu.store.get(FILE, file_id, NAME)
+def _file_for(emu: Emulator, file_id: str, param: str, host: Host) -> Row | Response:
+    error = host.error
+    row = emu.store.get(FILE, file_id, host.name)
     if row is None:
         return error(400, f"invalid {param}: {file_id}", param=param, code="invalid_file")
     if row.data["purpose"] != "fine-tune":
@@ -157,21 +174,27 @@ def _file_for(emu: Emulator, file_id: str, param: str) -> Row | Response:
     return row
 
 
-def fine_tunable(emu: Emulator, model: str) -> bool:
-    return model in MODELS or any(r.data["fine_tuned_model"] == model for r, _ in tuned_jobs(emu))
+def fine_tunable(emu: Emulator, model: str, host: Host = OPENAI) -> bool:
+    return model in host.models or any(
+        r.data["fine_tuned_model"] == model for r, _ in tuned_jobs(emu, host)
+    )
 
 
-def create(emu: Emulator, body: dict[str, Any]) -> Row | Response:
-    """Check and record a new job (its whole future is planned here)."""
-    if (problem := check(body, CREATE)) is not None:
-        return problem_error(problem)
+def create(
+    emu: Emulator, body: dict[str, Any], host: Host = OPENAI, *, dated: bool = False
+) -> Row | Response:
+    """Check and record a new job (its whole future is planned here); ``dated``: posted
+    to a surface that takes the host's ``dated_fields``."""
+    error, kind = host.error, host.kind
+    if (problem := check(body, schema_for(host, dated))) is not None:
+        return host.problem_error(problem)
     for key in body.get("metadata") or {}:
         if len(key) > 64:
             return error(
                 400, "Invalid 'metadata': keys are at most 64 characters.", param="metadata"
             )
     model = body["model"]
-    if not fine_tunable(emu, model):
+    if not fine_tunable(emu, model, host):
         return error(
             400,
             f"Model {model} is not available for fine-tuning or does not exist.",
@@ -189,14 +212,14 @@ def create(emu: Emulator, body: dict[str, Any]) -> Row | Response:
         "supervised": {"hyperparameters": body.get("hyperparameters") or {}},
     }
     base = model.split(":")[1] if model.startswith("ft:") else model
-    if method["type"] == "reinforcement" and base not in RFT_MODELS:
+    if method["type"] == "reinforcement" and base not in host.rft_models:
         return error(
             400,
             f"Model {model} does not support reinforcement fine-tuning.",
             param="model",
             code="model_not_available",
         )
-    files = job_files(body, lambda file_id, param: _file_for(emu, file_id, param))
+    files = job_files(body, lambda file_id, param: _file_for(emu, file_id, param, host))
     if isinstance(files, Response):
         return files
     train, valid = files
@@ -208,12 +231,13 @@ def create(emu: Emulator, body: dict[str, Any]) -> Row | Response:
     per_epoch = max(1, math.ceil(lines / batch))
     total = per_epoch * epochs
     trained = int(train.data["tokens"]) * epochs
-    phases = list(PHASES)
-    phases[2] = ("running", float(min(3600.0, 40.0 + trained / 2000.0)))
+    phases = list(host.phases)
+    run = [status for status, _ in phases].index("running")
+    phases[run] = ("running", float(min(3600.0, 40.0 + trained / 2000.0)))
     life = new_life(phases)
-    reason = _data_problem(train, method["type"], base)
+    reason = _data_problem(train, method["type"], base, host)
     if reason:
-        plan_failure(life, KIND, retryable=False, message=reason)
+        plan_failure(life, kind, retryable=False, message=reason)
     hay = haystack(
         body.get("suffix"),
         model,
@@ -221,7 +245,7 @@ def create(emu: Emulator, body: dict[str, Any]) -> Row | Response:
         train.data["filename"],
         *(body.get("metadata") or {}).values(),
     )
-    plan_fault_failure(emu, KIND, life, hay)
+    plan_fault_failure(emu, kind, life, hay)
     data = {
         "model": model,
         "training_file": train.id,
@@ -241,23 +265,26 @@ def create(emu: Emulator, body: dict[str, Any]) -> Row | Response:
             },
         },
         "method_resolved": final,
-        "fine_tuned_model": fine_tuned_model(model, body.get("suffix"), job_id),
+        "fine_tuned_model": fine_tuned_model(model, body.get("suffix"), job_id, host),
+        "extra": {k: body[k] for k in (*host.extra_fields, *host.dated_fields) if k in body},
         "trained_tokens": trained,
         "total_steps": total,
         "checkpoint_steps": [per_epoch * e for e in range(max(1, epochs - 2), epochs + 1)],
         "life": life,
         "haystack": hay,
     }
-    return emu.store.insert(JOB, NAME, job_id, emu.now(), data)
+    return emu.store.insert(JOB, host.name, job_id, emu.now(), data)
 
 
-def _data_problem(train: Row, method: str, base: str) -> str | None:
+def _data_problem(train: Row, method: str, base: str, host: Host = OPENAI) -> str | None:
     """Why the training data cannot train this method, as validation reports it."""
     d = train.data
     if d.get("error"):
         return f"The training file {train.id} is not valid JSONL: {d['error']}."
     wanted = {"supervised": "CONVERSATION", "dpo": "PREFERENCE", "reinforcement": "CONVERSATION"}
-    expected = "INSTRUCTION" if base in COMPLETION_MODELS else wanted[method]
+    expected = "INSTRUCTION" if base in host.completion_models else wanted[method]
+    if method == "supervised" and d.get("format") in host.sft_formats:
+        expected = d["format"]
     if d.get("format") != expected:
         return (
             f"The training file {train.id} has {str(d.get('format')).lower()} examples; "

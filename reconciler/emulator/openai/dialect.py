@@ -17,7 +17,7 @@ PREFIX = "/openai/v1"
 error = envelope_error
 
 
-def missing_parameter(param: str) -> Response:
+def missing_parameter(param: str, error: Callable[..., Response] = envelope_error) -> Response:
     return error(
         400,
         f"Missing required parameter: '{param}'.",
@@ -26,7 +26,9 @@ def missing_parameter(param: str) -> Response:
     )
 
 
-def invalid_value(value: object, supported: str, param: str) -> Response:
+def invalid_value(
+    value: object, supported: str, param: str, error: Callable[..., Response] = envelope_error
+) -> Response:
     return error(
         400,
         f"Invalid value: '{value}'. Supported values are: {supported}.",
@@ -53,7 +55,9 @@ def problem_error(p: Problem) -> Response:
     return error(400, message, param=param, code=code)
 
 
-def not_found(what: str, param: str) -> Callable[[str], Response]:
+def not_found(
+    what: str, param: str, error: Callable[..., Response] = envelope_error
+) -> Callable[[str], Response]:
     """The 404 for a missing ``what`` named by the path parameter ``param``."""
 
     def missing(obj_id: str) -> Response:
@@ -62,7 +66,9 @@ def not_found(what: str, param: str) -> Callable[[str], Response]:
     return missing
 
 
-def limit_param(request: Request, default: int, top: int) -> int | Response:
+def limit_param(
+    request: Request, default: int, top: int, error: Callable[..., Response] = envelope_error
+) -> int | Response:
     """The ``limit`` of a cursor list, 1 to ``top``."""
     limit = query_int(request, "limit", default, 1, top)
     if not isinstance(limit, BadQuery):
@@ -81,10 +87,11 @@ def cursor_list(
     top: int = 100,
     *,
     ends: bool = False,
+    error: Callable[..., Response] = envelope_error,
 ) -> Response:
     """The page of ``items()`` that ``?after=`` and ``?limit=`` ask for; the limit is
     checked first, so a refused request computes (and ensures) nothing."""
-    limit = limit_param(request, default, top)
+    limit = limit_param(request, default, top, error)
     if isinstance(limit, Response):
         return limit
     after = request.query_params.get("after")

@@ -16,8 +16,6 @@ from ..schema import STR, Node, check
 from ..store import Row
 from ..wire import Endpoint, RowEndpoint, lookup
 from .dialect import (
-    NAME,
-    PREFIX,
     cursor_list,
     error,
     invalid_value,
@@ -25,6 +23,8 @@ from .dialect import (
     not_found,
     problem_error,
 )
+from .host import Host
+from .jobs import OPENAI
 
 PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision")
@@ -75,21 +75,27 @@ def file_view(row: Row) -> dict[str, Any]:
 
 
 def new_file(
-    emu: Emulator, filename: str, purpose: str, content: bytes, expires: int | None
+    emu: Emulator,
+    filename: str,
+    purpose: str,
+    content: bytes,
+    expires: int | None,
+    host: Host = OPENAI,
 ) -> Row:
     now = emu.now()
     data = {
         "filename": filename,
         "purpose": purpose,
         # OpenAI (and Azure's mirror of it) reads past a leading byte-order mark
-        **content_facts(content, leading_bom=True),
+        **content_facts(content, leading_bom=host.leading_bom),
         "expires_at": now + expires if expires else None,
     }
-    return emu.store.insert(FILE, NAME, f"file-{token(22)}", now, data, content)
+    return emu.store.insert(FILE, host.name, f"file-{token(22)}", now, data, content)
 
 
-def file_routes(emu: Emulator) -> list[BaseRoute]:
-    no_file = not_found("file", "file_id")
+def file_routes(emu: Emulator, host: Host = OPENAI, prefix: str | None = None) -> list[BaseRoute]:
+    prefix, error = prefix or host.prefix, host.error
+    no_file = not_found("file", "file_id", error)
 
     async def create_file(request: Request) -> Response:
         form = await request.form(max_part_size=MAX_PART)
@@ -99,9 +105,9 @@ def file_routes(emu: Emulator) -> list[BaseRoute]:
                 return error(400, f"Unrecognized request argument supplied: {key}", param=key)
         upload, purpose = form.get("file"), form.get("purpose")
         if upload is None or isinstance(upload, str):
-            return missing_parameter("file")
+            return missing_parameter("file", error)
         if purpose not in PURPOSES:
-            return invalid_value(purpose, ", ".join(PURPOSES), "purpose")
+            return invalid_value(purpose, ", ".join(PURPOSES), "purpose", error)
         name = upload.filename or "file"
         if purpose == "fine-tune" and not name.endswith(".jsonl"):
             return error(
@@ -111,21 +117,23 @@ def file_routes(emu: Emulator) -> list[BaseRoute]:
             )
         seconds = form.get("expires_after[seconds]")
         expires = int(str(seconds)) if seconds and str(seconds).isdigit() else None
-        row = new_file(emu, name, str(purpose), await upload.read(), expires)
+        row = new_file(emu, name, str(purpose), await upload.read(), expires, host)
         return JSONResponse(file_view(row))
 
     def listed_files(request: Request) -> list[dict[str, Any]]:
         purpose = request.query_params.get("purpose")
-        rows = [r for r in emu.store.all(FILE, NAME) if purpose in (None, r.data["purpose"])]
+        rows = [r for r in emu.store.all(FILE, host.name) if purpose in (None, r.data["purpose"])]
         items = [file_view(r) for r in rows]
         if request.query_params.get("order", "desc") == "desc":
             items.reverse()
         return items
 
     async def list_files(request: Request) -> Response:
-        return cursor_list(request, lambda: listed_files(request), 10000, 10000, ends=True)
+        return cursor_list(
+            request, lambda: listed_files(request), 10000, 10000, ends=True, error=error
+        )
 
-    @lookup(emu, FILE, NAME, "file_id", no_file)
+    @lookup(emu, FILE, host.name, "file_id", no_file)
     async def get_file(request: Request, row: Row) -> Response:
         return JSONResponse(file_view(row))
 
@@ -143,11 +151,11 @@ def file_routes(emu: Emulator) -> list[BaseRoute]:
         return Response(data, media_type="application/octet-stream")
 
     return [
-        Route(f"{PREFIX}/files", create_file, methods=["POST"]),
-        Route(f"{PREFIX}/files", list_files, methods=["GET"]),
-        Route(f"{PREFIX}/files/{{file_id}}", get_file, methods=["GET"]),
-        Route(f"{PREFIX}/files/{{file_id}}", delete_file, methods=["DELETE"]),
-        Route(f"{PREFIX}/files/{{file_id}}/content", content, methods=["GET"]),
+        Route(f"{prefix}/files", create_file, methods=["POST"]),
+        Route(f"{prefix}/files", list_files, methods=["GET"]),
+        Route(f"{prefix}/files/{{file_id}}", get_file, methods=["GET"]),
+        Route(f"{prefix}/files/{{file_id}}", delete_file, methods=["DELETE"]),
+        Route(f"{prefix}/files/{{file_id}}/content", content, methods=["GET"]),
     ]
 
 
@@ -159,7 +167,7 @@ def upload_view(emu: Emulator, row: Row) -> dict[str, Any]:
     status = d["status"]
     if status == "pending" and emu.now() > d["expires_at"]:
         status = "expired"
-    file = emu.store.get(FILE, d["file_id"], NAME) if d.get("file_id") else None
+    file = emu.store.get(FILE, d["file_id"], OPENAI.name) if d.get("file_id") else None
     return {
         "id": row.id,
         "object": "upload",
@@ -173,8 +181,10 @@ def upload_view(emu: Emulator, row: Row) -> dict[str, Any]:
     }
 
 
-def upload_routes(emu: Emulator) -> list[BaseRoute]:
-    upload = lookup(emu, UPLOAD, NAME, "upload_id", not_found("upload", "upload_id"))
+def upload_routes(emu: Emulator, host: Host = OPENAI, prefix: str | None = None) -> list[BaseRoute]:
+    """OpenAI's Uploads API (no other host has it)."""
+    prefix, name = prefix or host.prefix, host.name
+    upload = lookup(emu, UPLOAD, name, "upload_id", not_found("upload", "upload_id"))
 
     def pending(handler: RowEndpoint) -> Endpoint:
         """An endpoint about an upload that must still be pending."""
@@ -204,7 +214,7 @@ def upload_routes(emu: Emulator) -> list[BaseRoute]:
             "expires_at": now + 3600,
             "file_expires": (body.get("expires_after") or {}).get("seconds"),
         }
-        row = emu.store.insert(UPLOAD, NAME, f"upload_{token(24)}", now, data)
+        row = emu.store.insert(UPLOAD, name, f"upload_{token(24)}", now, data)
         return JSONResponse(upload_view(emu, row))
 
     @pending
@@ -217,7 +227,7 @@ def upload_routes(emu: Emulator) -> list[BaseRoute]:
         if len(content) > MAX_PART:
             return error(400, "Invalid 'data': a part holds at most 64 MB.", param="data")
         created = emu.store.insert(
-            PART, NAME, f"part_{token(24)}", emu.now(), {"upload_id": row.id}, content
+            PART, name, f"part_{token(24)}", emu.now(), {"upload_id": row.id}, content
         )
         return JSONResponse(
             {
@@ -237,7 +247,7 @@ def upload_routes(emu: Emulator) -> list[BaseRoute]:
             return problem_error(problem)
         chunks = []
         for part_id in body["part_ids"]:
-            part = emu.store.get(PART, part_id, NAME)
+            part = emu.store.get(PART, part_id, name)
             if part is None or part.data["upload_id"] != row.id:
                 return error(400, f"Invalid part ID: {part_id}", param="part_ids")
             chunks.append(emu.store.content(PART, part_id) or b"")
@@ -266,8 +276,8 @@ def upload_routes(emu: Emulator) -> list[BaseRoute]:
         return JSONResponse(upload_view(emu, row))
 
     return [
-        Route(f"{PREFIX}/uploads", create_upload, methods=["POST"]),
-        Route(f"{PREFIX}/uploads/{{upload_id}}/parts", add_part, methods=["POST"]),
-        Route(f"{PREFIX}/uploads/{{upload_id}}/complete", complete, methods=["POST"]),
-        Route(f"{PREFIX}/uploads/{{upload_id}}/cancel", cancel, methods=["POST"]),
+        Route(f"{prefix}/uploads", create_upload, methods=["POST"]),
+        Route(f"{prefix}/uploads/{{upload_id}}/parts", add_part, methods=["POST"]),
+        Route(f"{prefix}/uploads/{{upload_id}}/complete", complete, methods=["POST"]),
+        Route(f"{prefix}/uploads/{{upload_id}}/cancel", cancel, methods=["POST"]),
     ]

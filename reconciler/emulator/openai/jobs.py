@@ -12,7 +12,8 @@ from typing import Any
 from ..core import FILE, JOB, Emulator, digest, job_snapshot, loss_at, steps_between
 from ..lifecycle import JobKind, Snapshot
 from ..store import Row
-from .dialect import NAME
+from .dialect import NAME, PREFIX
+from .host import Host
 
 KIND = JobKind(
     provider=NAME,
@@ -43,26 +44,35 @@ MODELS = (
 COMPLETION_MODELS = ("babbage-002", "davinci-002")  # prompt/completion data
 RFT_MODELS = ("o4-mini-2025-04-16",)
 MIN_EXAMPLES = 10
+OPENAI = Host(
+    NAME,
+    PREFIX,
+    KIND,
+    PHASES,
+    MODELS,
+    completion_models=COMPLETION_MODELS,
+    rft_models=RFT_MODELS,
+)
 
 
-def fine_tuned_model(model: str, suffix: str | None, job_id: str) -> str:
-    """``ft:<base>:<org>:<suffix>:<id>``: the name OpenAI gives the result."""
-    return f"ft:{model}:{ACCOUNT}:{suffix or ''}:{digest(job_id)}"
+def fine_tuned_model(model: str, suffix: str | None, job_id: str, host: Host = OPENAI) -> str:
+    """The name the host gives the result (OpenAI: ``ft:<base>:<org>:<suffix>:<id>``)."""
+    return host.model_name(model, suffix, digest(job_id, n=32 if host is not OPENAI else 8))
 
 
-def tuned_jobs(emu: Emulator) -> Iterator[tuple[Row, Snapshot]]:
+def tuned_jobs(emu: Emulator, host: Host = OPENAI) -> Iterator[tuple[Row, Snapshot]]:
     """Succeeded jobs whose fine-tuned model is not deleted, with their snapshots."""
-    for row in emu.store.all(JOB, NAME):
+    for row in emu.store.all(JOB, host.name):
         if not row.data.get("model_deleted"):
-            snap = job_snapshot(emu, KIND, row)
+            snap = job_snapshot(emu, host.kind, row)
             if snap.status == "succeeded":
                 yield row, snap
 
 
-def job_summary(emu: Emulator, row: Row) -> dict[str, Any]:
+def job_summary(emu: Emulator, row: Row, host: Host = OPENAI) -> dict[str, Any]:
     """The job in ``/_emulator/state``."""
     return {
-        "status": job_snapshot(emu, KIND, row).status,
+        "status": job_snapshot(emu, host.kind, row).status,
         "model": row.data["model"],
         "suffix": row.data.get("suffix"),
         "metadata": row.data.get("metadata"),
@@ -74,10 +84,12 @@ def job_summary(emu: Emulator, row: Row) -> dict[str, Any]:
 # ---------------------------------------------------------------- views
 
 
-def view(emu: Emulator, row: Row, snap: Snapshot | None = None) -> dict[str, Any]:
+def view(
+    emu: Emulator, row: Row, snap: Snapshot | None = None, host: Host = OPENAI
+) -> dict[str, Any]:
     """The ``fine_tuning.job`` object now."""
     d = row.data
-    snap = snap or job_snapshot(emu, KIND, row)
+    snap = snap or job_snapshot(emu, host.kind, row)
     validated = snap.index > 0 or snap.terminal
     method = d["method_resolved"] if validated else d["method"]
     kind = method["type"]
@@ -114,6 +126,10 @@ def view(emu: Emulator, row: Row, snap: Snapshot | None = None) -> dict[str, Any
             "message": fail["message"],
             "param": None if fail["retryable"] else "training_file",
         }
+    if host.job_fields is not None:
+        run = [p[0] for p in d["life"]["phases"]].index("running")
+        done = round(int(d["total_steps"]) * snap.fraction(run))
+        out = host.job_fields(out, d, done)
     return out
 
 
@@ -123,10 +139,10 @@ def _progress(row: Row, snap: Snapshot) -> tuple[int, float, float]:
     return int(row.data["total_steps"]), snap.starts[run], snap.end(run)
 
 
-def events(emu: Emulator, row: Row) -> list[dict[str, Any]]:
+def events(emu: Emulator, row: Row, host: Host = OPENAI) -> list[dict[str, Any]]:
     """Every event so far, newest first (as the API lists them)."""
     d = row.data
-    snap = job_snapshot(emu, KIND, row)
+    snap = job_snapshot(emu, host.kind, row)
     out: list[tuple[float, str, str, str, dict[str, Any]]] = []
 
     def at(
@@ -186,10 +202,10 @@ def events(emu: Emulator, row: Row) -> list[dict[str, Any]]:
     ]
 
 
-def checkpoints(emu: Emulator, row: Row) -> list[dict[str, Any]]:
+def checkpoints(emu: Emulator, row: Row, host: Host = OPENAI) -> list[dict[str, Any]]:
     """Checkpoints at the ends of the last epochs, newest first."""
     d = row.data
-    snap = job_snapshot(emu, KIND, row)
+    snap = job_snapshot(emu, host.kind, row)
     total, start, end = _progress(row, snap)
     span = 0.0 if end == math.inf else end - start
     out = []
@@ -233,16 +249,16 @@ def result_csv(row: Row) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def ensure_result_file(emu: Emulator, row: Row) -> None:
+def ensure_result_file(emu: Emulator, row: Row, host: Host = OPENAI) -> None:
     """A succeeded job's ``step_metrics.csv`` exists from the first time anyone looks."""
-    if row.data.get("result_file") or job_snapshot(emu, KIND, row).status != "succeeded":
+    if row.data.get("result_file") or job_snapshot(emu, host.kind, row).status != "succeeded":
         return
     content = result_csv(row)
     file_id = f"file-{digest(row.id, 'result', n=22)}"
     if emu.store.get(FILE, file_id) is None:
         emu.store.insert(
             FILE,
-            NAME,
+            host.name,
             file_id,
             emu.now(),
             {
