@@ -285,7 +285,7 @@ def test_bare_fail_jobs_string_reads_the_mode_after_the_colon() -> None:
         ({"stuck": [{"status": "RUNNING", "provider": "openai"}]}, "stuck[0].status", "openai"),
         ({"stuck": [{"status": "running", "provider": "mistral"}]}, "stuck[0].status", "RUNNING"),
         ({"stuck": [{"status": "completed"}]}, "stuck[0].status", "can hold"),
-        ({"stuck": [{"status": "queued", "provider": "nebius"}]}, "stuck[0].provider", "nebius"),
+        ({"stuck": [{"status": "queued", "provider": "bedrock"}]}, "stuck[0].provider", "bedrock"),
         ({"stuck": [{"match": "x"}]}, "stuck[0].status", "required"),
         ({"stuck": [{"status": "queued", "oops": 1}]}, "stuck[0].oops", "unknown key"),
         ({"stuck": "running"}, "stuck", "a list"),
