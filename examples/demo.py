@@ -86,6 +86,9 @@ def main() -> int:
         "OPENAI_BASE_URL": f"{base}/openai/v1",
         "MISTRAL_API_KEY": "demo-key-not-secret",
         "MISTRAL_BASE_URL": f"{base}/mistral/v1",
+        "FIREWORKS_API_KEY": "demo-key-not-secret",
+        "FIREWORKS_BASE_URL": f"{base}/fireworks/v1",
+        "FIREWORKS_ACCOUNT_ID": "demo",
     }
     emulator = subprocess.Popen(
         [
