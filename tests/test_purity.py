@@ -31,6 +31,8 @@ PURE = (
     "reconciler.providers.together.mapping",
     "reconciler.providers.openai.mapping",
     "reconciler.providers.mistral.mapping",
+    "reconciler.providers.azure_openai.mapping",
+    "reconciler.providers.nebius.mapping",
     "reconciler.providers.fireworks.mapping",
 )
 PROBE = (
