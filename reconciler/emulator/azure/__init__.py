@@ -8,14 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute
 
-from ..core import Emulator
-from ..lifecycle import JobKind
 from ..openai import jobs as _jobs
-from ..openai.host import Host
-from ..openai.routes import routes as _routes
-from ..store import Row
+from ..openai.host import Host, openai_kind
+from ..openai.routes import bound
 from ..wire import envelope_error
 
 NAME = "azure"
@@ -25,39 +21,17 @@ AUTH_MESSAGE = (
     "provide a valid key for an active subscription and use a correct regional API "
     "endpoint for your resource."
 )
-KIND = JobKind(
-    provider=NAME,
-    run_status="running",
-    failed="failed",
-    failed_permanent="failed",
-    permanent_at="queued",
-    cancelled="cancelled",
-    paused="paused",
-)
+KIND = openai_kind(NAME)
 PHASES = (("pending", 5.0), ("queued", 5.0), ("running", 0.0), ("succeeded", 0.0))
-HOLDABLE = tuple(status for status, _ in PHASES[:-1])
-MODELS = (
-    "gpt-4.1-2025-04-14",
-    "gpt-4.1-mini-2025-04-14",
-    "gpt-4.1-nano-2025-04-14",
-    "gpt-4o-2024-08-06",
-    "gpt-4o-mini-2024-07-18",
-    "o4-mini-2025-04-16",
-)
+# OpenAI's models less the retired completion and gpt-3.5 ones
+MODELS = tuple(m for m in _jobs.MODELS if not m.startswith(("gpt-3.5", "babbage", "davinci")))
 
 
-def error(
-    status: int,
-    message: str,
-    *,
-    type: str = "invalid_request_error",
-    param: str | None = None,
-    code: str | None = None,
-) -> Response:
-    """Azure's body: OpenAI's envelope; a 401 in the words of its API gateway."""
+def error(status: int, message: str, **fields: Any) -> Response:
+    """Azure's body: OpenAI's envelope (``code`` always set); a 401 in its gateway's words."""
     if status == 401:
         return JSONResponse({"error": {"code": "401", "message": message}}, status_code=401)
-    return envelope_error(status, message, type=type, param=param, code=code or str(status))
+    return envelope_error(status, message, **{**fields, "code": fields.get("code") or str(status)})
 
 
 def _model_name(model: str, suffix: str | None, digest: str) -> str:
@@ -89,9 +63,5 @@ AZURE = Host(
 )
 
 
-def routes(emu: Emulator) -> list[BaseRoute]:
-    return _routes(emu, AZURE)
-
-
-def job_summary(emu: Emulator, row: Row) -> dict[str, Any]:
-    return _jobs.job_summary(emu, row, AZURE)
+HOLDABLE = AZURE.HOLDABLE
+routes, job_summary = bound(AZURE)

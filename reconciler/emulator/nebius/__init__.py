@@ -7,28 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.routing import BaseRoute
-
-from ..core import Emulator
-from ..lifecycle import JobKind
-from ..openai import jobs as _jobs
-from ..openai.host import Host
-from ..openai.routes import routes as _routes
+from ..openai.host import Host, openai_kind
+from ..openai.routes import bound
 from ..schema import Problem
-from ..store import Row
 from ..wire import detail_error, envelope_error
 
 NAME = "nebius"
-KIND = JobKind(
-    provider=NAME,
-    run_status="running",
-    failed="failed",
-    failed_permanent="failed",
-    permanent_at="queued",
-    cancelled="cancelled",
-)
+KIND = openai_kind(NAME, paused=None)
 PHASES = (("validating_files", 5.0), ("queued", 5.0), ("running", 0.0), ("succeeded", 0.0))
-HOLDABLE = tuple(status for status, _ in PHASES[:-1])
 MODELS = (
     "meta-llama/Llama-3.1-8B-Instruct",
     "meta-llama/Llama-3.3-70B-Instruct",
@@ -85,9 +71,5 @@ NEBIUS = Host(
 )
 
 
-def routes(emu: Emulator) -> list[BaseRoute]:
-    return _routes(emu, NEBIUS)
-
-
-def job_summary(emu: Emulator, row: Row) -> dict[str, Any]:
-    return _jobs.job_summary(emu, row, NEBIUS)
+HOLDABLE = NEBIUS.HOLDABLE
+routes, job_summary = bound(NEBIUS)

@@ -19,6 +19,20 @@ from .dialect import problem_error
 Phases = tuple[tuple[str, float], ...]
 
 
+def openai_kind(provider: str, *, paused: str | None = "paused") -> JobKind:
+    """OpenAI's shape of a life: bad files fail the job as it would be queued, cancel is
+    immediate, a paused job says ``paused`` (None: a host without pause)."""
+    return JobKind(
+        provider=provider,
+        run_status="running",
+        failed="failed",
+        failed_permanent="failed",
+        permanent_at="queued",
+        cancelled="cancelled",
+        paused=paused,
+    )
+
+
 def openai_model_name(model: str, suffix: str | None, digest: str) -> str:
     """``ft:<base>:<org>:<suffix>:<id>``: the name OpenAI gives the result."""
     return f"ft:{model}:personal:{suffix or ''}:{digest}"

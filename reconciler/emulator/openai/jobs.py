@@ -10,20 +10,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core import FILE, JOB, Emulator, digest, job_snapshot, loss_at, steps_between
-from ..lifecycle import JobKind, Snapshot
+from ..lifecycle import Snapshot
 from ..store import Row
 from .dialect import NAME, PREFIX
-from .host import Host
+from .host import Host, openai_kind
 
-KIND = JobKind(
-    provider=NAME,
-    run_status="running",
-    failed="failed",
-    failed_permanent="failed",
-    permanent_at="queued",  # bad files are found while validating_files
-    cancelled="cancelled",  # cancel is immediate: no transient status
-    paused="paused",  # not in the spec's status enum, but what its own pause example answers
-)
+# bad files are found while validating_files; cancel is immediate; "paused" is not in the
+# spec's status enum, but what its own pause example answers
+KIND = openai_kind(NAME)
 ORG = "org-emulator"
 ACCOUNT = "personal"  # the org slug in ft: model names
 PHASES = (("validating_files", 5.0), ("queued", 5.0), ("running", 0.0), ("succeeded", 0.0))

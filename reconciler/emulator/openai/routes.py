@@ -24,6 +24,13 @@ from .host import Host
 from .jobs import OPENAI, ORG, ensure_result_file, tuned_jobs
 
 
+def bound(
+    host: Host,
+) -> tuple[Callable[[Emulator], list[BaseRoute]], Callable[[Emulator, Row], dict[str, Any]]]:
+    """``routes`` and ``job_summary`` of another host's package (``core.ProviderApi``)."""
+    return (lambda emu: routes(emu, host)), (lambda emu, row: jobs.job_summary(emu, row, host))
+
+
 def routes(emu: Emulator, host: Host = OPENAI) -> list[BaseRoute]:
     out: list[BaseRoute] = []
     for prefix in (host.prefix, host.dated_prefix):
