@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .envrefs import resolve
+from .envrefs import resolve_request
 from .errors import ConfigError, ErrorKind, ProviderError, ReconcilerError
 from .ledger import Ledger
 from .log import get as get_logger
@@ -272,8 +272,8 @@ class Executor:
             validation_file_id=validation_id,
             from_output=action.from_output,
         )
-        # secrets in options are references until this moment (never in the ledger)
-        request = dataclasses.replace(request, options=resolve(request.options, self.env))
+        # secrets are references until this moment (never in the ledger)
+        request = resolve_request(request, self.env)
         server_at = driver.api.server_time  # the provider's clock, from its last answer
         self.ledger.mark_posting(attempt_id, training_id, validation_id, server_at)
         try:

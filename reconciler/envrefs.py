@@ -1,4 +1,5 @@
-"""Secrets in options, by reference only: ``wandb_api_key: {env: WANDB_API_KEY}``.
+"""Secrets by reference only: ``wandb: {api_key: {env: WANDB_API_KEY}}``,
+``huggingface: {token: {env: HF_TOKEN}}``, or one in options.
 
 A spec, the ledger, a saved plan and every log hold the reference; the value is read from
 the environment at the moment of the call and registered with ``redact``, so it is
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from .errors import ConfigError
+from .model import CreateRequest
 from .redact import register
 
 _SECRET_KEY = re.compile(r"(?:^|_|-)(?:api_?key|key|token|secret|password|passwd)(?:$|_|-)", re.I)
@@ -83,3 +86,18 @@ def resolve(
         else:
             out[key] = value
     return out
+
+
+def resolve_request(request: CreateRequest, env: Mapping[str, str]) -> CreateRequest:
+    """The request as it is sent: every reference in its options, its ``wandb`` and its
+    ``huggingface`` block replaced by its variable's value (just before the create call)."""
+    return replace(
+        request,
+        options=resolve(request.options, env),
+        wandb=resolve(request.wandb, env, "wandb") if request.wandb else request.wandb,
+        huggingface=(
+            resolve(request.huggingface, env, "huggingface")
+            if request.huggingface
+            else request.huggingface
+        ),
+    )

@@ -1,9 +1,10 @@
 """Fingerprints: what defines a training run, hashed; and the field-level diff of two runs.
 
 The inputs are the provider, model, method, hyperparameters, LoRA, DPO settings,
-suffix, options, the *content hash* of each data file, and the upstream job's output
-for ``from``. Labels, policy and ``suspend`` are not inputs: changing them never
-retrains anything. Pure module.
+suffix, options, ``train_on_inputs``, ``train_vision``, the Hugging Face repo and revision
+started from, the *content hash* of each data file, and the upstream job's output (and
+step) for ``from``. Labels, policy, ``suspend``, W&B reporting and the Hugging Face
+output repo and token are not inputs: changing them never retrains anything. Pure module.
 """
 
 from __future__ import annotations
@@ -68,6 +69,16 @@ def training_inputs(
         inputs["options"] = spec.options
     if from_output is not None:
         inputs["from"] = from_output
+    if spec.from_ is not None and spec.from_.step is not None:
+        inputs["from_step"] = spec.from_.step
+    for key in ("train_on_inputs", "train_vision"):
+        if (value := getattr(spec, key)) is not None:
+            inputs[key] = value
+    if spec.huggingface is not None and spec.huggingface.model is not None:
+        # where training starts defines it; where the result is pushed does not
+        inputs["huggingface"] = spec.huggingface.model_dump(
+            include={"model", "revision"}, exclude_none=True
+        )
     return inputs
 
 

@@ -119,6 +119,13 @@ class CreateRequest:
     suffix: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     from_output: str | None = None  # the upstream job's result, for `from: {job: X}`
+    from_step: int | None = None  # `from: {job: X, step: N}`: that saved step, not the end
+    train_on_inputs: bool | str | None = None  # sft: True, False or "auto"
+    train_vision: bool | None = None
+    # keys of the spec's blocks; a secret in them is an {env: NAME} mapping until
+    # envrefs.resolve_request, at the moment of the call
+    wandb: dict[str, Any] | None = None  # project, name, entity, base_url, api_key
+    huggingface: dict[str, Any] | None = None  # model, revision, output_repo, token
 
 
 # the tag a request carries where only its shape matters (validation, price estimates)
@@ -155,7 +162,28 @@ def create_request(
         suffix=spec.suffix,
         options=dict(spec.options),
         from_output=from_output,
+        from_step=spec.from_.step if spec.from_ else None,
+        train_on_inputs=spec.train_on_inputs,
+        train_vision=spec.train_vision,
+        wandb=spec.wandb.model_dump(exclude_none=True) if spec.wandb else None,
+        huggingface=spec.huggingface.model_dump(exclude_none=True) if spec.huggingface else None,
     )
+
+
+def unexpressed(
+    req: CreateRequest, provider: str, wandb_fields: tuple[str, ...], wandb_needs: tuple[str, ...]
+) -> list[str]:
+    """``field: message`` for what ``req`` sets that a provider's create cannot say: W&B
+    settings outside ``wandb_fields`` or missing from ``wandb_needs``, and the keys only
+    Together's create takes (how a job starts, what it trains on)."""
+    wandb = req.wandb or {}
+    out = [f"wandb.{k}: no equivalent at {provider}" for k in wandb if k not in wandb_fields]
+    out += [f"wandb.{k}: required at {provider}" for k in wandb_needs if wandb and k not in wandb]
+    if wandb and "integrations" in req.options:
+        out.append("options.integrations: use the spec key wandb instead")
+    start: dict[str, Any] = {"from.step": req.from_step, "huggingface": req.huggingface}
+    start |= {"train_on_inputs": req.train_on_inputs, "train_vision": req.train_vision}
+    return out + [f"{k}: no equivalent at {provider}" for k, v in start.items() if v is not None]
 
 
 def upload_filename(sha256: str, path: Path) -> str:

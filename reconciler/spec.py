@@ -17,6 +17,7 @@ from .providers import CATALOG
 API_VERSION = "reconciler/v1"
 KIND = "FineTuneJob"
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PROVIDERS = tuple(CATALOG)
 # the catalog's names as a type, so the JSON Schema lists them for editors
 ProviderName = Literal[PROVIDERS]  # type: ignore[valid-type]
@@ -91,6 +92,53 @@ class FromJob(Strict):
     job: str = Field(
         pattern=NAME_PATTERN, description="Name of the spec whose result to start from."
     )
+    step: int | None = Field(
+        default=None,
+        ge=1,
+        description="Start from this saved step of that job instead of its final result "
+        "(Together: from_checkpoint JOB_ID:STEP).",
+    )
+
+
+class EnvRef(Strict):
+    """A secret by reference: read from the environment at the moment of the call."""
+
+    env: str = Field(pattern=ENV_NAME_PATTERN, description="Name of the environment variable.")
+
+
+class Wandb(Strict):
+    """Weights & Biases reporting; not a training input (it never changes the fingerprint)."""
+
+    project: str | None = Field(default=None, min_length=1, description="W&B project.")
+    name: str | None = Field(default=None, min_length=1, description="W&B run name.")
+    entity: str | None = Field(default=None, min_length=1, description="W&B entity (team).")
+    base_url: str | None = Field(
+        default=None, pattern=r"^https?://", description="A dedicated W&B server's URL."
+    )
+    api_key: EnvRef | None = Field(default=None, description="The W&B key: {env: NAME}.")
+
+
+class HuggingFace(Strict):
+    """Hugging Face Hub: a repo to start from and/or one to push the result to."""
+
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Hub repo to start training from (its architecture should match `model`).",
+    )
+    revision: str | None = Field(
+        default=None, min_length=1, description="Branch, tag or commit of that repo."
+    )
+    output_repo: str | None = Field(
+        default=None, min_length=1, description="Hub repo to upload the fine-tuned model to."
+    )
+    token: EnvRef | None = Field(default=None, description="The Hub token: {env: NAME}.")
+
+    @model_validator(mode="after")
+    def _revision_needs_model(self) -> HuggingFace:
+        if self.revision is not None and self.model is None:
+            raise ValueError("revision: given without model (the repo it is a revision of)")
+        return self
 
 
 class Policy(Strict):
@@ -125,6 +173,18 @@ class JobSpec(Strict):
         default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$"
     )
     from_: FromJob | None = Field(default=None, alias="from")
+    train_on_inputs: bool | Literal["auto"] | None = Field(
+        default=None,
+        description="SFT only: train on the prompt/user turns too (true), mask them (false), "
+        "or let the data format decide (auto, the default).",
+    )
+    train_vision: bool | None = Field(
+        default=None, description="Also train a vision model's image encoder."
+    )
+    wandb: Wandb | None = Field(default=None, description="Report the run to Weights & Biases.")
+    huggingface: HuggingFace | None = Field(
+        default=None, description="Start from and/or push to the Hugging Face Hub."
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Provider-specific fields, passed through verbatim."
     )
@@ -135,6 +195,10 @@ class JobSpec(Strict):
     def _dpo_only_with_dpo(self) -> JobSpec:
         if self.dpo is not None and self.method != "dpo":
             raise ValueError("dpo: settings given but method is not 'dpo'")
+        if self.train_on_inputs is not None and self.method != "sft":
+            raise ValueError("train_on_inputs: only with method 'sft'")
+        if self.from_ is not None and self.huggingface and self.huggingface.model:
+            raise ValueError("from and huggingface.model: a job starts from one of them, not both")
         return self
 
 

@@ -227,19 +227,67 @@ def test_cancel_goes_through_cancel_requested(
 
 
 @pytest.mark.parametrize(
+    ("change", "violation"),
+    [
+        ({"training_file": None}, ("training_file", "is required")),
+        ({"n_epochs": "three"}, ("n_epochs", "expected integer")),
+        ({"nonsense": 1}, ("nonsense", "is not a known field")),
+        ({"training_method": {"method": "ppo"}}, ("training_method.method", "must be one of")),
+        ({"training_type": {"type": "Lora"}}, ("training_type.lora_r", "is required")),
+        (
+            {"training_type": {"type": "Lora", "lora_r": 8, "lora_alpha": 16.5}},
+            ("training_type.lora_alpha", "expected integer"),
+        ),
+        ({"suffix": "x" * 41}, ("suffix", "at most 40 characters")),
+        # the SDK refuses these pairs before sending; the service answers the same
+        ({"from_checkpoint": "ft-anything"}, ("model", "not both")),
+        (
+            {"from_checkpoint": "ft-anything", "from_hf_model": "o/m", "model": None},
+            ("from_hf_model", "not both"),
+        ),
+        (
+            {"training_method": {"method": "dpo"}, "train_on_inputs": True},
+            ("train_on_inputs", "only for SFT"),
+        ),
+    ],
+)
+def test_create_body_violations_are_a_422_listing_each(
+    emulator: EmulatorThread,
+    client: httpx.Client,
+    change: dict[str, Any],
+    violation: tuple[str, str],
+) -> None:
+    file_id = tg_ready_file(emulator, client)
+    body: dict[str, Any] = {"training_file": file_id, "model": TOGETHER_MODEL}
+    body.update(change)
+    body = {k: v for k, v in body.items() if v is not None}
+    answer = client.post(f"{TG}/fine-tunes", json=body)
+    assert answer.status_code == 422
+    conforms("together", "ErrorData", answer.json())
+    assert answer.json()["error"]["message"].startswith("Invalid request: ")
+    listed = [(e["field"], e["message"]) for e in answer.json()["errors"]]
+    assert any(f == violation[0] and violation[1] in m for f, m in listed), listed
+    assert emulator.state()["jobs"] == []
+
+
+def test_a_422_lists_every_violation(emulator: EmulatorThread, client: httpx.Client) -> None:
+    file_id = tg_ready_file(emulator, client)
+    body = {"training_file": file_id, "model": TOGETHER_MODEL, "n_epochs": "x", "odd": 1}
+    answer = client.post(f"{TG}/fine-tunes", json=body)
+    assert answer.status_code == 422
+    assert answer.json()["error"]["message"] == "Invalid request: 2 validation errors"
+    assert [e["field"] for e in answer.json()["errors"]] == ["n_epochs", "odd"]
+
+
+@pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"training_file": None}, "training_file: is required"),
-        ({"n_epochs": "three"}, "n_epochs: expected integer"),
-        ({"nonsense": 1}, "nonsense: is not a known field"),
-        ({"training_method": {"method": "ppo"}}, "training_method.method: must be one of"),
-        ({"training_type": {"type": "Lora"}}, "training_type.lora_r: is required"),
         ({"model": "acme/unknown-model"}, "not available for fine-tuning"),
         ({"batch_size": 4096}, "batch_size: must be between"),
         ({"n_epochs": 500}, "n_epochs: must be between"),
         ({"n_evals": 2}, "validation_file"),
         ({"training_file": "file-missing"}, "not found"),
-        ({"suffix": "x" * 41}, "suffix: at most 40 characters"),
+        ({"multimodal_params": {"train_vision": True}}, "is not a vision model"),
     ],
 )
 def test_create_is_validated(
@@ -360,3 +408,23 @@ def test_our_driver_against_the_emulator(emulator: EmulatorThread, chat_file: Pa
         assert driver.cancel_job(job.id).phase is Phase.CANCELLED  # 400 → looked up
     finally:
         pool.close()
+
+
+def test_a_job_from_a_checkpoint_takes_its_model_and_training_type(
+    emulator: EmulatorThread, client: httpx.Client
+) -> None:
+    file_id = tg_ready_file(emulator, client)
+    parent = tg_create(client, file_id, training_type={"type": "Full"})
+    body = {"training_file": file_id, "from_checkpoint": f"{parent['id']}:1", "suffix": "next"}
+    child = client.post(f"{TG}/fine-tunes", json=body)
+    assert child.status_code == 200, child.text
+    job = client.get(f"{TG}/fine-tunes/{child.json()['id']}").json()
+    assert job["model"] == TOGETHER_MODEL and job["from_checkpoint"] == f"{parent['id']}:1"
+    assert job["training_type"] == {"type": "Full"}
+    priced = client.post(
+        f"{TG}/fine-tunes/estimate-price",
+        json={"training_file": file_id, "from_checkpoint": parent["id"]},
+    )
+    assert priced.json()["estimated_total_price"] > 0  # priced at the parent's model
+    unknown = client.post(f"{TG}/fine-tunes", json={**body, "from_checkpoint": "ft-nope"})
+    assert unknown.status_code == 400 and "ft-nope not found" in unknown.text

@@ -246,3 +246,80 @@ def test_any_bytes_give_errors_or_specs_never_an_exception(
     for err in errors:
         assert isinstance(err, SpecError)
         assert "\n" not in err.render()
+
+
+NEW_KEYS = (
+    GOOD
+    + """\
+  train_on_inputs: false
+  train_vision: false
+  wandb:
+    project: support
+    name: bot-v3
+    entity: acme
+    base_url: https://wandb.example.test
+    api_key: {env: WANDB_API_KEY}
+  huggingface:
+    model: acme/llama-support
+    revision: main
+    output_repo: acme/bot-v3
+    token: {env: HF_TOKEN}
+"""
+)
+
+
+def test_the_wandb_huggingface_and_sft_keys_load(tree: SpecTree) -> None:
+    tree.raw("bot.yaml", NEW_KEYS)
+    state = desired_state(load_tree([tree.root]), tree.root)
+    assert not state.errors, [e.render() for e in state.errors]
+    spec = state.jobs[0].spec
+    assert spec.wandb is not None and spec.wandb.api_key is not None
+    assert spec.wandb.api_key.env == "WANDB_API_KEY"
+    assert spec.huggingface is not None and spec.huggingface.output_repo == "acme/bot-v3"
+    assert spec.train_on_inputs is False
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("    api_key: {env: WANDB_API_KEY}", "    api_key: wandb-literal"), "spec.wandb.api_key"),
+        (("    token: {env: HF_TOKEN}", "    token: {env: 1BAD}"), "spec.huggingface.token.env"),
+        (("    project: support", "    projekt: support"), "spec.wandb.projekt"),
+        (("  train_on_inputs: false", "  train_on_inputs: sometimes"), "spec.train_on_inputs"),
+        (("  train_on_inputs: false", "  method: dpo\n  train_on_inputs: false"), "spec: "),
+        (("    base_url: https://wandb.example.test", "    base_url: wandb.test"), "base_url"),
+    ],
+)
+def test_the_new_keys_refuse_mistakes(
+    tree: SpecTree, change: tuple[str, str], expected: str
+) -> None:
+    old, new = change
+    assert old in NEW_KEYS
+    errs = errors_of(tree, NEW_KEYS.replace(old, new))
+    assert errs and expected in errs[0], errs
+    assert "wandb-literal" not in "\n".join(errs)  # a literal secret is never echoed
+
+
+def test_from_takes_a_step_and_excludes_a_hugging_face_start(tree: SpecTree) -> None:
+    tree.raw("base.yaml", GOOD.replace("name: bot", "name: base"))
+    tree.raw("bot.yaml", GOOD + "  from: {job: base, step: 40}\n")
+    state = desired_state(load_tree([tree.root]), tree.root)
+    assert not state.errors and state.jobs[1].spec.from_ is not None
+    assert [j.spec.from_.step for j in state.jobs if j.spec.from_] == [40]
+    both = GOOD + "  from: {job: base}\n  huggingface: {model: acme/m}\n"
+    assert "not both" in errors_of(tree, both)[0]
+    assert "spec.from.step" in errors_of(tree, GOOD + "  from: {job: base, step: 0}\n")[0]
+
+
+def test_wandb_and_the_hugging_face_output_never_change_the_fingerprint(tree: SpecTree) -> None:
+    def fp(text: str) -> str:
+        tree.raw("bot.yaml", text)
+        job = load_tree([tree.root]).specs["bot"].job.spec
+        return fingerprint(training_inputs(job, "a" * 64, None, None))
+
+    plain = fp(GOOD)
+    assert fp(GOOD + "  wandb: {project: p, name: n}\n") == plain
+    assert fp(GOOD + "  huggingface: {output_repo: a/b, token: {env: T}}\n") == plain
+    assert fp(GOOD + "  train_on_inputs: true\n") != plain  # these define the training
+    assert fp(GOOD + "  huggingface: {model: a/b}\n") != plain
+    assert fp(GOOD + "  train_vision: true\n") != plain

@@ -19,9 +19,9 @@ from ..core import (
     steps_between,
 )
 from ..lifecycle import new_life, plan_failure
-from ..schema import BOOL, INT, NUM, STR, Node, check, nullable
+from ..schema import BOOL, INT, NUM, STR, Node, Problem, check, nullable
 from ..store import Row
-from .dialect import NAME, error, file_not_found, problem_error
+from .dialect import NAME, error, file_not_found, validation_error
 from .files import processing_status
 from .jobs import (
     KIND,
@@ -78,7 +78,7 @@ TRAINING_TYPE: Node = {
             "properties": {
                 "type": STR,
                 "lora_r": {"type": "integer", "minimum": 1},
-                "lora_alpha": {"type": "number", "exclusiveMinimum": 0},
+                "lora_alpha": {"type": "integer", "minimum": 1},  # an integer (spec, SDK)
                 "lora_dropout": {"type": "number", "minimum": 0, "maximum": 0.999999},
                 "lora_trainable_modules": STR,
             },
@@ -161,6 +161,21 @@ def _ready_file(emu: Emulator, file_id: str, param: str) -> Row | Response:
     return row
 
 
+def checkpoint_model(emu: Emulator, from_checkpoint: str) -> str | None:
+    """The base model of the job a ``from_checkpoint`` (job id or output name, ``:STEP``
+    or not) names; None when there is no such job."""
+    parent = _parent(emu, from_checkpoint)
+    return str(parent.data["job"]["model"]) if parent is not None else None
+
+
+def _parent(emu: Emulator, from_checkpoint: str) -> Row | None:
+    source = from_checkpoint.split(":")[0]
+    return emu.store.get(JOB, source, NAME) or next(
+        (r for r in emu.store.all(JOB, NAME) if r.data["job"]["model_output_name"] == source),
+        None,
+    )
+
+
 def _resolve(emu: Emulator, body: dict[str, Any]) -> dict[str, Any] | Response:
     """Defaults filled and limits checked: the job's public fields, or a 400."""
     model = body.get("model") or None
@@ -170,13 +185,9 @@ def _resolve(emu: Emulator, body: dict[str, Any]) -> dict[str, Any] | Response:
             return error(
                 400, "model: is required", param="model", code="missing_required_parameter"
             )
-        parent = emu.store.get(JOB, source, NAME) or next(
-            (r for r in emu.store.all(JOB, NAME) if r.data["job"]["model_output_name"] == source),
-            None,
-        )
-        if parent is None:
+        model = checkpoint_model(emu, source)
+        if model is None:
             return error(400, f"from_checkpoint: {source} not found", param="from_checkpoint")
-        model = parent.data["job"]["model"]
     if model not in MODELS:
         return error(
             400,
@@ -199,6 +210,9 @@ def _resolve(emu: Emulator, body: dict[str, Any]) -> dict[str, Any] | Response:
         }
     dpo = method["method"] == "dpo"
     ttype = body.get("training_type")
+    parent = _parent(emu, str(body.get("from_checkpoint") or ""))
+    if ttype is None and parent is not None:
+        ttype = parent.data["job"]["training_type"]  # inherited from the checkpoint's job
     if ttype is None:
         rank = lim["lora_training"]["default_rank"]
         ttype = {"type": "Lora", "lora_r": rank, "lora_alpha": 2 * rank}
@@ -244,6 +258,10 @@ def _resolve(emu: Emulator, body: dict[str, Any]) -> dict[str, Any] | Response:
     ):
         if not low <= value <= high:
             return error(400, f"{name}: must be between {low} and {high}", param=name)
+    if (body.get("multimodal_params") or {}).get("train_vision") and not lim["supports_vision"]:
+        return error(
+            400, f"multimodal_params.train_vision: {model} is not a vision model", param="model"
+        )
     if n_evals and not body.get("validation_file"):
         return error(400, "n_evals: evaluations need a validation_file", param="n_evals")
     scheduler = body.get("lr_scheduler") or {
@@ -295,10 +313,52 @@ def _resolve(emu: Emulator, body: dict[str, Any]) -> dict[str, Any] | Response:
     return job
 
 
+def _problems(body: dict[str, Any]) -> list[Problem]:
+    """Every top-level field's first problem against the schema (not only the body's)."""
+    props: dict[str, Node] = CREATE["properties"]
+    found = [Problem((k,), "missing", "is required") for k in CREATE["required"] if k not in body]
+    for key, value in body.items():
+        sub = props.get(key)
+        if sub is None:
+            found.append(Problem((key,), "extra", "is not a known field"))
+        elif (problem := check(value, sub, (key,))) is not None:
+            found.append(problem)
+    return found
+
+
+# what the service refuses in combination (the SDK checks the same before it sends)
+_EXCLUSIVE: tuple[tuple[str, str, str], ...] = (
+    (
+        "model",
+        "from_checkpoint",
+        "give a model or a checkpoint to start from, not both: a job from a checkpoint "
+        "takes the checkpoint's model",
+    ),
+    (
+        "from_hf_model",
+        "from_checkpoint",
+        "give a Hugging Face model or a checkpoint to start from, not both",
+    ),
+)
+
+
+def _violations(body: dict[str, Any]) -> list[tuple[str, str]]:
+    out = [(p.param, p.message) for p in _problems(body)]
+    for one, other, message in _EXCLUSIVE:
+        if body.get(one) and body.get(other):
+            out.append((one, message))
+    if body.get("from_hf_model") and not body.get("model"):
+        out.append(("model", "a job from a Hugging Face model needs its base model"))
+    method = body.get("training_method")
+    if isinstance(method, dict) and method.get("method") != "sft" and "train_on_inputs" in body:
+        out.append(("train_on_inputs", "only for SFT training"))
+    return out
+
+
 def create(emu: Emulator, body: dict[str, Any]) -> Row | Response:
     """Check and record a new job (its whole future is planned here)."""
-    if (problem := check(body, CREATE)) is not None:
-        return problem_error(problem)
+    if violations := _violations(body):
+        return validation_error(violations)
     files = job_files(body, lambda file_id, param: _ready_file(emu, file_id, param))
     if isinstance(files, Response):
         return files

@@ -16,7 +16,7 @@ from ..schema import check
 from ..store import Row
 from ..wire import lookup
 from . import jobs
-from .create import ESTIMATE, create
+from .create import ESTIMATE, checkpoint_model, create
 from .dialect import NAME, PREFIX, error, file_not_found, not_found, problem_error
 from .files import file_routes, processing_status
 from .jobs import KIND, MODELS, limits, price_per_million
@@ -123,8 +123,9 @@ def _estimate(emu: Emulator, body: dict[str, Any]) -> Response:
     eval_tokens = (int(valid.data["tokens"]) if valid else 0) * evals
     ttype = body.get("training_type") or {}
     method = body.get("training_method") or {}
+    model = body.get("model") or checkpoint_model(emu, str(body.get("from_checkpoint") or ""))
     rate = price_per_million(
-        str(body.get("model") or ""),
+        str(model or ""),
         full=ttype.get("type") == "Full",
         dpo=method.get("method") == "dpo",
     )

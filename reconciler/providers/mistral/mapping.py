@@ -10,6 +10,7 @@ from typing import Any
 
 from ... import tags
 from ...model import Checkpoint, CreateRequest, Phase, RemoteEvent, RemoteJob
+from ...model import unexpressed as _unexpressed
 from ...redact import scrub
 from ..wire import dicts as _dicts
 from ..wire import integer as _int
@@ -49,6 +50,7 @@ _RANGES = {"learning_rate": (1e-8, 1.0), "weight_decay": (0.0, 1.0), "warmup_rat
 MIN_SEQ_LEN = 100
 # Options that would override a first-class field; `suffix` carries the crash-safety tag.
 RESERVED_OPTIONS: tuple[str, ...] = ("suffix", "model", "training_files", "validation_files")
+_WANDB = ("project", "name", "api_key")  # integrations[]: no entity, no base URL
 # JobIn's fields: Mistral rejects unknown body fields with 422 (providers.md §4.7), so an
 # option outside these would only fail at create time; validation says so up front.
 REQUEST_FIELDS = frozenset(
@@ -102,6 +104,9 @@ def create_payload(req: CreateRequest) -> dict[str, Any]:
     }
     if req.validation_file_id:
         body["validation_files"] = [req.validation_file_id]
+    if req.wandb:
+        run = {k: req.wandb[k] for k in _WANDB if req.wandb.get(k)}
+        body["integrations"] = [{"type": "wandb", **run}]
     body = _merge(body, req.options)
     body["suffix"] = req.tag  # last: no option may take the tag away (DESIGN §4)
     return body
@@ -149,7 +154,7 @@ def request_problems(req: CreateRequest) -> list[str]:
             for sub in value:
                 if sub not in WIRE_HYPERPARAMETERS:
                     problems.append(f"options.hyperparameters.{sub}: not a mistral hyperparameter")
-    return problems
+    return problems + _unexpressed(req, "mistral", _WANDB, ("project", "api_key"))
 
 
 def _progress(d: Mapping[str, Any]) -> str | None:

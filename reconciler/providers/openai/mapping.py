@@ -16,6 +16,7 @@ from typing import Any
 
 from ... import tags
 from ...model import Checkpoint, CreateRequest, Phase, RemoteEvent, RemoteFile, RemoteJob
+from ...model import unexpressed as _unexpressed
 from ...redact import scrub
 from ..wire import integer as _int
 from ..wire import merge as _merge
@@ -45,6 +46,7 @@ EPOCHS_RANGE, BATCH_RANGE = (1, 50), (1, 256)
 MAX_BETA = 2.0
 # first-class fields an option must not replace (the tag lives in metadata)
 RESERVED_OPTIONS: tuple[str, ...] = ("model", "training_file", "validation_file")
+_WANDB = ("project", "name", "entity")  # integrations[].wandb; no key, no base URL
 TAG_SEPARATOR_LENGTH = tags.LENGTH + 1  # "<user suffix>-<tag>" where the suffix carries it
 _TAG_AT_END = re.compile(rf"(?:^|[^0-9a-z])({tags.PATTERN})$")
 
@@ -188,6 +190,9 @@ def create_payload(req: CreateRequest, host: Host = OPENAI_HOST) -> dict[str, An
     if req.hyperparameters.get("seed") is not None:
         body["seed"] = req.hyperparameters["seed"]
     body["method"] = _method(req, req.options.get("method"), host)
+    if req.wandb:  # the key is the one saved in the organisation's W&B settings
+        run = {k: req.wandb[k] for k in _WANDB if req.wandb.get(k)}
+        body["integrations"] = [{"type": "wandb", "wandb": run}]
     if host.metadata:
         body["metadata"] = {TAG_KEY: req.tag, NAME_KEY: req.name}
     skip = {"method", *host.hp_options}
@@ -308,7 +313,8 @@ def request_problems(req: CreateRequest, host: Host = OPENAI_HOST) -> list[str]:
         problems.append("options.method.type: use method: dpo in the spec instead")
     if host.problems is not None:
         problems += host.problems(req)
-    return problems + _metadata_problems(req, host)
+    wandb = _unexpressed(req, name, _WANDB, ("project",))
+    return problems + _metadata_problems(req, host) + wandb
 
 
 def progress_from_metrics(metrics: Mapping[str, Any]) -> str | None:

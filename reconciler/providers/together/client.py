@@ -25,21 +25,21 @@ from ...model import (
     upload_filename,
 )
 from ..base import DriverBase, preflight_request
-from ..http import ApiClient
+from ..http import ApiClient, error_message
 from ..wire import integer as _int
 from ..wire import items as _items
 from ..wire import text as _str
 from .mapping import (
     PROVIDER,
     checkpoints_from_wire,
-    create_payload,
-    estimate_payload,
     event_from_wire,
     file_error,
     file_state,
     job_from_wire,
     limit_problems,
+    violations,
 )
+from .payload import create_payload, estimate_payload
 
 
 class TogetherDriver(DriverBase):
@@ -135,7 +135,16 @@ class TogetherDriver(DriverBase):
 
     def create_job(self, request: CreateRequest) -> RemoteJob:
         """Post once (DESIGN §4): only a 429 is re-posted; anything ambiguous raises."""
-        body = self.api.json("POST", "fine-tunes", json=create_payload(request), create=True)
+        response = self.api.request(
+            "POST", "fine-tunes", json=create_payload(request), create=True, ok=(422,)
+        )
+        body = _json_or_none(response)
+        if response.status_code == 422:
+            raise self._refused(response, body)
+        if body is None:  # a 2xx we cannot read may still have created the job
+            err = self._error("POST fine-tunes: answer is not JSON", ErrorKind.RETRYABLE)
+            err.ambiguous = True
+            raise err
         job = job_from_wire(body if isinstance(body, Mapping) else {})
         if not job.id:  # it answered 2xx: a job may well exist, so look it up by tag
             err = self._error("create answered without a job id", ErrorKind.RETRYABLE)
@@ -213,6 +222,13 @@ class TogetherDriver(DriverBase):
                 )
             self._limits[model] = body
         return self._limits[model]
+
+    def _refused(self, response: httpx.Response, body: Any) -> ProviderError:
+        """A 422 with each violation it lists (``field: message``), not only its summary."""
+        self.api.errors += 1  # answered, but an error all the same (metrics)
+        listed = violations(body)
+        message = "; ".join(listed) if listed else error_message(response)
+        return self._error(message, ErrorKind.PERMANENT, status=422)
 
     def _error(
         self, message: str, kind: ErrorKind = ErrorKind.PERMANENT, status: int | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ...catalog import Capabilities, Endpoint, Price, ProviderInfo
 from ...datarules import PREFERENCE_ONLY, SFT_ALL, ProviderRules
-from .mapping import MAX_SUFFIX, MAX_USER_SUFFIX, request_problems
+from .payload import MAX_SUFFIX, MAX_USER_SUFFIX, request_problems
 
 # §3.2–3.3: all four formats; the SDK's client-side minimum is 1 sample and its size
 # limit 50.1 GB (the guide's 100 GB conflicts: the lower figure wins)

@@ -1,5 +1,6 @@
-"""Together AI's wire format (providers.md §3), pure: request payloads, status mapping,
-the tag in ``suffix``, file states. No I/O: validation, planning and tests lean on it.
+"""Together AI's wire format (providers.md §3), pure: status mapping, the tag in
+``suffix``, jobs, events, checkpoints and file states, and the model-limits pre-flight.
+The create body is ``payload``'s. No I/O: validation, planning and tests lean on it.
 """
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,8 +15,8 @@ from ... import tags
 from ...model import Checkpoint, CreateRequest, Phase, RemoteEvent, RemoteJob
 from ...redact import scrub
 from ..wire import integer as _int
-from ..wire import merge as _merge
 from ..wire import text as _str
+from .payload import create_payload
 
 PROVIDER = "together"
 
@@ -33,41 +33,6 @@ STATUS_TO_PHASE: dict[str, Phase] = {
     "cancelled": Phase.CANCELLED,
 }
 
-LR_SCHEDULERS: tuple[str, ...] = ("linear", "cosine")
-# Options that would override a first-class field; `suffix` carries the crash-safety tag.
-RESERVED_OPTIONS: tuple[str, ...] = ("suffix", "model", "training_file", "validation_file")
-
-TAG_LENGTH = tags.LENGTH  # 18: "rc" + namespace code + "-" + 11 hex
-MAX_SUFFIX = 40  # the SDK's documented limit (the spec states none)
-# The user's suffix gets "-<tag>" appended, so it may use what is left of the 40.
-MAX_USER_SUFFIX = MAX_SUFFIX - 1 - TAG_LENGTH  # 21
-
-_HP_TO_WIRE: dict[str, str] = {
-    "epochs": "n_epochs",
-    "learning_rate": "learning_rate",
-    "batch_size": "batch_size",
-    "warmup_ratio": "warmup_ratio",
-    "weight_decay": "weight_decay",
-    "max_grad_norm": "max_grad_norm",
-    "max_seq_length": "max_seq_length",
-    "n_checkpoints": "n_checkpoints",
-    "n_evals": "n_evals",
-    "seed": "random_seed",
-}
-_DPO_TO_WIRE: dict[str, str] = {
-    "beta": "dpo_beta",
-    "rpo_alpha": "rpo_alpha",
-    "simpo_gamma": "simpo_gamma",
-    "normalize_logratios_by_length": "dpo_normalize_logratios_by_length",
-    "reference_free": "dpo_reference_free",
-}
-# The project's hyperparameter names (DESIGN §2) this driver knows how to send.
-HYPERPARAMETERS: tuple[str, ...] = (*_HP_TO_WIRE, "lr_scheduler", "min_lr_ratio", "num_cycles")
-LORA_KEYS: tuple[str, ...] = ("r", "alpha", "dropout", "trainable_modules")
-DPO_KEYS: tuple[str, ...] = tuple(_DPO_TO_WIRE)
-# what POST /fine-tunes/estimate-price accepts of a create body
-_ESTIMATE_KEYS = frozenset(("training_file", "validation_file", "model", "n_epochs", "n_evals"))
-_ESTIMATE_KEYS |= {"training_method", "training_type", "from_checkpoint"}
 _TAG_AT_END = re.compile(rf"(?:^|[^0-9a-z])({tags.PATTERN})$")
 # model_output_name is "<owner>/<model>-<suffix>-<random hex>": the tag is followed by a hash
 _TAG_IN_OUTPUT = re.compile(rf"(?:^|[^0-9a-z])({tags.PATTERN})(?:-[0-9a-z]{{1,16}})?$")
@@ -81,147 +46,12 @@ def phase_for(status: str) -> Phase:
     return STATUS_TO_PHASE.get(str(status).strip().lower(), Phase.UNKNOWN)
 
 
-def compose_suffix(user_suffix: str | None, tag: str) -> str:
-    """The wire ``suffix``: the tag alone, or ``<user suffix>-<tag>`` (user part ≤ 24 chars)."""
-    return tag if not user_suffix else f"{user_suffix}-{tag}"
-
-
 def tag_from_suffix(suffix: str | None, *, output_name: bool = False) -> str | None:
     """Our tag at the end of a ``suffix`` (or of a ``model_output_name``), else None."""
     if not isinstance(suffix, str):
         return None
     match = (_TAG_IN_OUTPUT if output_name else _TAG_AT_END).search(suffix)
     return match.group(1) if match else None
-
-
-def _lr_scheduler(hp: Mapping[str, Any]) -> dict[str, Any] | None:
-    kind = hp.get("lr_scheduler")
-    min_lr, cycles = hp.get("min_lr_ratio"), hp.get("num_cycles")
-    if kind is None:
-        if min_lr is None and cycles is None:
-            return None
-        kind = "cosine"  # the SDK's default scheduler, which it always sends
-    kind = str(kind).lower()
-    # the spec requires both cosine args; fill the SDK's defaults for the ones not given
-    args: dict[str, Any] = {"min_lr_ratio": 0.0 if min_lr is None else min_lr}
-    if kind == "cosine":
-        args["num_cycles"] = 0.5 if cycles is None else cycles
-    return {"lr_scheduler_type": kind, "lr_scheduler_args": args}
-
-
-def _training_method(req: CreateRequest) -> dict[str, Any]:
-    if req.method == "sft":
-        # the spec requires train_on_inputs; "auto" is its default and what the SDK sends
-        return {"method": "sft", "train_on_inputs": "auto"}
-    if req.method != "dpo":
-        raise ValueError(f"together: unsupported method {req.method!r} (sft or dpo)")
-    dpo = req.dpo or {}
-    method: dict[str, Any] = {"method": "dpo"}
-    for ours, theirs in _DPO_TO_WIRE.items():
-        if dpo.get(ours) is not None:
-            method[theirs] = dpo[ours]
-    gamma = dpo.get("simpo_gamma")
-    if isinstance(gamma, int | float) and gamma > 0:
-        # SimPO is reference-free with length normalisation (the SDK forces both)
-        method.setdefault("dpo_reference_free", True)
-        method.setdefault("dpo_normalize_logratios_by_length", True)
-    return method
-
-
-def _training_type(lora: Mapping[str, Any] | bool | None) -> dict[str, Any] | None:
-    if lora is False:
-        return {"type": "Full"}
-    if lora is None or lora is True or not lora:
-        # omitted = the server's default LoRA (spec); a bare {"type": "Lora"} would break
-        # the spec's LoRATrainingType, which requires lora_r and lora_alpha
-        return None
-    out: dict[str, Any] = {"type": "Lora"}
-    r, alpha = lora.get("r"), lora.get("alpha")
-    if r is not None:
-        out["lora_r"] = r
-        if alpha is None and isinstance(r, int):
-            alpha = 2 * r  # the SDK's default; the spec requires lora_alpha with lora_r
-    if alpha is not None:
-        out["lora_alpha"] = alpha
-    if lora.get("dropout") is not None:
-        out["lora_dropout"] = lora["dropout"]
-    modules = lora.get("trainable_modules")
-    if modules is not None:
-        # the wire field is one string; a list is sent comma-separated
-        out["lora_trainable_modules"] = (
-            modules if isinstance(modules, str) else ",".join(str(m) for m in modules)
-        )
-    return out
-
-
-def create_payload(req: CreateRequest) -> dict[str, Any]:
-    """The JSON body of ``POST /fine-tunes`` for a request; only keys that are set."""
-    hp = req.hyperparameters
-    body: dict[str, Any] = {"training_file": req.training_file_id, "model": req.model}
-    if req.validation_file_id:
-        body["validation_file"] = req.validation_file_id
-    for ours, theirs in _HP_TO_WIRE.items():
-        if hp.get(ours) is not None:
-            body[theirs] = hp[ours]
-    if (scheduler := _lr_scheduler(hp)) is not None:
-        body["lr_scheduler"] = scheduler
-    body["training_method"] = _training_method(req)
-    if (training_type := _training_type(req.lora)) is not None:
-        body["training_type"] = training_type
-    if req.from_output:
-        body["from_checkpoint"] = req.from_output
-    body["suffix"] = compose_suffix(req.suffix, req.tag)
-    return _merge(body, req.options)
-
-
-def estimate_payload(training_file_id: str, req: CreateRequest) -> dict[str, Any]:
-    """The body of ``POST /fine-tunes/estimate-price``: the create fields it accepts."""
-    body = create_payload(replace(req, training_file_id=training_file_id))
-    return {k: v for k, v in body.items() if k in _ESTIMATE_KEYS}
-
-
-def request_problems(req: CreateRequest) -> list[str]:
-    """What Together cannot express in a request (for spec validation); empty when fine."""
-    problems: list[str] = []
-    if req.method not in ("sft", "dpo"):
-        problems.append(f"method: together supports sft and dpo, not {req.method!r}")
-    for key in req.hyperparameters:
-        if key not in HYPERPARAMETERS:
-            problems.append(f"hyperparameters.{key}: no equivalent at together")
-    scheduler = req.hyperparameters.get("lr_scheduler")
-    if scheduler is not None and str(scheduler).lower() not in LR_SCHEDULERS:
-        problems.append(
-            f"hyperparameters.lr_scheduler: must be linear or cosine, not {scheduler!r}"
-        )
-    if req.hyperparameters.get("num_cycles") is not None and scheduler == "linear":
-        problems.append("hyperparameters.num_cycles: only applies to the cosine scheduler")
-    batch = req.hyperparameters.get("batch_size")
-    if (
-        batch is not None
-        and batch != "max"
-        and (isinstance(batch, bool) or not isinstance(batch, int))
-    ):
-        problems.append("hyperparameters.batch_size: an integer or 'max'")
-    if isinstance(req.lora, dict):
-        for key in req.lora:
-            if key not in LORA_KEYS:
-                problems.append(f"lora.{key}: no equivalent at together")
-        if req.lora and req.lora.get("r") is None:
-            problems.append("lora.r: together requires the rank when LoRA settings are given")
-    if req.dpo and req.method != "dpo":
-        problems.append("dpo: only with method: dpo")
-    for key in req.dpo or {}:
-        if key not in DPO_KEYS:
-            problems.append(f"dpo.{key}: no equivalent at together")
-    if req.suffix is not None and len(req.suffix) > MAX_USER_SUFFIX:
-        problems.append(
-            f"suffix: at most {MAX_USER_SUFFIX} characters at together "
-            f"(the tag is appended and the whole must stay within {MAX_SUFFIX})"
-        )
-    for key in RESERVED_OPTIONS:
-        if key in req.options:
-            problems.append(f"options.{key}: set by reconciler, use the spec field instead")
-    return problems
 
 
 def timestamp(value: Any) -> float | None:
@@ -410,6 +240,9 @@ def limit_problems(req: CreateRequest, limits: Mapping[str, Any] | None) -> list
                 out.append(
                     f"{field(ours, wire)}: {value} is {side} Together's {path} {limit} for {model}"
                 )
+    if req.train_vision and limits.get("supports_vision") is not True:
+        # the SDK refuses this before sending: the model has no vision encoder
+        out.append(f"train_vision: {model} is not a vision model at Together")
     modules, allowed = ttype.get("lora_trainable_modules"), bounds.get("target_modules")
     if isinstance(modules, str) and isinstance(allowed, list) and modules != "all-linear":
         unknown = [x for x in (m.strip() for m in modules.split(",")) if x not in allowed]
@@ -426,3 +259,27 @@ def _dig(doc: Mapping[str, Any], path: str) -> float | None:
     for part in path.split(".") if path else ():
         node = node.get(part) if isinstance(node, Mapping) else None
     return None if isinstance(node, bool) or not isinstance(node, int | float) else node
+
+
+def violations(body: Any) -> list[str]:
+    """``field: message`` for each violation a 422 body lists (empty when it lists none).
+
+    Read tolerantly: ``errors`` or ``details`` beside or inside ``error``, or a pydantic
+    ``detail`` list; each item's field as ``field``, ``param``, ``loc`` or ``path``."""
+    if not isinstance(body, Mapping):
+        return []
+    inner = body.get("error")
+    holders = [body, inner] if isinstance(inner, Mapping) else [body]
+    out: list[str] = []
+    for holder in holders:
+        for key in ("errors", "details", "detail"):
+            items = holder.get(key)
+            for item in items if isinstance(items, list) else ():
+                if not isinstance(item, Mapping):
+                    continue
+                where = item.get("field") or item.get("param") or item.get("path")
+                if where is None and isinstance(item.get("loc"), list):
+                    where = ".".join(str(p) for p in item["loc"] if p != "body")
+                said = _str(item.get("message")) or _str(item.get("msg")) or ""
+                out.append(f"{where}: {said}" if where else said)
+    return [scrub(line) for line in out if line]
