@@ -93,12 +93,10 @@ def test_every_provider_has_the_same_three_modules() -> None:
     for name, info in CATALOG.items():
         package = name.replace("-", "_")  # azure-openai lives in providers/azure_openai
         folder = PACKAGE / "providers" / package
-        assert sorted(p.name for p in folder.glob("*.py")) == [
-            "__init__.py",
-            "client.py",
-            "entry.py",
-            "mapping.py",
-        ]
+        # the same three modules (a pure mapping may be split in more pure modules)
+        assert {"__init__.py", "client.py", "entry.py", "mapping.py"} <= {
+            p.name for p in folder.glob("*.py")
+        }
         assert info.driver == f"reconciler.providers.{package}.client:{info.driver.split(':')[1]}"
 
 

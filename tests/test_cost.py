@@ -136,7 +136,7 @@ def _pricing_and_parking(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fake provider, as its catalog entry says, prices jobs and parks them."""
     info = CATALOG["together"]
     caps = replace(info.capabilities, estimates_price=True, parks_after_validation=True)
-    monkeypatch.setitem(CATALOG, "together", replace(info, capabilities=caps))  # type: ignore[index]
+    monkeypatch.setitem(CATALOG.builtin, "together", replace(info, capabilities=caps))  # type: ignore[index]
 
 
 def _run_priced(world: World, driver: PricedDriver) -> tuple[Any, list[Any]]:

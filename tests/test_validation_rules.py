@@ -64,7 +64,14 @@ def test_mistral_from_stops_plan_and_apply_before_anything_is_sent(
 
 def test_from_rule_is_catalog_data_not_a_provider_name() -> None:
     able = {name: p.capabilities.continues_from_job for name, p in CATALOG.items()}
-    assert able == {"together": True, "openai": True, "mistral": False}
+    assert able == {
+        "together": True,
+        "openai": True,
+        "mistral": False,
+        "fireworks": True,
+        "azure-openai": True,
+        "nebius": False,
+    }
 
 
 def test_from_a_job_at_another_provider_is_refused(tree: SpecTree) -> None:

@@ -12,6 +12,7 @@ from ..errors import ConfigError, ReconcilerError
 from ..ledger import open_ledger
 from ..model import Phase
 from ..plan import usd
+from ..providers import CATALOG
 from ..planfile import FORMAT_VERSION, dumps
 from ..redact import scrub
 from .workspace import Workspace
@@ -81,6 +82,8 @@ def outputs(ws: Workspace, name: str, *, offline: bool = False) -> dict[str, Any
     }
     if current is not row:
         out["newer_attempt"] = {"attempt": current["attempt"], "phase": current["status"]}
+    info = CATALOG.get(row["provider"])
+    out["deploy_note"] = info.deploy_note if info is not None else None
     return out
 
 
@@ -157,6 +160,8 @@ def cmd_output(args: argparse.Namespace) -> int:
     for cp in out["checkpoints"]:
         step = f" (step {cp['step']})" if cp.get("step") is not None else ""
         lines.append(f"  checkpoint {cp['model'] or cp['id']}{step}")
+    if out["deploy_note"]:
+        lines.append(f"note: {out['deploy_note']}")
     if newer := out["newer_attempt"]:
         lines.append(
             f"note: attempt {newer['attempt']} is {newer['phase']}; these are attempt "

@@ -59,6 +59,8 @@ MISTRAL = ProviderInfo(
     prices=PRICES,
     prices_as_of="2026-11",
     # providers.md §1.2, §4.4: no from_checkpoint, the create takes a base model only
-    capabilities=Capabilities(parks_after_validation=True, continues_from_job=False),
+    capabilities=Capabilities(
+        parks_after_validation=True, continues_from_job=False, methods=("sft",)
+    ),
     limits={"suffix": MAX_SUFFIX},
 )
