@@ -18,9 +18,7 @@ API_VERSION = "reconciler/v1"
 KIND = "FineTuneJob"
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-PROVIDERS = tuple(CATALOG)
-# the catalog's names as a type, so the JSON Schema lists them for editors
-ProviderName = Literal[PROVIDERS]  # type: ignore[valid-type]
+PROVIDERS = tuple(CATALOG.builtin)
 
 
 class Strict(BaseModel):
@@ -157,7 +155,11 @@ class Policy(Strict):
 
 
 class JobSpec(Strict):
-    provider: ProviderName
+    provider: str = Field(
+        pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$",
+        description=f"Where the job runs: a built-in provider ({', '.join(PROVIDERS)}) or a "
+        "profile named in reconciler.yaml's `providers`.",
+    )
     model: str = Field(min_length=1, description="The provider's base model name.")
     training_file: str = Field(min_length=1, description="JSONL path relative to this YAML file.")
     validation_file: str | None = Field(default=None, min_length=1)
