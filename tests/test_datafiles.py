@@ -35,7 +35,7 @@ def with_rules(monkeypatch: pytest.MonkeyPatch, provider: str, **change: Any) ->
     """The provider's catalog entry, for this test, with other data-file rules."""
     info = CATALOG[provider]
     changed = replace(info, data_rules=replace(info.data_rules, **change))
-    monkeypatch.setitem(CATALOG, provider, changed)  # type: ignore[index]
+    monkeypatch.setitem(CATALOG.builtin, provider, changed)  # type: ignore[index]
 
 
 def write(tmp_path: Path, lines: list[Any], name: str = "data.jsonl") -> Path:

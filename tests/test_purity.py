@@ -29,6 +29,7 @@ PURE = (
     "reconciler.records",
     "reconciler.providers",
     "reconciler.providers.together.mapping",
+    "reconciler.providers.together.payload",
     "reconciler.providers.openai.mapping",
     "reconciler.providers.mistral.mapping",
     "reconciler.providers.azure_openai.mapping",
