@@ -12,8 +12,8 @@ from ..errors import ConfigError, ReconcilerError
 from ..ledger import open_ledger
 from ..model import Phase
 from ..plan import usd
-from ..providers import CATALOG
 from ..planfile import FORMAT_VERSION, dumps
+from ..providers import CATALOG
 from ..redact import scrub
 from .workspace import Workspace
 
