@@ -183,14 +183,21 @@ def classify_unknown(
     """The sweep's finds: (duplicates, strays). A live job whose tag belongs to an attempt
     that already has a live job is a duplicate (a create that lag or a lost answer made
     twice); one whose attempt is still an intent is left for that intent to adopt; any
-    other is a stray, reported and left alone."""
-    by_tag: dict[str, list[AttemptView]] = {}
+    other is a stray, reported and left alone. Only attempts of the provider (profile)
+    whose list showed the job count: two profiles that reach one account see each other's
+    jobs, and a job the ledger holds under any profile is nobody's duplicate."""
+    by_tag: dict[tuple[str, str], list[AttemptView]] = {}
+    held: set[str] = set()
     for record in records.values():
         for a in record.attempts:
-            by_tag.setdefault(a.tag, []).append(a)
+            by_tag.setdefault((a.provider, a.tag), []).append(a)
+            if a.remote_id:
+                held.add(a.remote_id)
     duplicates, strays = [], []
     for provider, job in unknown:
-        attempts = by_tag.get(job.tag or "", [])
+        if job.id in held:
+            continue
+        attempts = by_tag.get((provider, job.tag or ""), [])
         if any(a.phase is Phase.PENDING for a in attempts):
             continue  # the intent's adopt finds it
         holder = next((a for a in attempts if a.phase.active and a.remote_id), None)

@@ -134,7 +134,8 @@ def _with_checkpoints(ws: Workspace, out: dict[str, Any]) -> dict[str, Any]:
 def cmd_output(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
     out = outputs(ws, args.name, offline=args.offline)
-    if args.raw in (None, "checkpoint") and not args.offline:
+    wanted = args.raw in (None, "checkpoint") or (args.raw == "model" and not out["model"])
+    if wanted and not args.offline:
         out = _with_checkpoints(ws, out)
     if args.json:
         print(dumps({"format_version": FORMAT_VERSION, **out}))
@@ -144,7 +145,12 @@ def cmd_output(args: argparse.Namespace) -> int:
             raise ConfigError(f"output --raw {args.raw}: not a field (one of {', '.join(FIELDS)})")
         value = out[args.raw]
         if value is None:
-            raise ConfigError(f"{args.name}: no {args.raw} is recorded for job {out['job_id']}")
+            hint = ""
+            if args.raw == "model" and out["checkpoint"]:
+                hint = f" (its last checkpoint is {out['checkpoint']}: --raw checkpoint)"
+            raise ConfigError(
+                f"{args.name}: no {args.raw} is recorded for job {out['job_id']}{hint}"
+            )
         sys.stdout.write(f"{value}\n")
         return 0
     console = ws.out()
