@@ -238,3 +238,26 @@ def test_a_missing_account_names_the_variable(router: respx.MockRouter) -> None:
     drv = driver(router, account=None, env={})
     with pytest.raises(ConfigError, match="FIREWORKS_ACCOUNT_ID is not set"):
         drv.get_job(TAG)
+
+
+def test_wandb_is_wandb_config_and_together_only_keys_are_refused() -> None:
+    req = request(wandb={"project": "support", "name": "run-3", "api_key": "wb-key"})
+    body = mapping.create_payload(req, "rcseu1-0123456789a")
+    assert body["wandbConfig"] == {
+        "enabled": True,
+        "project": "support",
+        "runId": "run-3",
+        "apiKey": "wb-key",
+    }
+    assert "wandbConfig" not in mapping.estimate_payload("ds-1", req)  # never priced or resent
+    assert mapping.request_problems(req) == []
+    refused = mapping.request_problems(
+        request(
+            wandb={"project": "p", "base_url": "https://wandb.example"},
+            huggingface={"model": "acme/x"},
+            from_step=40,
+        )
+    )
+    assert "wandb.base_url: no equivalent at fireworks" in refused
+    assert "huggingface: no equivalent at fireworks" in refused
+    assert "from.step: no equivalent at fireworks" in refused

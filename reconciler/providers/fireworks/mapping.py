@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ... import tags
-from ...model import CreateRequest, Phase, RemoteEvent, RemoteJob
+from ...model import CreateRequest, Phase, RemoteEvent, RemoteJob, unexpressed
 from ...redact import scrub
 from ..wire import integer as _int
 from ..wire import merge as _merge
@@ -211,6 +211,11 @@ def create_payload(req: CreateRequest, job_id: str) -> dict[str, Any]:
         body["trainingConfig"] = training
         beta = (req.dpo or {}).get("beta")
         body["lossConfig"] = {"method": "DPO", "dpo": {"beta": DPO_BETA if beta is None else beta}}
+    if req.wandb:  # gatewayWandbConfig; the key is resolved from the environment by now
+        theirs = {"project": "project", "entity": "entity", "name": "runId", "api_key": "apiKey"}
+        body["wandbConfig"] = {"enabled": True} | {
+            theirs[k]: v for k, v in req.wandb.items() if k in theirs
+        }
     return _merge(body, req.options)
 
 
@@ -218,6 +223,7 @@ def estimate_payload(training_file_id: str, req: CreateRequest) -> dict[str, Any
     """The body of ``:estimateCost``: the SFT create body with the dataset given."""
     body = create_payload(req, job_id_for(req.tag) if tags.is_tag(req.tag) else "estimate")
     body["dataset"] = training_file_id
+    body.pop("wandbConfig", None)  # reporting is not priced, and its key is not sent twice
     return body
 
 
@@ -266,6 +272,10 @@ def request_problems(req: CreateRequest) -> list[str]:
     for key in ("supervisedFineTuningJobId", "dpoJobId"):
         if key in req.options:
             problems.append(f"options.{key}: the job id is derived from the tag")
+    # W&B as gatewayWandbConfig (no base URL); the Together-only keys have no equivalent
+    problems += unexpressed(req, "fireworks", ("project", "name", "entity", "api_key"), ())
+    if req.wandb and "wandbConfig" in req.options:
+        problems.append("options.wandbConfig: use the spec key wandb instead")
     return problems
 
 
