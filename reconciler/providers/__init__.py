@@ -12,12 +12,21 @@ from collections.abc import Iterator, Mapping
 from ..catalog import ProviderInfo
 from .azure_openai.entry import AZURE_OPENAI
 from .fireworks.entry import FIREWORKS
+from .local.entry import LOCAL
 from .mistral.entry import MISTRAL
 from .nebius.entry import NEBIUS
 from .openai.entry import OPENAI
 from .together.entry import TOGETHER
 
-BUILTIN: tuple[ProviderInfo, ...] = (TOGETHER, OPENAI, MISTRAL, FIREWORKS, AZURE_OPENAI, NEBIUS)
+BUILTIN: tuple[ProviderInfo, ...] = (
+    TOGETHER,
+    OPENAI,
+    MISTRAL,
+    FIREWORKS,
+    AZURE_OPENAI,
+    NEBIUS,
+    LOCAL,
+)
 
 
 class Catalog(Mapping[str, ProviderInfo]):

@@ -1,0 +1,1 @@
+"""Local training with Hugging Face TRL + peft (providers-next.md §4)."""
