@@ -35,6 +35,8 @@ PURE = (
     "reconciler.providers.azure_openai.mapping",
     "reconciler.providers.nebius.mapping",
     "reconciler.providers.fireworks.mapping",
+    "reconciler.providers.local.mapping",
+    "reconciler.providers.local.entry",
 )
 PROBE = (
     "import importlib, json, sys\n"
