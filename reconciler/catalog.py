@@ -87,6 +87,9 @@ class ProviderInfo:
     # a profile of reconciler.yaml: the built-in provider it is an account of ("" for a
     # built-in entry itself); everything else (rules, prices, the driver) is that kind's
     kind: str = ""
+    # the driver reads settings of its own from the environment beyond its key and URL
+    # (Fireworks' account id, the local runs folder): the pool hands it the run's env
+    driver_env: bool = False
 
     @property
     def base(self) -> str:

@@ -55,8 +55,8 @@ def test_a_good_spec_loads_with_yaml_12_floats(tree: SpecTree) -> None:
         (
             ("  provider: together", "  provider: togther"),
             "bot.yaml:6: spec.provider: unknown provider 'togther', did you mean 'together'? "
-            "(built in: azure-openai, fireworks, mistral, nebius, openai, together; a profile is "
-            "declared under `providers:` "
+            "(built in: azure-openai, fireworks, local, mistral, nebius, openai, together; a "
+            "profile is declared under `providers:` "
             "in reconciler.yaml)",
         ),
         (

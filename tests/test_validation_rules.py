@@ -71,6 +71,7 @@ def test_from_rule_is_catalog_data_not_a_provider_name() -> None:
         "fireworks": True,
         "azure-openai": True,
         "nebius": False,
+        "local": False,
     }
 
 

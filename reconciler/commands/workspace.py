@@ -35,6 +35,8 @@ class Workspace:
     def __post_init__(self) -> None:
         self.source = SpecSource(self.specs, self.git_ref)
         use_project(self.specs)  # provider profiles: names the ledger's rows may carry
+        # local training runs live beside the ledger unless the environment says otherwise
+        self.env = {"RECONCILER_LOCAL_RUNS": str(self.ledger.parent / "runs"), **self.env}
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Workspace:

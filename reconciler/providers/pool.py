@@ -42,7 +42,8 @@ class DriverPool:
             module, _, cls_name = info.driver.partition(":")
             cls = getattr(importlib.import_module(module), cls_name)
             http = make_http_client(info, self.env, timeout=self.timeout, transport=self.transport)
-            driver = cls(ApiClient(provider, http, sleep=self.sleep), sleep=self.sleep)
+            extra = {"env": self.env} if info.driver_env else {}
+            driver = cls(ApiClient(provider, http, sleep=self.sleep), sleep=self.sleep, **extra)
             self._drivers[provider] = driver
         return driver
 

@@ -50,6 +50,7 @@ PRICES = (
 )
 
 FIREWORKS = ProviderInfo(
+    driver_env=True,
     name="fireworks",
     title="Fireworks AI",
     endpoint=Endpoint("FIREWORKS_API_KEY", "FIREWORKS_BASE_URL", "https://api.fireworks.ai/v1"),

@@ -39,6 +39,7 @@ DATA_RULES = ProviderRules(
 )
 
 LOCAL = ProviderInfo(
+    driver_env=True,
     name=PROVIDER,
     title="Local training (TRL + peft)",
     endpoint=Endpoint(ENABLE_VAR, "RECONCILER_LOCAL_URL", "http://127.0.0.1/v1"),
