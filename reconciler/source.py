@@ -10,7 +10,6 @@ two loads (a daemon's passes).
 from __future__ import annotations
 
 import atexit
-import functools
 import subprocess
 from dataclasses import dataclass, field
 from functools import cache
@@ -25,10 +24,11 @@ from .validation import DesiredState, desired_state
 
 
 @cache
-def _git_head(folder: str) -> str | None:
+def _rev_parse(folder: str, what: str) -> str | None:
+    """``git rev-parse WHAT`` in ``folder`` (HEAD, --show-toplevel); None outside git."""
     try:
         out = subprocess.run(
-            ["git", "-C", folder, "rev-parse", "HEAD"],
+            ["git", "-C", folder, "rev-parse", what],
             capture_output=True,
             text=True,
             timeout=10,
@@ -39,22 +39,14 @@ def _git_head(folder: str) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-@functools.lru_cache(maxsize=64)
+def _git_head(folder: str) -> str | None:
+    return _rev_parse(folder, "HEAD")
+
+
 def _git_top(folder: str) -> Path | None:
     """The top-level folder of the git work tree holding ``folder``; None outside git."""
-    try:
-        out = subprocess.run(
-            ["git", "-C", folder, "rev-parse", "--show-toplevel"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (
-        Path(out.stdout.strip()).resolve() if out.returncode == 0 and out.stdout.strip() else None
-    )
+    top = _rev_parse(folder, "--show-toplevel")
+    return Path(top).resolve() if top else None
 
 
 def repo_path(spec_path: str) -> str:

@@ -14,6 +14,7 @@ from ..model import Phase
 from ..plan import usd
 from ..planfile import FORMAT_VERSION, dumps
 from ..providers import CATALOG
+from ..providers.pool import DriverPool
 from ..redact import scrub
 from .workspace import Workspace
 
@@ -33,10 +34,11 @@ FIELDS = (
 )
 
 
-def outputs(ws: Workspace, name: str, *, offline: bool = False) -> dict[str, Any]:
+def outputs(ws: Workspace, name: str, drivers: DriverPool | None) -> dict[str, Any]:
     """The outputs of ``name``'s latest succeeded attempt; a clear error when none. A
-    current job the ledger last saw active is asked about (unless ``offline``): it may
-    have finished since (nothing is written: ``refresh`` saves)."""
+    current job the ledger last saw active is asked about (with ``drivers``; None:
+    offline): it may have finished since (nothing is written: ``refresh`` saves)."""
+    offline = drivers is None
     if not ws.ledger.exists():
         raise ConfigError(f"no ledger at {ws.ledger}: nothing has been applied yet")
     ledger = open_ledger(ws.ledger, readonly=True)
@@ -48,8 +50,8 @@ def outputs(ws: Workspace, name: str, *, offline: bool = False) -> dict[str, Any
         raise ConfigError(f"no job of a spec named {name!r} in {ws.ledger}")
     rows.sort(key=lambda r: int(r["attempt"]))
     current = rows[-1]
-    if not offline and current["remote_id"] and Phase(current["status"]).active:
-        rows[-1] = current = _asked(ws, current)
+    if drivers is not None and current["remote_id"] and Phase(current["status"]).active:
+        rows[-1] = current = _asked(drivers, current)
     done = [r for r in rows if r["status"] == Phase.SUCCEEDED.value]
     if not done:
         what = current["status"] + (f": {current['error']}" if current.get("error") else "")
@@ -87,18 +89,13 @@ def outputs(ws: Workspace, name: str, *, offline: bool = False) -> dict[str, Any
     return out
 
 
-def _asked(ws: Workspace, row: dict[str, Any]) -> dict[str, Any]:
+def _asked(drivers: DriverPool, row: dict[str, Any]) -> dict[str, Any]:
     """``row`` as the provider describes its job now; as recorded when it cannot say."""
-    from ..providers.pool import DriverPool
-
-    drivers = DriverPool(ws.env)
     try:
         job = drivers.get(row["provider"]).get_job(row["remote_id"])
     except ReconcilerError as exc:
         print(f"warning: cannot ask {row['provider']}: {scrub(str(exc))}", file=sys.stderr)
         return row
-    finally:
-        drivers.close()
     return {
         **row,
         "status": job.phase.value,
@@ -112,18 +109,13 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
-def _with_checkpoints(ws: Workspace, out: dict[str, Any]) -> dict[str, Any]:
+def _with_checkpoints(drivers: DriverPool, out: dict[str, Any]) -> dict[str, Any]:
     """The provider's checkpoints of the job (newest last), when it lists them."""
-    from ..providers.pool import DriverPool
-
-    drivers = DriverPool(ws.env)
     try:
         found = drivers.get(out["provider"]).checkpoints(out["job_id"])
     except ReconcilerError as exc:
         print(f"warning: cannot list checkpoints: {scrub(str(exc))}", file=sys.stderr)
         return out
-    finally:
-        drivers.close()
     out["checkpoints"] = [
         {"id": c.id, "step": c.step, "model": c.model, "metrics": c.metrics} for c in found
     ]
@@ -133,10 +125,15 @@ def _with_checkpoints(ws: Workspace, out: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_output(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
-    out = outputs(ws, args.name, offline=args.offline)
-    wanted = args.raw in (None, "checkpoint") or (args.raw == "model" and not out["model"])
-    if wanted and not args.offline:
-        out = _with_checkpoints(ws, out)
+    drivers = None if args.offline else DriverPool(ws.env)  # one pool: drivers built on use
+    try:
+        out = outputs(ws, args.name, drivers)
+        wanted = args.raw in (None, "checkpoint") or (args.raw == "model" and not out["model"])
+        if wanted and drivers is not None:
+            out = _with_checkpoints(drivers, out)
+    finally:
+        if drivers is not None:
+            drivers.close()
     if args.json:
         print(dumps({"format_version": FORMAT_VERSION, **out}))
         return 0

@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ErrorKind, ProviderError
 from ..model import (
     PLACEHOLDER_TAG,
     Checkpoint,
@@ -93,6 +93,42 @@ class DriverBase:
 
     def close(self) -> None:
         self.api.close()
+
+    def _error(
+        self, message: str, kind: ErrorKind = ErrorKind.PERMANENT, status: int | None = None
+    ) -> ProviderError:
+        return ProviderError(self.provider, message, kind=kind, status=status)
+
+    def _await_ready(
+        self,
+        info: Any,
+        *,
+        refresh: Callable[[], Any],
+        state_of: Callable[[Any], str],
+        what: str,
+        rejected: Callable[[Any], str],
+        still: Callable[[Any], str],
+        timeout: float,
+    ) -> Any:
+        """``info`` once the provider has checked the data it describes (state ``ready``),
+        asked again by ``refresh`` on one schedule: 1 s, growing by half, at most 15 s,
+        counted in sleeps so a fake clock bounds it too. A rejection is permanent, running
+        out of ``timeout`` retryable."""
+        waited, delay = 0.0, 1.0
+        while True:
+            state = state_of(info)
+            if state == "ready":
+                return info
+            if state == "failed":
+                raise self._error(f"{what} was rejected: {rejected(info)}")
+            if waited >= timeout:
+                raise self._error(
+                    f"{what} still {still(info)} after {waited:.0f} s", ErrorKind.RETRYABLE
+                )
+            self._sleep(delay)
+            waited += delay
+            delay = min(delay * 1.5, 15.0)
+            info = refresh()
 
     def _lacks(self, what: str) -> ConfigError:
         return ConfigError(f"{self.provider} cannot {what}")

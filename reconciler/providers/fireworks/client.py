@@ -158,23 +158,19 @@ class FireworksDriver(DriverBase):
         return self._wait_ready(self.api.json("GET", name), name)
 
     def _wait_ready(self, info: Any, name: str) -> RemoteFile:
-        waited, delay = 0.0, 1.0
-        while True:
-            info = info if isinstance(info, Mapping) else {}
-            state = dataset_state(info)
-            if state == "ready":
-                return _remote_file(info, name)
-            if state == "failed":
-                raise self._error(f"dataset {name} was rejected: {dataset_error(info)}")
-            if waited >= self.file_ready_timeout:
-                raise self._error(
-                    f"dataset {name} still {info.get('state') or 'uploading'} after {waited:.0f} s",
-                    ErrorKind.RETRYABLE,
-                )
-            self._sleep(delay)
-            waited += delay  # counted in sleeps, so a fake clock bounds the loop too
-            delay = min(delay * 1.5, 15.0)
-            info = self.api.json("GET", name)
+        def known(i: Any) -> Mapping[str, Any]:
+            return i if isinstance(i, Mapping) else {}
+
+        ready = self._await_ready(
+            info,
+            refresh=lambda: self.api.json("GET", name),
+            state_of=lambda i: dataset_state(known(i)),
+            what=f"dataset {name}",
+            rejected=lambda i: dataset_error(known(i)),
+            still=lambda i: known(i).get("state") or "uploading",
+            timeout=self.file_ready_timeout,
+        )
+        return _remote_file(known(ready), name)
 
     def _put_signed(self, url: str, data: bytes, *, what: str) -> None:
         """PUT to a signed storage URL with the two headers its signature covers, never
@@ -336,11 +332,6 @@ class FireworksDriver(DriverBase):
             json=estimate_payload(training_file_id, req),
         )
         return money(body.get("estimatedCost")) if isinstance(body, Mapping) else None
-
-    def _error(
-        self, message: str, kind: ErrorKind = ErrorKind.PERMANENT, status: int | None = None
-    ) -> ProviderError:
-        return ProviderError(self.provider, message, kind=kind, status=status)
 
 
 def _remote_file(d: Mapping[str, Any], name: str) -> RemoteFile:

@@ -246,8 +246,3 @@ class MistralDriver(DriverBase):
         if self._models is None:
             self._models = _items(self.api.json("GET", "models"))
         return model_problems(preflight_request(job).model, self._models)
-
-    def _error(
-        self, message: str, kind: ErrorKind = ErrorKind.PERMANENT, status: int | None = None
-    ) -> ProviderError:
-        return ProviderError(self.provider, message, kind=kind, status=status)

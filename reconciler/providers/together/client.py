@@ -114,22 +114,16 @@ class TogetherDriver(DriverBase):
         return self._wait_ready(body, file_id, name)
 
     def _wait_ready(self, info: Mapping[str, Any], file_id: str, name: str) -> RemoteFile:
-        waited, delay = 0.0, 1.0
-        while True:
-            state = file_state(info)
-            if state == "ready":
-                return _remote_file(info, file_id, name)
-            if state == "failed":
-                raise self._error(f"file {name} ({file_id}) was rejected: {file_error(info)}")
-            if waited >= self.file_ready_timeout:
-                raise self._error(
-                    f"file {name} ({file_id}) still processing after {waited:.0f} s",
-                    ErrorKind.RETRYABLE,
-                )
-            self._sleep(delay)
-            waited += delay  # counted in sleeps, so a fake clock bounds the loop too
-            delay = min(delay * 1.5, 15.0)
-            info = self.api.json("GET", f"files/{file_id}")
+        ready = self._await_ready(
+            info,
+            refresh=lambda: self.api.json("GET", f"files/{file_id}"),
+            state_of=file_state,
+            what=f"file {name} ({file_id})",
+            rejected=file_error,
+            still=lambda _: "processing",
+            timeout=self.file_ready_timeout,
+        )
+        return _remote_file(ready, file_id, name)
 
     # jobs
 
@@ -229,11 +223,6 @@ class TogetherDriver(DriverBase):
         listed = violations(body)
         message = "; ".join(listed) if listed else error_message(response)
         return self._error(message, ErrorKind.PERMANENT, status=422)
-
-    def _error(
-        self, message: str, kind: ErrorKind = ErrorKind.PERMANENT, status: int | None = None
-    ) -> ProviderError:
-        return ProviderError(self.provider, message, kind=kind, status=status)
 
 
 def _remote_file(d: Mapping[str, Any], file_id: str, name: str) -> RemoteFile:
