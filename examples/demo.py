@@ -30,7 +30,8 @@ def free_port() -> int:
 
 
 def banner(text: str) -> None:
-    print(f"\n\033[1m── {text}\033[0m" if sys.stdout.isatty() else f"\n── {text}", flush=True)
+    bold = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    print(f"\n\033[1m── {text}\033[0m" if bold else f"\n── {text}", flush=True)
 
 
 def commit_specs(work: Path) -> bool:
