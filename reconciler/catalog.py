@@ -9,6 +9,7 @@ driver for a method. Pure module.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -16,6 +17,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .datarules import ProviderRules
     from .model import CreateRequest
+    from .spec import JobSpec
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*[bB](?![a-zA-Z])")
+
+
+def model_size_b(model: str) -> float | None:
+    """Parameters in billions read from a model name (``Meta-Llama-3.1-8B`` → 8)."""
+    sizes = [float(m) for m in _SIZE.findall(model)]
+    return max(sizes) if sizes else None
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,9 @@ class ProviderInfo:
     # the driver reads settings of its own from the environment beyond its key and URL
     # (Fireworks' account id, the local runs folder): the pool hands it the run's env
     driver_env: bool = False
+    # an estimate of its own in place of list prices: (US dollars, tokens, one line of
+    # basis) from the spec and its data's tokens (local training: device, dtype, time)
+    estimator: Callable[[JobSpec, int, int | None], tuple[float, int, str]] | None = None
 
     @property
     def base(self) -> str:

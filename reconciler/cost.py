@@ -9,14 +9,13 @@ online plan use that instead. Pure module.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from .catalog import Price
+from .catalog import Price, model_size_b
 from .providers import CATALOG
 from .spec import JobSpec
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*[bB](?![a-zA-Z])")
+__all__ = ["Estimate", "estimate", "model_size_b"]
 
 
 @dataclass(frozen=True)
@@ -24,12 +23,6 @@ class Estimate:
     usd: float
     tokens: int  # tokens billed: training tokens × epochs (+ evaluations)
     basis: str  # how the figure was reached, in one line
-
-
-def model_size_b(model: str) -> float | None:
-    """Parameters in billions read from a model name (``Meta-Llama-3.1-8B`` → 8)."""
-    sizes = [float(m) for m in _SIZE.findall(model)]
-    return max(sizes) if sizes else None
 
 
 def _price_for(spec: JobSpec) -> Price | None:
@@ -51,6 +44,9 @@ def estimate(
     spec: JobSpec, training_tokens: int, validation_tokens: int | None = None
 ) -> Estimate | None:
     """An offline estimate for one job, or None when no price is known for its model."""
+    own = CATALOG[spec.provider].estimator
+    if own is not None:
+        return Estimate(*own(spec, training_tokens, validation_tokens))
     price = _price_for(spec)
     if price is None:
         return None

@@ -54,6 +54,35 @@ class ProfileFile(BaseModel):
     )
 
 
+class LocalFile(BaseModel):
+    """``local:``: how ``provider: local`` trains on this machine (DESIGN §13)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runs: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The folder of the run folders, relative to this file (default: "
+        "runs/ beside the ledger). RECONCILER_LOCAL_RUNS overrides it.",
+    )
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Local jobs training at once; the others wait, shown as queued "
+        "(default: one per GPU, one on a machine without). "
+        "RECONCILER_LOCAL_CONCURRENCY overrides it.",
+    )
+    gpu_hour_usd: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="What an hour of one training slot costs you (a GPU, or the CPU "
+        "where there is none): plan prices local jobs by their estimated time with it "
+        "(default: 0 USD).",
+    )
+
+
 class ProjectFile(BaseModel):
     """What a user writes in ``reconciler.yaml``."""
 
@@ -71,6 +100,10 @@ class ProjectFile(BaseModel):
         description="Named provider profiles: a spec's `provider:` may name one. Two "
         "profiles of one kind are two accounts, kept apart in the ledger and the sweep.",
     )
+    local: LocalFile = Field(
+        default_factory=LocalFile,
+        description="Settings of `provider: local` (training on this machine).",
+    )
 
 
 @dataclass(frozen=True)
@@ -78,6 +111,18 @@ class Project:
     namespace: str = DEFAULT_NAMESPACE
     file: Path | None = None  # None: no reconciler.yaml, the defaults apply
     profiles: Mapping[str, ProviderInfo] = field(default_factory=dict)
+    local: LocalFile = field(default_factory=LocalFile)
+
+    def local_env(self) -> dict[str, str]:
+        """The ``local:`` settings as the variables the local driver and trainer read
+        (a relative runs folder is the project file's neighbour)."""
+        out: dict[str, str] = {}
+        if self.local.runs:
+            base = self.file.parent if self.file else Path()
+            out["RECONCILER_LOCAL_RUNS"] = str((base / self.local.runs).expanduser().absolute())
+        if self.local.concurrency:
+            out["RECONCILER_LOCAL_CONCURRENCY"] = str(self.local.concurrency)
+        return out
 
 
 def profile_entry(name: str, profile: ProfileFile) -> ProviderInfo:
@@ -141,13 +186,15 @@ def load_project(root: Path) -> tuple[Project, list[SpecError]]:
         return Project(), []
     from .loader import load_model
 
-    value, lines, errors = load_model(path, ProjectFile, "apiVersion, kind, namespace, providers")
+    value, lines, errors = load_model(
+        path, ProjectFile, "apiVersion, kind, namespace, providers, local"
+    )
     if value is None:
         return Project(file=path), errors
     from .loader import display_path
 
     profiles, errors = _profiles(value, display_path(path), lines)
-    return Project(value.namespace, path, profiles), errors
+    return Project(value.namespace, path, profiles, value.local), errors
 
 
 def project_yaml(namespace: str) -> str:

@@ -20,6 +20,7 @@ from .errors import ConfigError, SpecError, SpecErrors
 from .loader import SpecSet, load_tree
 from .project import Project, load_project
 from .providers import CATALOG
+from .providers.local import estimate as local_estimate
 from .validation import DesiredState, desired_state
 
 
@@ -82,6 +83,7 @@ def use_project(root: Path) -> tuple[Project, list[SpecError]]:
     names a spec, a ledger row or a command may use, for this run."""
     project, errors = load_project(root) if root.is_dir() else (Project(), [])
     CATALOG.use_profiles(project.profiles)
+    local_estimate.configure(project.local.gpu_hour_usd)
     return project, errors
 
 

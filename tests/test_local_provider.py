@@ -211,9 +211,10 @@ def test_a_folder_without_a_process_is_queued_then_a_retryable_failure() -> None
 def test_the_pool_builds_the_local_driver_behind_its_switch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # the pool hands drivers no environment: the runs folder is read from the process's
-    monkeypatch.setenv("RECONCILER_LOCAL_RUNS", str(tmp_path))
-    d = DriverPool({"RECONCILER_LOCAL_ENABLE": "1"}).get("local")
+    # the pool hands the local driver the run's environment, not the process's
+    monkeypatch.setenv("RECONCILER_LOCAL_RUNS", str(tmp_path / "not-this"))
+    env = {"RECONCILER_LOCAL_ENABLE": "1", "RECONCILER_LOCAL_RUNS": str(tmp_path)}
+    d = DriverPool(env).get("local")
     assert isinstance(d, LocalDriver) and d.runs == tmp_path
     assert CATALOG["local"].request_problems(
         CreateRequest("x", "t", "m", "sft", "f", hyperparameters={"batch_size": "max"})

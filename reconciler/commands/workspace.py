@@ -34,9 +34,12 @@ class Workspace:
 
     def __post_init__(self) -> None:
         self.source = SpecSource(self.specs, self.git_ref)
-        use_project(self.specs)  # provider profiles: names the ledger's rows may carry
-        # local training runs live beside the ledger unless the environment says otherwise
-        self.env = {"RECONCILER_LOCAL_RUNS": str(self.ledger.parent / "runs"), **self.env}
+        # provider profiles: names the ledger's rows may carry
+        project, _ = use_project(self.specs)
+        # local training: runs live beside the ledger unless reconciler.yaml or the
+        # environment says otherwise (the environment wins)
+        defaults = {"RECONCILER_LOCAL_RUNS": str(self.ledger.parent / "runs")}
+        self.env = defaults | project.local_env() | dict(self.env)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Workspace:

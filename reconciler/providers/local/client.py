@@ -31,7 +31,15 @@ from ...model import (
 )
 from ...tags import is_tag
 from ..base import DriverBase
-from .mapping import CANCEL_GRACE_S, PROVIDER, RunFacts, lora_args, phase_of, progress_text
+from .mapping import (
+    CANCEL_GRACE_S,
+    PROVIDER,
+    RELAUNCH_AFTER_S,
+    RunFacts,
+    lora_args,
+    phase_of,
+    progress_text,
+)
 from .mapping import training_args as make_training_args
 from .runs import (
     Run,
@@ -42,6 +50,7 @@ from .runs import (
     read_lines,
     runs_root,
     split_id,
+    waiting,
     write_json,
 )
 
@@ -127,19 +136,26 @@ class LocalDriver(DriverBase):
         folder = run.attempt(n)
         folder.mkdir()  # the folder is the job: found again by its tag after a crash
         write_json(folder / "attempt.json", {"created_at": self.clock(), "attempt": n})
+        self._launch(run, n)
+        return self._get(run, n)
+
+    def _launch(self, run: Run, n: int) -> None:
+        """Start the trainer of one attempt, in a session of its own (reconciler's end
+        leaves it running). A second launch of one attempt is harmless: the trainer that
+        does not get the attempt's lock leaves at once."""
+        folder = run.attempt(n)
         with (folder / "trainer.log").open("ab") as log:
             child = subprocess.Popen(
                 [sys.executable, "-m", "reconciler.providers.local.trainer", str(folder)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own session: reconciler's end leaves it running
+                start_new_session=True,
                 env={**self.env, **OFFLINE_ENV},
             )
         self._children[job_id(run.tag, n)] = child
         if not (folder / "process.json").exists():  # the trainer writes it too, first thing
             write_json(folder / "process.json", process_record(child.pid))
-        return self._get(run, n)
 
     def _config(self, req: CreateRequest, run: Run) -> dict[str, Any]:
         return {
@@ -149,11 +165,27 @@ class LocalDriver(DriverBase):
             "method": req.method,
             "training_file": self._data_path(req.training_file_id),
             "validation_file": self._data_path(req.validation_file_id),
-            "from_output": req.from_output,
+            "from_output": self._start_from(req),
             "args": make_training_args(req, str(run.checkpoints)),
             "lora": lora_args(req),
             "output": str(run.model),
         }
+
+    def _start_from(self, req: CreateRequest) -> str | None:
+        """``from: {job: X}``: X's result folder; with ``step: N``, X's checkpoint-N."""
+        if req.from_output is None or req.from_step is None:
+            return req.from_output
+        saved = Path(req.from_output).parent / "checkpoints"
+        folder = saved / f"checkpoint-{req.from_step}"
+        if not (folder / "trainer_state.json").is_file():
+            steps = sorted(int(p.name.split("-")[1]) for p in saved.glob("checkpoint-[0-9]*"))
+            raise ProviderError(
+                PROVIDER,
+                f"from.step {req.from_step}: {saved} has no complete checkpoint-"
+                f"{req.from_step} (saved steps: {', '.join(map(str, steps)) or 'none'})",
+                kind=ErrorKind.NOT_FOUND,
+            )
+        return str(folder)
 
     def _run_of(self, job: str) -> tuple[Run, int]:
         parsed = split_id(job)
@@ -170,13 +202,26 @@ class LocalDriver(DriverBase):
             child.poll()  # reap our own child, so a dead one is not a zombie
         record = read_json(folder / "process.json")
         created = (read_json(folder / "attempt.json") or {}).get("created_at")
-        return RunFacts(
+        try:  # attempt.json is written just after the folder is made
+            mtime = folder.stat().st_mtime
+        except OSError:
+            mtime = 0.0
+        facts = RunFacts(
             result=read_json(folder / "result.json"),
             started=record is not None,
             alive=is_alive(record),
             cancel_requested=(folder / "cancel.json").exists(),
-            age_s=self.clock() - float(created) if isinstance(created, int | float) else 1e9,
+            age_s=self.clock() - (float(created) if isinstance(created, int | float) else mtime),
+            slotted=(folder / "slot.json").exists(),
         )
+        relaunched = folder / "relaunched"
+        never_ran = not facts.started and facts.result is None and not facts.cancel_requested
+        # a reconciler killed between the folder and the process: start it, once
+        if never_ran and facts.age_s > RELAUNCH_AFTER_S and not relaunched.exists():
+            relaunched.touch()
+            self._launch(run, n)
+            return self._facts(run, n)
+        return facts
 
     def _get(self, run: Run, n: int) -> RemoteJob:
         facts = self._facts(run, n)
@@ -191,12 +236,19 @@ class LocalDriver(DriverBase):
             status=status,
             tag=run.tag,
             fine_tuned_model=str(run.model) if phase is Phase.SUCCEEDED else None,
-            progress=progress_text(metrics, self.clock()),
+            progress=self._queue_text(run, n)
+            if status == "queued"
+            else progress_text(metrics, self.clock()),
             error=error,
             error_retryable=retryable,
             created_at=float(created) if isinstance(created, int | float) else None,
             cost_usd=0.0,
         )
+
+    def _queue_text(self, run: Run, n: int) -> str:
+        line = waiting(self.runs)
+        ahead = line.index(run.attempt(n)) if run.attempt(n) in line else 0
+        return f"waiting for a free slot ({ahead} queued ahead)" if ahead else "next in line"
 
     def get_job(self, job_id: str) -> RemoteJob:
         return self._get(*self._run_of(job_id))

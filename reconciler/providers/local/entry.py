@@ -9,8 +9,9 @@ GPU, which a spec alone should not start) and the URL is never called. Pure.
 
 from __future__ import annotations
 
-from ...catalog import Capabilities, Endpoint, Price, ProviderInfo
+from ...catalog import Capabilities, Endpoint, ProviderInfo
 from ...datarules import PREFERENCE_ONLY, SFT_ALL, ProviderRules
+from .estimate import estimate
 from .mapping import DEFAULT_EPOCHS, PROVIDER, request_problems
 
 ENABLE_VAR = "RECONCILER_LOCAL_ENABLE"
@@ -48,9 +49,9 @@ LOCAL = ProviderInfo(
     data_rules=DATA_RULES,
     request_problems=request_problems,
     default_epochs=DEFAULT_EPOCHS,
-    # model "" matches every model: a local job costs 0 USD (a price per GPU-hour from
-    # reconciler.yaml would be the lead's next step)
-    prices=(Price(0.0, model="", source="this machine: no list price"),),
+    # no list price: the time on this machine, at reconciler.yaml's local.gpu_hour_usd
+    estimator=estimate,
     prices_as_of="local training",
-    capabilities=Capabilities(methods=("sft", "dpo")),
+    # `from: {job: X}` trains on from X's adapter (or full model, or checkpoint-<step>)
+    capabilities=Capabilities(methods=("sft", "dpo"), continues_from_job=True),
 )

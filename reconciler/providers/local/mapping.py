@@ -40,8 +40,9 @@ def request_problems(req: CreateRequest) -> list[str]:
     """``field: message`` for what local training with TRL cannot express."""
     hp = req.hyperparameters
     out = unexpressed(req, PROVIDER, (), ())
-    # unexpressed refuses train_on_inputs; local maps it (completion_only_loss)
-    out = [p for p in out if not p.startswith("train_on_inputs:")]
+    # unexpressed refuses train_on_inputs and from.step; local maps them
+    # (completion_only_loss; the upstream run's checkpoint-<step> folder)
+    out = [p for p in out if not p.startswith(("train_on_inputs:", "from.step:"))]
     if "learning_rate_multiplier" in hp:
         out.append(
             "hyperparameters.learning_rate_multiplier: local takes an absolute "
@@ -193,6 +194,7 @@ def trl_record(record: Mapping[str, Any]) -> dict[str, Any]:
 # -- a run's state, as the run folder shows it ---------------------------------------
 
 START_GRACE_S = 120.0  # an attempt folder with no process after this never started
+RELAUNCH_AFTER_S = 10.0  # …and after this the driver starts its trainer (once) itself
 CANCEL_GRACE_S = 30.0  # SIGTERM, then SIGKILL after this
 
 
@@ -205,6 +207,7 @@ class RunFacts:
     alive: bool  # that process (pid and start time) is still running
     cancel_requested: bool
     age_s: float  # since the attempt folder was made
+    slotted: bool = True  # the trainer holds a slot (False: waiting in the queue)
 
 
 def phase_of(facts: RunFacts) -> tuple[Phase, str, str | None, bool]:
@@ -219,6 +222,8 @@ def phase_of(facts: RunFacts) -> tuple[Phase, str, str | None, bool]:
     if facts.alive:
         if facts.cancel_requested:
             return Phase.CANCELLING, "cancelling", None, False
+        if not facts.slotted:
+            return Phase.QUEUED, "queued", None, False
         return Phase.RUNNING, "running", None, False
     if facts.cancel_requested:
         return Phase.CANCELLED, "cancelled", None, False

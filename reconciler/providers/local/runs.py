@@ -4,12 +4,17 @@
     <runs>/<tag>/metrics.jsonl         one line per logged step, every attempt
     <runs>/<tag>/checkpoints/checkpoint-<step>/
     <runs>/<tag>/model/                the final adapter (or full model)
-    <runs>/<tag>/attempts/<n>/         attempt.json, process.json, trainer.log,
-                                       events.jsonl, cancel.json, result.json
+    <runs>/<tag>/attempts/<n>/         attempt.json, process.json, slot.json,
+                                       trainer.log, events.jsonl, cancel.json, result.json
+    <runs>/.slots/<i>.lock             held (flock) by the trainer using slot i
 
 The tag is the same for every attempt at one fingerprint (``tags.tag_for``), so a retry
 shares the folder and resumes from its checkpoints; the job id is ``<tag>.<n>``.
 A process is known by its pid *and* its start time (pids are reused).
+
+At most ``concurrency`` trainers of one runs folder train at once: each holds one slot's
+lock for its life (the kernel drops it when the process dies, however it dies); the
+others wait, oldest attempt first, and show as queued.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 RUNS_VAR = "RECONCILER_LOCAL_RUNS"
+CONCURRENCY_VAR = "RECONCILER_LOCAL_CONCURRENCY"
+SLOTS = ".slots"
 INCOMPLETE = "checkpoint-is-incomplete.txt"  # transformers' sentinel while saving
 
 
@@ -154,3 +161,61 @@ def is_alive(record: Mapping[str, Any] | None) -> bool:
 def note(folder: Path, message: str, level: str = "info") -> None:
     """One line of an attempt's events (the trainer writes them; ``logs`` reads them)."""
     append_line(folder / "events.jsonl", {"time": time.time(), "level": level, "message": message})
+
+
+# -- devices and slots ----------------------------------------------------------------
+
+
+def gpu_count(env: Mapping[str, str]) -> int:
+    """NVIDIA GPUs this process may use, read without torch: ``CUDA_VISIBLE_DEVICES``
+    when set, else the driver's ``/proc/driver/nvidia/gpus`` entries."""
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v.strip() for v in visible.split(",") if v.strip()]
+        return 0 if not ids or ids[0].startswith("-") else len(ids)
+    gpus = Path("/proc/driver/nvidia/gpus")
+    try:
+        return sum(1 for _ in gpus.iterdir())
+    except OSError:
+        return 0
+
+
+def concurrency(env: Mapping[str, str]) -> int:
+    """How many local jobs train at once: ``RECONCILER_LOCAL_CONCURRENCY`` (set from
+    ``reconciler.yaml``'s ``local.concurrency``), else one per GPU, else one."""
+    chosen = (env.get(CONCURRENCY_VAR) or "").strip()
+    if chosen.isdigit() and int(chosen) > 0:
+        return int(chosen)
+    return max(gpu_count(env), 1)
+
+
+def waiting(root: Path) -> list[Path]:
+    """The attempt folders whose trainer is alive and waiting for a slot, first in line
+    first (by creation time, then path)."""
+    found: list[tuple[float, str, Path]] = []
+    if not root.is_dir():
+        return []
+    for folder in root.glob("*/attempts/*"):
+        if (folder / "slot.json").exists() or (folder / "result.json").exists():
+            continue
+        if not is_alive(read_json(folder / "process.json")):
+            continue
+        created = (read_json(folder / "attempt.json") or {}).get("created_at")
+        at = float(created) if isinstance(created, int | float) else 0.0
+        found.append((at, str(folder), folder))
+    return [f for _, _, f in sorted(found)]
+
+
+def try_lock(path: Path) -> int | None:
+    """An exclusive flock on ``path`` (created if need be), held through the returned
+    descriptor; None when another process holds it."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd

@@ -2,8 +2,11 @@
 <attempt folder>``. The only module that imports torch, transformers, trl and peft (the
 ``local`` extra), and only when it runs.
 
-It writes its own process record first, then metrics by step, events, checkpoints and,
-as it ends, ``result.json`` (succeeded, failed or cancelled). SIGTERM asks for a clean
+It takes its attempt's lock first (a second trainer of one attempt, started by a
+driver that could not tell whether the first had started, leaves at once), writes its
+process record, waits for a free slot (``runs.concurrency``), then writes metrics by
+step, events, checkpoints and, as it ends, ``result.json`` (succeeded, failed or
+cancelled). SIGTERM asks for a clean
 stop: a checkpoint at the end of the current step, then ``cancelled``. A process that
 dies without a result is a retryable failure, and the retry resumes from the newest
 complete checkpoint.
@@ -23,12 +26,17 @@ from typing import Any
 
 from .mapping import trl_record
 from .runs import (
+    SLOTS,
     Run,
     append_line,
+    concurrency,
+    gpu_count,
     note,
     process_record,
     read_json,
     run_of_attempt,
+    try_lock,
+    waiting,
     write_json,
 )
 
@@ -39,6 +47,7 @@ OFFLINE_HINT = (
 )
 # a test and debugging knob: seconds to sleep after each step (slows tiny runs down)
 STEP_DELAY_VAR = "RECONCILER_LOCAL_STEP_DELAY"
+QUEUE_POLL_S = 0.5
 
 
 class MissingWeights(Exception):
@@ -80,6 +89,14 @@ def load(model_id: str, from_output: str | None) -> tuple[Any, Any, bool]:
         tokenizer.pad_token = tokenizer.eos_token
     if from_output and Path(from_output, "adapter_config.json").is_file():
         from peft import PeftModel
+
+        adapter = read_json(Path(from_output, "adapter_config.json")) or {}
+        trained_on = adapter.get("base_model_name_or_path")
+        if trained_on and trained_on != model_id:
+            raise ValueError(
+                f"from: the adapter in {from_output} was trained on {trained_on!r}, not on "
+                f"this job's model {model_id!r}: set model: {trained_on}"
+            )
 
         # `from: {job: X}`: continue training X's adapter on the same base
         return PeftModel.from_pretrained(model, from_output, is_trainable=True), tokenizer, True
@@ -162,17 +179,63 @@ def train(folder: Path, config: dict[str, Any]) -> str:
     return "succeeded"
 
 
+def claim(folder: Path) -> int | None:
+    """This attempt's lock, held for the process's life; None when the attempt is not
+    ours to train: another trainer holds it, or one already started it (and ended)."""
+    fd = try_lock(folder / "lock")
+    if fd is None:
+        return None
+    record = read_json(folder / "process.json")
+    mine = process_record(os.getpid())
+    if record is not None and record != mine and (folder / "started").exists():
+        os.close(fd)
+        return None
+    write_json(folder / "process.json", mine)
+    (folder / "started").touch()
+    return fd
+
+
+def wait_for_slot(folder: Path) -> int | None:
+    """The slot this trainer trains in (held until it exits), after every attempt queued
+    before it; None when it was cancelled while queued."""
+    root = run_of_attempt(folder).dir.parent
+    slots = concurrency(os.environ)
+    queued_noted = False
+    while not Stop.requested:
+        line = waiting(root)
+        if not line or line[0] == folder:
+            for i in range(slots):
+                if try_lock(root / SLOTS / f"{i}.lock") is not None:  # kept open: held
+                    return i
+        if not queued_noted:
+            note(folder, f"queued: {slots} local job{'s' if slots > 1 else ''} at a time")
+            queued_noted = True
+        time.sleep(QUEUE_POLL_S)
+    return None
+
+
 def main(argv: list[str]) -> int:
     folder = Path(argv[1]).absolute()
-    # pid and start time first: the driver knows this process even if it died before
-    # writing them itself
-    write_json(folder / "process.json", process_record(os.getpid()))
     signal.signal(signal.SIGTERM, Stop.handle)
+    if claim(folder) is None:
+        return 0  # another trainer has (or had) this attempt: nothing of ours to write
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
         os.environ.setdefault(var, "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    config = read_json(run_of_attempt(folder).config)
     result: dict[str, Any]
+    slot = wait_for_slot(folder)
+    if slot is None:
+        result = {"status": "cancelled", "at": time.time()}
+        write_json(folder / "result.json", result)
+        note(folder, "cancelled while queued")
+        return 0
+    gpus = gpu_count(os.environ)
+    if gpus:  # one GPU per slot, before torch is imported
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        ids = visible.split(",") if visible else [str(i) for i in range(gpus)]
+        os.environ["CUDA_VISIBLE_DEVICES"] = ids[slot % len(ids)].strip()
+    write_json(folder / "slot.json", {"slot": slot, "at": time.time()})
+    config = read_json(run_of_attempt(folder).config)
     try:
         if config is None:
             raise ValueError(f"no readable config.json in {run_of_attempt(folder).dir}")
