@@ -1,8 +1,8 @@
 """`provider: local`: real TRL + peft training on the CPU with a tiny random model and a
 tokenizer built in code (no downloads), run by the driver as detached processes.
 
-The three trainer runs start together (one fixture) so the suite pays the trainer's
-import time (torch, transformers, trl: ~8 s) about once.
+The trainer runs start together (one fixture, a concurrency above their number) so the
+suite pays the trainer's import time (torch, transformers, trl: ~8 s) about once.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import pytest
 for _module in ("torch", "trl", "peft", "transformers", "datasets"):
     pytest.importorskip(_module, reason="the local extra is not installed: pip install '.[local]'")
 
+from tiny_model import PREFERENCES, ROWS, build_tiny_model, write_jsonl  # noqa: E402
+
 from reconciler.model import CreateRequest, Phase, RemoteJob  # noqa: E402
 from reconciler.providers import CATALOG  # noqa: E402
 from reconciler.providers.local.client import LocalDriver  # noqa: E402
@@ -30,83 +32,48 @@ from reconciler.providers.pool import DriverPool  # noqa: E402
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 
-TIMEOUT = 90.0
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-ROWS = [
-    {
-        "messages": [
-            {"role": "user", "content": f"what colour is thing {i}"},
-            {"role": "assistant", "content": "the sky is blue"},
-        ]
-    }
-    for i in range(8)
-]
+TIMEOUT = 120.0
 
 
-def build_tiny_model(folder: Path) -> None:
-    """A ~40k-parameter random Llama and a 300-token BPE tokenizer trained on the data."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<unk>", "<pad>", "<s>", "<|end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    corpus = [m["content"] for row in ROWS for m in row["messages"]] + ["<|user|><|assistant|>"]
-    tok.train_from_iterator(corpus * 5, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        pad_token="<pad>",
-        bos_token="<s>",
-        eos_token="<|end|>",
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(fast),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=fast.pad_token_id,
-        bos_token_id=fast.bos_token_id,
-        eos_token_id=fast.eos_token_id,
-    )
-    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
-
-
-def driver(runs: Path, delay: float = 0.0) -> LocalDriver:
+def driver(runs: Path, delay: float = 0.0, concurrency: int = 8) -> LocalDriver:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECONCILER_LOCAL")}
+    env["RECONCILER_LOCAL_CONCURRENCY"] = str(concurrency)
     if delay:
         env["RECONCILER_LOCAL_STEP_DELAY"] = str(delay)
     return LocalDriver(runs=runs, env=env)
 
 
-def request(d: LocalDriver, data: Path, model: Path, tag: str, **options: Any) -> CreateRequest:
+def request(
+    d: LocalDriver,
+    data: Path,
+    model: Path,
+    tag: str,
+    *,
+    method: str = "sft",
+    lora: Any = None,
+    from_output: str | None = None,
+    from_step: int | None = None,
+    **options: Any,
+) -> CreateRequest:
     sha = hashlib.sha256(data.read_bytes()).hexdigest()
     file = d.upload_file(data, sha)
     return CreateRequest(
         name="tiny",
         tag=tag,
         model=str(model),
-        method="sft",
+        method=method,
         training_file_id=file.id,
-        lora={"r": 4, "alpha": 8},
+        lora={"r": 4, "alpha": 8} if lora is None else lora,
         hyperparameters={"epochs": 2, "batch_size": 2, "learning_rate": 5e-3, "seed": 1},
         options=options,
+        from_output=from_output,
+        from_step=from_step,
     )
+
+
+def losses(d: LocalDriver, tag: str, attempt: int = 1) -> list[float]:
+    lines = read_lines(Run(d.runs, tag).metrics)
+    return [m["loss"] for m in lines if "loss" in m and m.get("attempt") == attempt]
 
 
 def wait(d: LocalDriver, job: str, done: Callable[[RemoteJob], bool]) -> RemoteJob:
@@ -122,6 +89,7 @@ def wait(d: LocalDriver, job: str, done: Callable[[RemoteJob], bool]) -> RemoteJ
 
 
 SFT, CANCEL, KILL = "rc0000-0000000000a", "rc0000-0000000000b", "rc0000-0000000000c"
+DPO, FULL, CHAIN = "rc0000-0000000000d", "rc0000-0000000000e", "rc0000-0000000000f"
 
 
 @pytest.fixture(scope="module")
@@ -129,45 +97,27 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("local")
     model = root / "tiny-llama"
     build_tiny_model(model)
-    data = root / "train.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    data = write_jsonl(root / "train.jsonl", ROWS)
+    prefs = write_jsonl(root / "prefs.jsonl", PREFERENCES)
     fast, slow = driver(root / "runs"), driver(root / "runs", delay=0.25)
     created = {
         SFT: fast.create_job(request(fast, data, model, SFT, save_steps=4)),
         # long enough to be stopped half-way, no periodic checkpoint: SIGTERM saves one
-        CANCEL: slow.create_job(request(slow, data, model, CANCEL, max_steps=400, save_steps=1000)),
+        CANCEL: slow.create_job(
+            request(slow, data, model, CANCEL, max_steps=100_000, save_steps=100_000)
+        ),
         KILL: slow.create_job(request(slow, data, model, KILL, max_steps=16, save_steps=3)),
+        DPO: fast.create_job(request(fast, prefs, model, DPO, method="dpo", save_steps=1000)),
+        FULL: fast.create_job(request(fast, data, model, FULL, lora=False, save_steps=1000)),
     }
-    return {"fast": fast, "slow": slow, "jobs": created, "data": data, "model": model}
-
-
-def test_sft_with_lora_runs_to_success_with_metrics_and_an_adapter(jobs: dict[str, Any]) -> None:
-    d: LocalDriver = jobs["fast"]
-    job = jobs["jobs"][SFT]
-    assert job.phase in (Phase.QUEUED, Phase.RUNNING) and job.tag == SFT
-    done = wait(d, job.id, lambda j: j.phase.terminal)
-    assert done.phase is Phase.SUCCEEDED, done
-    assert done.progress is not None and done.progress.startswith("step 8/8")
-    adapter = Path(done.fine_tuned_model or "")
-    assert (adapter / "adapter_config.json").is_file()
-    assert (adapter / "adapter_model.safetensors").is_file()
-    losses = [m["loss"] for m in read_lines(Run(d.runs, SFT).metrics) if "loss" in m]
-    assert len(losses) == 8 and losses[-1] < losses[0]
-    assert [c.step for c in d.checkpoints(job.id)] == [4, 8]
-    assert any("training on cpu" in e.message for e in d.job_events(job.id))
-
-
-def test_the_driver_contract_reads_the_run_folders(jobs: dict[str, Any]) -> None:
-    d: LocalDriver = jobs["fast"]
-    listed = {j.id for j in d.list_jobs()}
-    assert {f"{SFT}.1", f"{CANCEL}.1", f"{KILL}.1"} <= listed
-    assert [j.id for j in d.find_jobs_by_tag(SFT)] == [f"{SFT}.1"]
-    assert d.find_jobs_by_tag("rc0000-00000000fff") == []
-    assert d.get_job(f"{SFT}.1").tag == SFT
-    with pytest.raises(Exception, match="no local job"):
-        d.get_job(f"{SFT}.9")
-    config = read_json(Run(d.runs, SFT).config) or {}
-    assert config["args"]["num_train_epochs"] == 2.0 and config["lora"]["r"] == 4
+    return {
+        "fast": fast,
+        "slow": slow,
+        "jobs": created,
+        "data": data,
+        "model": model,
+        "root": root,
+    }
 
 
 def test_cancel_stops_the_trainer_and_keeps_a_checkpoint(jobs: dict[str, Any]) -> None:
@@ -178,7 +128,7 @@ def test_cancel_stops_the_trainer_and_keeps_a_checkpoint(jobs: dict[str, Any]) -
     done = wait(d, job.id, lambda j: j.phase.terminal)
     assert done.phase is Phase.CANCELLED, done
     steps = [c.step or 0 for c in d.checkpoints(job.id)]
-    assert len(steps) == 1 and 2 <= steps[0] < 400
+    assert len(steps) == 1 and 2 <= steps[0] < 100_000
 
 
 def test_a_killed_trainer_fails_retryably_and_the_retry_resumes(jobs: dict[str, Any]) -> None:
@@ -199,6 +149,143 @@ def test_a_killed_trainer_fails_retryably_and_the_retry_resumes(jobs: dict[str, 
     second = [m["step"] for m in read_lines(run.metrics) if m.get("attempt") == 2]
     assert second[0] == saved + 1 and second[-1] == 16
     assert any("resuming from checkpoint-" in e.message for e in d.job_events(retry.id))
+
+
+def test_sft_with_lora_runs_to_success_with_metrics_and_an_adapter(jobs: dict[str, Any]) -> None:
+    d: LocalDriver = jobs["fast"]
+    job = jobs["jobs"][SFT]
+    assert job.phase in (Phase.QUEUED, Phase.RUNNING) and job.tag == SFT
+    done = wait(d, job.id, lambda j: j.phase.terminal)
+    assert done.phase is Phase.SUCCEEDED, done
+    assert done.progress is not None and done.progress.startswith("step 8/8")
+    adapter = Path(done.fine_tuned_model or "")
+    assert (adapter / "adapter_config.json").is_file()
+    assert (adapter / "adapter_model.safetensors").is_file()
+    losses = [m["loss"] for m in read_lines(Run(d.runs, SFT).metrics) if "loss" in m]
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    assert [c.step for c in d.checkpoints(job.id)] == [4, 8]
+    assert any("training on cpu" in e.message for e in d.job_events(job.id))
+
+
+def test_dpo_with_lora_runs_to_success_and_its_loss_goes_down(jobs: dict[str, Any]) -> None:
+    d: LocalDriver = jobs["fast"]
+    done = wait(d, jobs["jobs"][DPO].id, lambda j: j.phase.terminal)
+    assert done.phase is Phase.SUCCEEDED, done
+    assert (Path(done.fine_tuned_model or "") / "adapter_config.json").is_file()
+    config = read_json(Run(d.runs, DPO).config) or {}
+    assert config["method"] == "dpo" and config["lora"]["r"] == 4
+    loss = losses(d, DPO)
+    # DPO's loss starts at ln 2 (policy equals reference) and falls as the margin grows
+    assert len(loss) == 8 and abs(loss[0] - 0.6931) < 0.01 and loss[-1] < loss[0]
+    margins = [
+        m["rewards/margins"] for m in read_lines(Run(d.runs, DPO).metrics) if "rewards/margins" in m
+    ]
+    assert margins[-1] > 0
+
+
+def test_lora_false_is_a_full_fine_tune_saving_the_whole_model(jobs: dict[str, Any]) -> None:
+    d: LocalDriver = jobs["fast"]
+    done = wait(d, jobs["jobs"][FULL].id, lambda j: j.phase.terminal)
+    assert done.phase is Phase.SUCCEEDED, done
+    out = Path(done.fine_tuned_model or "")
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    assert not (out / "adapter_config.json").exists()
+    assert (read_json(Run(d.runs, FULL).config) or {})["lora"] is None
+    loss = losses(d, FULL)
+    assert len(loss) == 8 and loss[-1] < loss[0]
+
+
+def test_from_chains_a_job_onto_the_first_ones_adapter_or_one_of_its_checkpoints(
+    jobs: dict[str, Any],
+) -> None:
+    d: LocalDriver = jobs["fast"]
+    first = wait(d, jobs["jobs"][SFT].id, lambda j: j.phase.terminal)
+    assert first.phase is Phase.SUCCEEDED, first
+    upstream = first.fine_tuned_model or ""
+    data, model, at_step = jobs["data"], jobs["model"], "rc0000-00000000010"
+    with pytest.raises(
+        Exception, match=r"from.step 5: .* no complete checkpoint-5 \(saved steps: 4, 8\)"
+    ):
+        d.create_job(request(d, data, model, at_step, from_output=upstream, from_step=5))
+    # both at once: the end of the first job, and its step 4
+    chained = d.create_job(request(d, data, model, CHAIN, from_output=upstream))
+    stepped = d.create_job(request(d, data, model, at_step, from_output=upstream, from_step=4))
+    for job in (chained, stepped):
+        done = wait(d, job.id, lambda j: j.phase.terminal)
+        assert done.phase is Phase.SUCCEEDED, done
+    assert (read_json(Run(d.runs, CHAIN).config) or {})["from_output"] == upstream
+    checkpoint = str(Run(d.runs, SFT).checkpoints / "checkpoint-4")
+    assert (read_json(Run(d.runs, at_step).config) or {})["from_output"] == checkpoint
+    # each continued the first adapter: its first loss is near where the first job was at
+    # that step, not a fresh start
+    before = losses(d, SFT)
+    for tag, step in ((CHAIN, 8), (at_step, 4)):
+        after = losses(d, tag)
+        assert after[0] < before[0] and abs(after[0] - before[step - 1]) < abs(after[0] - before[0])
+
+
+def test_jobs_beyond_the_concurrency_queue_and_start_in_order(jobs: dict[str, Any]) -> None:
+    root: Path = jobs["root"]
+    d = driver(root / "queue-runs", delay=0.2, concurrency=1)
+    tags = ["rc0000-0000000q001", "rc0000-0000000q002", "rc0000-0000000q003"]
+    created = [
+        d.create_job(request(d, jobs["data"], jobs["model"], tag, max_steps=6, save_steps=1000))
+        for tag in tags
+    ]
+    wait(d, created[0].id, lambda j: j.phase is Phase.RUNNING)
+    second, third = d.get_job(created[1].id), d.get_job(created[2].id)
+    assert (second.phase, second.status) == (Phase.QUEUED, "queued"), second
+    assert second.progress == "next in line"
+    assert third.progress == "waiting for a free slot (1 queued ahead)"
+    # cancelling a queued job ends it at once, without it ever training
+    d.cancel_job(created[2].id)
+    assert wait(d, created[2].id, lambda j: j.phase.terminal).phase is Phase.CANCELLED
+    assert not (Run(d.runs, tags[2]).attempt(1) / "slot.json").exists()
+    done = [wait(d, j.id, lambda j: j.phase.terminal) for j in created[:2]]
+    assert [j.phase for j in done] == [Phase.SUCCEEDED, Phase.SUCCEEDED]
+    ended = (read_json(Run(d.runs, tags[0]).attempt(1) / "result.json") or {})["at"]
+    began = (read_json(Run(d.runs, tags[1]).attempt(1) / "slot.json") or {})["at"]
+    assert began >= ended  # one at a time: the second took the slot the first let go
+    assert any("queued: 1 local job at a time" in e.message for e in d.job_events(created[1].id))
+
+
+def test_an_attempt_left_without_a_trainer_is_started_once_and_trained_once(
+    jobs: dict[str, Any],
+) -> None:
+    """A reconciler killed between the attempt folder and the process: the next look
+    starts the trainer; a second trainer of the same attempt leaves without training."""
+    root: Path = jobs["root"]
+    now = [time.time()]
+    d = driver(root / "orphan-runs")
+    d.clock = lambda: now[0]
+    tag = "rc0000-0000000o001"
+    req = request(d, jobs["data"], jobs["model"], tag, max_steps=2, save_steps=1000)
+    run = Run(d.runs, tag)
+    run.attempts.mkdir(parents=True)
+    (run.config).write_text(json.dumps(d._config(req, run)))
+    run.attempt(1).mkdir()
+    (run.attempt(1) / "attempt.json").write_text(json.dumps({"created_at": now[0], "attempt": 1}))
+    assert d.get_job(f"{tag}.1").phase is Phase.QUEUED  # young: its trainer may be starting
+    now[0] += 11
+    assert d.get_job(f"{tag}.1").phase in (Phase.QUEUED, Phase.RUNNING)
+    d._launch(run, 1)  # a second start of the same attempt
+    done = wait(d, f"{tag}.1", lambda j: j.phase.terminal)
+    assert done.phase is Phase.SUCCEEDED, done
+    assert [m["step"] for m in read_lines(run.metrics) if "loss" in m] == [1, 2]
+    assert (run.attempt(1) / "relaunched").exists()
+
+
+def test_the_driver_contract_reads_the_run_folders(jobs: dict[str, Any]) -> None:
+    d: LocalDriver = jobs["fast"]
+    listed = {j.id for j in d.list_jobs()}
+    assert {f"{SFT}.1", f"{CANCEL}.1", f"{KILL}.1", f"{DPO}.1", f"{FULL}.1"} <= listed
+    assert [j.id for j in d.find_jobs_by_tag(SFT)] == [f"{SFT}.1"]
+    assert d.find_jobs_by_tag("rc0000-00000000fff") == []
+    assert d.get_job(f"{SFT}.1").tag == SFT
+    with pytest.raises(Exception, match="no local job"):
+        d.get_job(f"{SFT}.9")
+    config = read_json(Run(d.runs, SFT).config) or {}
+    assert config["args"]["num_train_epochs"] == 2.0 and config["lora"]["r"] == 4
 
 
 def test_a_folder_without_a_process_is_queued_then_a_retryable_failure() -> None:
