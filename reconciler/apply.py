@@ -24,9 +24,11 @@ from .model import (
     Phase,
     RemoteJob,
     create_request,
+    model_on_disk,
 )
 from .plan import CHANGES, Action, Kind, Plan
 from .pricing import provider_price
+from .providers import CATALOG
 from .providers.pool import DriverPool
 from .redact import scrub
 from .tags import DEFAULT_NAMESPACE
@@ -272,6 +274,9 @@ class Executor:
             validation_file_id=validation_id,
             from_output=action.from_output,
         )
+        folder = model_on_disk(spec.model, want.file)
+        if folder is not None and CATALOG[spec.provider].capabilities.models_on_disk:
+            request = dataclasses.replace(request, model=str(folder))
         # secrets are references until this moment (never in the ledger)
         request = resolve_request(request, self.env)
         server_at = driver.api.server_time  # the provider's clock, from its last answer

@@ -73,6 +73,9 @@ class Capabilities:
     # rides in a field the list cannot filter on, so a crash is resolved by a full listing
     filters_by_tag: bool = False
     methods: tuple[str, ...] = ("sft", "dpo")  # the spec's `method:` values it can train
+    # `model:` may be a folder on this machine (``model.model_on_disk``): the create gets
+    # the absolute path, a relative one taken from the spec file's folder
+    models_on_disk: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ class ProviderInfo:
     driver_env: bool = False
     # an estimate of its own in place of list prices: (US dollars, tokens, one line of
     # basis) from the spec and its data's tokens (local training: device, dtype, time)
-    estimator: Callable[[JobSpec, int, int | None], tuple[float, int, str]] | None = None
+    # (the last argument: the spec file, against which a model path is resolved)
+    estimator: Callable[[JobSpec, int, int | None, str], tuple[float, int, str]] | None = None
 
     @property
     def base(self) -> str:

@@ -41,12 +41,15 @@ def _price_for(spec: JobSpec) -> Price | None:
 
 
 def estimate(
-    spec: JobSpec, training_tokens: int, validation_tokens: int | None = None
+    spec: JobSpec,
+    training_tokens: int,
+    validation_tokens: int | None = None,
+    spec_file: str = "spec.yaml",
 ) -> Estimate | None:
     """An offline estimate for one job, or None when no price is known for its model."""
     own = CATALOG[spec.provider].estimator
     if own is not None:
-        return Estimate(*own(spec, training_tokens, validation_tokens))
+        return Estimate(*own(spec, training_tokens, validation_tokens, spec_file))
     price = _price_for(spec)
     if price is None:
         return None

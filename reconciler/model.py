@@ -186,6 +186,17 @@ def unexpressed(
     return out + [f"{k}: no equivalent at {provider}" for k, v in start.items() if v is not None]
 
 
+def model_on_disk(model: str, spec_file: str | Path) -> Path | None:
+    """A ``model:`` written as a path (``./``, ``../``, ``/`` or ``~``) as an absolute
+    path, a relative one against the spec file's folder, as data files are; None for a
+    model id (``Qwen/Qwen2.5-0.5B``). The spec keeps what was written (the fingerprint
+    does not depend on where the checkout is)."""
+    if not model.startswith(("./", "../", "/", "~")):
+        return None
+    path = Path(model).expanduser()
+    return path if path.is_absolute() else (Path(spec_file).parent / path).absolute()
+
+
 def upload_filename(sha256: str, path: Path) -> str:
     """The name we upload a data file under: content hash first, so a crash is resolvable."""
     return f"rc-{sha256[:16]}-{path.name}"

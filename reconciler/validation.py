@@ -233,7 +233,10 @@ def _desired_state(
         assert training is not None
         state.reports[spec.name] = (training, validation)
         guess = estimate(
-            s, training.approx_tokens, validation.approx_tokens if validation else None
+            s,
+            training.approx_tokens,
+            validation.approx_tokens if validation else None,
+            str(spec.file),
         )
         state.jobs.append(
             DesiredJob(

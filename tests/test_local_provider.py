@@ -235,8 +235,8 @@ def test_jobs_beyond_the_concurrency_queue_and_start_in_order(jobs: dict[str, An
     wait(d, created[0].id, lambda j: j.phase is Phase.RUNNING)
     second, third = d.get_job(created[1].id), d.get_job(created[2].id)
     assert (second.phase, second.status) == (Phase.QUEUED, "queued"), second
-    assert second.progress == "next in line"
-    assert third.progress == "waiting for a free slot (1 queued ahead)"
+    assert second.progress == "next in line for a training slot"
+    assert third.progress == "waiting for a training slot (1 queued ahead)"
     # cancelling a queued job ends it at once, without it ever training
     d.cancel_job(created[2].id)
     assert wait(d, created[2].id, lambda j: j.phase.terminal).phase is Phase.CANCELLED

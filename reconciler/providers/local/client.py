@@ -23,14 +23,17 @@ from ...errors import ErrorKind, ProviderError
 from ...model import (
     Checkpoint,
     CreateRequest,
+    DesiredJob,
     Phase,
     RemoteEvent,
     RemoteFile,
     RemoteJob,
+    model_on_disk,
     upload_filename,
 )
 from ...tags import is_tag
 from ..base import DriverBase
+from .estimate import Settings, model_config
 from .mapping import (
     CANCEL_GRACE_S,
     PROVIDER,
@@ -65,6 +68,16 @@ OFFLINE_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "PYTHONUNBUFFERED": "1",
 }
+
+
+CHECKPOINT_METRICS = ("loss", "eval_loss", "mean_token_accuracy", "rewards/accuracies")
+CREATE_PAUSE_VAR = "RECONCILER_LOCAL_CREATE_PAUSE"  # a test knob: seconds between start and return
+
+
+def _tokens(metrics: list[dict[str, Any]], n: int) -> int | None:
+    """Tokens trained by attempt ``n`` (the trainer's running ``num_tokens``)."""
+    counts = [m["num_tokens"] for m in metrics if m.get("attempt") == n and "num_tokens" in m]
+    return int(counts[-1]) if counts else None
 
 
 class LocalDriver(DriverBase):
@@ -137,6 +150,9 @@ class LocalDriver(DriverBase):
         folder.mkdir()  # the folder is the job: found again by its tag after a crash
         write_json(folder / "attempt.json", {"created_at": self.clock(), "attempt": n})
         self._launch(run, n)
+        pause = float(self.env.get(CREATE_PAUSE_VAR) or 0)
+        if pause:  # the crash tests kill reconciler here: the trainer runs, the id unsaved
+            time.sleep(pause)
         return self._get(run, n)
 
     def _launch(self, run: Run, n: int) -> None:
@@ -242,13 +258,26 @@ class LocalDriver(DriverBase):
             error=error,
             error_retryable=retryable,
             created_at=float(created) if isinstance(created, int | float) else None,
-            cost_usd=0.0,
+            trained_tokens=_tokens(metrics, n),
+            cost_usd=self._cost(run, n),
         )
+
+    def _cost(self, run: Run, n: int) -> float:
+        """The slot's time so far at the project's price per slot-hour (0 without one)."""
+        folder = run.attempt(n)
+        began = (read_json(folder / "slot.json") or {}).get("at")
+        if not isinstance(began, int | float) or not Settings.gpu_hour_usd:
+            return 0.0
+        ended = (read_json(folder / "result.json") or {}).get("at")
+        until = float(ended) if isinstance(ended, int | float) else self.clock()
+        return round(max(until - float(began), 0.0) / 3600 * Settings.gpu_hour_usd, 6)
 
     def _queue_text(self, run: Run, n: int) -> str:
         line = waiting(self.runs)
         ahead = line.index(run.attempt(n)) if run.attempt(n) in line else 0
-        return f"waiting for a free slot ({ahead} queued ahead)" if ahead else "next in line"
+        if not ahead:
+            return "next in line for a training slot"
+        return f"waiting for a training slot ({ahead} queued ahead)"
 
     def get_job(self, job_id: str) -> RemoteJob:
         return self._get(*self._run_of(job_id))
@@ -307,7 +336,31 @@ class LocalDriver(DriverBase):
 
     def checkpoints(self, job_id: str) -> list[Checkpoint]:
         run, _ = self._run_of(job_id)
+        logged = {m["step"]: m for m in read_lines(run.metrics) if "loss" in m and "step" in m}
         return [
-            Checkpoint(id=path.name, step=step, model=str(path), created_at=path.stat().st_mtime)
+            Checkpoint(
+                id=path.name,
+                step=step,
+                model=str(path),
+                created_at=path.stat().st_mtime,
+                metrics={k: v for k, v in logged.get(step, {}).items() if k in CHECKPOINT_METRICS},
+            )
             for step, path in run.complete_checkpoints()
+        ]
+
+    def preflight(self, job: DesiredJob) -> list[str]:
+        """The model's weights are on this machine: its folder, or the Hugging Face cache
+        (the trainer never downloads)."""
+        folder = model_on_disk(job.spec.model, job.file)
+        if folder is not None:
+            if (folder / "config.json").is_file():
+                return []
+            return [f"model: {folder} holds no model (a folder with config.json and weights)"]
+        if model_config(job.spec.model, self.env, job.file) is not None:
+            return []
+        home = self.env.get("HF_HOME") or "~/.cache/huggingface"
+        return [
+            f"model: {job.spec.model!r} is not in the Hugging Face cache (HF_HOME={home}) "
+            "and local training never downloads: `huggingface-cli download "
+            f"{job.spec.model}` on a connected machine, or give model: a folder"
         ]

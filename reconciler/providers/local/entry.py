@@ -53,5 +53,5 @@ LOCAL = ProviderInfo(
     estimator=estimate,
     prices_as_of="local training",
     # `from: {job: X}` trains on from X's adapter (or full model, or checkpoint-<step>)
-    capabilities=Capabilities(methods=("sft", "dpo"), continues_from_job=True),
+    capabilities=Capabilities(methods=("sft", "dpo"), continues_from_job=True, models_on_disk=True),
 )

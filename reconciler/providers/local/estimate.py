@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...catalog import model_size_b
+from ...model import model_on_disk
 from .runs import gpu_count
 
 if TYPE_CHECKING:
@@ -54,10 +55,10 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def model_config(model: str, env: Mapping[str, str]) -> dict[str, Any] | None:
+def model_config(model: str, env: Mapping[str, str], spec_file: str) -> dict[str, Any] | None:
     """The model's ``config.json``: in its folder, or in the Hugging Face cache."""
-    folder = Path(model).expanduser()
-    if (folder / "config.json").is_file():
+    folder = model_on_disk(model, spec_file)
+    if folder is not None:
         return _read(folder / "config.json")
     home = Path(env.get("HF_HOME") or "~/.cache/huggingface").expanduser()
     hub = Path(env.get("HF_HUB_CACHE") or home / "hub").expanduser()
@@ -101,7 +102,7 @@ def duration(seconds: float) -> str:
 
 
 def estimate(
-    spec: JobSpec, training_tokens: int, validation_tokens: int | None
+    spec: JobSpec, training_tokens: int, validation_tokens: int | None, spec_file: str
 ) -> tuple[float, int, str]:
     """(US dollars, tokens trained, one line: device, dtype, time and how it was reached)."""
     from .mapping import DEFAULT_EPOCHS
@@ -110,14 +111,14 @@ def estimate(
     where, dtype = device(env)
     epochs = spec.hyperparameters.epochs or DEFAULT_EPOCHS
     tokens = training_tokens * epochs
-    config = model_config(spec.model, env)
+    config = model_config(spec.model, env, spec_file)
     params = parameters(config) if config else None
     if params is None and (size := model_size_b(spec.model)) is not None:
         params = int(size * 1e9)
-    head = f"local: would train on {where}, {dtype}"
+    head = f"local: {where}, {dtype}"
     if params is None:
-        why = "its size is unknown here (no config.json in its folder or the Hugging Face cache)"
-        return 0.0, tokens, f"{head}; time unknown: {why}"
+        why = "the model's size is unknown here (no config.json in its folder or the cache)"
+        return 0.0, tokens, f"{head}, time unknown: {why}"
     per_token = 6 if spec.lora is False else 4
     if spec.method == "dpo":
         per_token += 2  # the frozen reference model's forward pass
@@ -130,10 +131,10 @@ def estimate(
     price = (
         f"${Settings.gpu_hour_usd:g}/slot-hour"
         if Settings.gpu_hour_usd
-        else "no price set (local.gpu_hour_usd in reconciler.yaml)"
+        else "no local.gpu_hour_usd set"
     )
     basis = (
-        f"{head}, ~{duration(seconds)} (~{tokens:,} tokens × {per_token} × {_count(params)} "
-        f"parameters at an assumed {speed:.0e} FLOP/s); {price}"
-    )
+        f"{head}, ~{duration(seconds)} (~{tokens:,} tokens, {_count(params)} params, "
+        f"assumed {speed:.0e} FLOP/s); {price}"
+    ).replace("e+", "e")
     return round(usd, 4), tokens, basis
