@@ -7,6 +7,13 @@ STAMP := $(VENV)/.installed
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { echo $$p; break; }; done)
 
+# local training (`provider: local`, the `local` extra) is installed unless LOCAL=0. torch
+# goes in first, pinned: on these machines `pip install torch==2.13.0` takes the CPU build
+# from local disk, while an unpinned torch would download a CUDA build of several GB.
+LOCAL ?= 1
+TORCH := 2.13.0
+EXTRAS := $(if $(filter 0,$(LOCAL)),dev,dev,local)
+
 .PHONY: demo test unit lint typecheck schema clean venv bench soak
 
 venv: $(STAMP)
@@ -16,8 +23,13 @@ $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) with $(PYTHON)"
 	@$(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-	@echo "==> installing reconciler and its test tools (log: $(VENV)/install.log)"
-	@$(PY) -m pip install --disable-pip-version-check -e '.[dev]' > $(VENV)/install.log 2>&1 \
+	@if [ "$(LOCAL)" != 0 ]; then \
+		echo "==> installing torch $(TORCH) first, pinned (log: $(VENV)/install.log)"; \
+		$(PY) -m pip install --disable-pip-version-check 'torch==$(TORCH)' > $(VENV)/install.log 2>&1 \
+			|| { cat $(VENV)/install.log; echo "error: pip install torch failed (see above; LOCAL=0 skips local training)" >&2; exit 1; }; \
+	fi
+	@echo "==> installing reconciler and its test tools$(if $(filter 0,$(LOCAL)),, with local training)"
+	@$(PY) -m pip install --disable-pip-version-check -e '.[$(EXTRAS)]' >> $(VENV)/install.log 2>&1 \
 		|| { cat $(VENV)/install.log; echo "error: pip install failed (see above)" >&2; exit 1; }
 	@touch $(STAMP)
 

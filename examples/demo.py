@@ -8,6 +8,7 @@ copy of examples/quickstart, and leaves no process behind.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -71,6 +72,38 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -
     raise SystemExit("demo: the emulator did not answer in time")
 
 
+def local_extra() -> bool:
+    """The `local` extra (torch, TRL, peft) is installed: the demo trains on this machine."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("torch", "trl", "peft", "transformers"))
+
+
+def train_locally(env: dict[str, str], work: Path, specs: Path) -> None:
+    """The same spec format, trained here by TRL + peft: a tiny random model built in code
+    (nothing downloaded), one spec of examples/local pointed at it."""
+    if not local_extra():
+        banner("9. Train on this machine: skipped (the local extra is not installed)")
+        print("  pip install torch==2.13.0 && pip install -e '.[local]'   (README: local)")
+        return
+    banner("9. Train on this machine: provider: local (TRL + peft, on the CPU here)")
+    from reconciler.providers.local.tiny import build, texts_of
+
+    data = specs / "data" / "support.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+    model = build(work / "tiny-llama", [t for row in rows for t in texts_of(row)])
+    print(f"A tiny random Llama (~40k parameters) in {model}, in place of a real model")
+    text = (ROOT / "examples" / "local" / "support-bot-local.yaml").read_text()
+    text = text.replace("model: Qwen/Qwen2.5-0.5B-Instruct", "model: ../tiny-llama")
+    text = text.replace("epochs: 3", "epochs: 2")
+    (specs / "support-bot-local.yaml").write_text(text)
+    local = {**env, "RECONCILER_LOCAL_ENABLE": "1"}
+    run(local, "plan", "--target", "support-bot-local", "--detailed-exitcode", expect=(2,))
+    target = ("--target", "support-bot-local")
+    run(local, "apply", "--yes", "--wait", "--interval", "1", "--timeout", "300", *target)
+    run(local, "output", "support-bot-local")
+
+
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="reconciler-demo-"))
     specs = work / "specs"
@@ -126,6 +159,7 @@ def main() -> int:
 
         banner("6. Change a hyperparameter: the plan shows a replace, naming the field")
         spec = specs / "support-bot.yaml"
+        original = spec.read_text()
         spec.write_text(spec.read_text().replace("learning_rate: 1.0e-5", "learning_rate: 2.0e-5"))
         print("edited support-bot.yaml: learning_rate 1.0e-5 → 2.0e-5")
         run(env, "plan", "--detailed-exitcode", expect=(2,))
@@ -138,6 +172,9 @@ def main() -> int:
         run(env, "output", "support-bot")
         print("$ reconciler output support-bot --raw   # the model id alone, for scripts")
         run(env, "output", "support-bot", "--raw", echo=False)
+
+        spec.write_text(original)
+        train_locally(env, work, specs)
 
         banner(f"Done in {time.monotonic() - started:.1f}s. Try it on your own specs:")
         print("  .venv/bin/reconciler --help")
