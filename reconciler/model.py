@@ -8,6 +8,7 @@ so the planner, the fingerprint, the cost estimate and the catalog can all lean 
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,7 +195,7 @@ def model_on_disk(model: str, spec_file: str | Path) -> Path | None:
     if not model.startswith(("./", "../", "/", "~")):
         return None
     path = Path(model).expanduser()
-    return path if path.is_absolute() else (Path(spec_file).parent / path).absolute()
+    return Path(os.path.normpath(path if path.is_absolute() else Path(spec_file).parent / path))
 
 
 def upload_filename(sha256: str, path: Path) -> str:

@@ -9,6 +9,7 @@ Unknown keys are errors, as in specs. Without the file the namespace is ``defaul
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -119,7 +120,8 @@ class Project:
         out: dict[str, str] = {}
         if self.local.runs:
             base = self.file.parent if self.file else Path()
-            out["RECONCILER_LOCAL_RUNS"] = str((base / self.local.runs).expanduser().absolute())
+            runs = (base / Path(self.local.runs).expanduser()).absolute()
+            out["RECONCILER_LOCAL_RUNS"] = os.path.normpath(runs)
         if self.local.concurrency:
             out["RECONCILER_LOCAL_CONCURRENCY"] = str(self.local.concurrency)
         return out

@@ -18,7 +18,7 @@ from .datarules import describe
 from .envrefs import bad_refs, env_form, literal_secrets
 from .errors import SpecError
 from .loader import LoadedSpec, SpecSet, display_path, paused_gc
-from .model import PLACEHOLDER_TAG, DesiredJob, create_request
+from .model import PLACEHOLDER_TAG, DesiredJob, create_request, model_on_disk
 from .providers import CATALOG
 from .tags import DEFAULT_NAMESPACE
 
@@ -136,7 +136,22 @@ def _from_rules(spec: LoadedSpec, specs: SpecSet) -> list[SpecError]:
             f"start only from a model of its own provider (train both at one provider)"
         )
         return [SpecError(message, spec.file, line, "spec.from.job")]
+    upstream_model = upstream.job.spec.model
+    adapter = CATALOG[s.provider].base == "local" and upstream.job.spec.lora is not False
+    if adapter and not _same_model(s.model, spec.file, upstream_model, upstream.file):
+        message = (
+            f"{s.from_.job!r} trains a LoRA adapter on {upstream_model!r}: a job "
+            f"continuing it trains on the same base (model: {upstream_model})"
+        )
+        return [SpecError(message, spec.file, spec.line_of("spec", "model"), "spec.model")]
     return []
+
+
+def _same_model(a: str, a_file: Path, b: str, b_file: Path) -> bool:
+    """Two ``model:`` values name one model: one folder (each read from its spec's
+    folder), or one model id."""
+    a_path, b_path = model_on_disk(a, a_file), model_on_disk(b, b_file)
+    return a_path == b_path if a_path or b_path else a == b
 
 
 def _format_mismatch(
