@@ -44,6 +44,8 @@ class Endpoint:
     version_var: str | None = None
     # the path both shapes share below the host ("/openai" at Azure), added when missing
     root: str = ""
+    # what to say when key_var is unset, where it is a switch rather than a key (local)
+    missing: str = ""
 
 
 @dataclass(frozen=True)

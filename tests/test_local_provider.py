@@ -90,6 +90,7 @@ def wait(d: LocalDriver, job: str, done: Callable[[RemoteJob], bool]) -> RemoteJ
 
 SFT, CANCEL, KILL = "rc0000-0000000000a", "rc0000-0000000000b", "rc0000-0000000000c"
 DPO, FULL, CHAIN = "rc0000-0000000000d", "rc0000-0000000000e", "rc0000-0000000000f"
+MISSING = "rc0000-00000000011"
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,8 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         KILL: slow.create_job(request(slow, data, model, KILL, max_steps=16, save_steps=3)),
         DPO: fast.create_job(request(fast, prefs, model, DPO, method="dpo", save_steps=1000)),
         FULL: fast.create_job(request(fast, data, model, FULL, lora=False, save_steps=1000)),
+        # weights that are not on this machine: the trainer never downloads
+        MISSING: fast.create_job(request(fast, data, Path("org/not-cached"), MISSING)),
     }
     return {
         "fast": fast,
@@ -273,6 +276,15 @@ def test_an_attempt_left_without_a_trainer_is_started_once_and_trained_once(
     assert done.phase is Phase.SUCCEEDED, done
     assert [m["step"] for m in read_lines(run.metrics) if "loss" in m] == [1, 2]
     assert (run.attempt(1) / "relaunched").exists()
+
+
+def test_weights_not_on_this_machine_fail_at_once_naming_hf_home(jobs: dict[str, Any]) -> None:
+    d: LocalDriver = jobs["fast"]
+    done = wait(d, jobs["jobs"][MISSING].id, lambda j: j.phase.terminal)
+    assert done.phase is Phase.FAILED and not done.error_retryable, done
+    assert "model 'org/not-cached' is not available locally" in (done.error or "")
+    assert "HF_HOME" in (done.error or "") and "HF_HUB_OFFLINE=1" in (done.error or "")
+    assert not Run(d.runs, MISSING).checkpoints.exists()
 
 
 def test_the_driver_contract_reads_the_run_folders(jobs: dict[str, Any]) -> None:

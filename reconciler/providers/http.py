@@ -67,9 +67,8 @@ def api_key(info: ProviderInfo, env: Mapping[str, str]) -> str:
     ep = info.endpoint
     key = (env.get(ep.key_var) or "").strip()
     if not key:
-        raise ConfigError(
-            f"{ep.key_var} is not set: the {info.name} provider needs an API key in the environment"
-        )
+        why = ep.missing or f"the {info.name} provider needs an API key in the environment"
+        raise ConfigError(f"{ep.key_var} is not set: {why}")
     register(key)
     return key
 

@@ -43,7 +43,13 @@ LOCAL = ProviderInfo(
     driver_env=True,
     name=PROVIDER,
     title="Local training (TRL + peft)",
-    endpoint=Endpoint(ENABLE_VAR, "RECONCILER_LOCAL_URL", "http://127.0.0.1/v1"),
+    endpoint=Endpoint(
+        ENABLE_VAR,
+        "RECONCILER_LOCAL_URL",
+        "http://127.0.0.1/v1",
+        missing="set it (to 1) on the machine that should train provider: local jobs "
+        "(they use this machine's CPU or GPU)",
+    ),
     driver="reconciler.providers.local.client:LocalDriver",
     tag_field="run folder name",
     data_rules=DATA_RULES,
