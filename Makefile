@@ -12,7 +12,8 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 # from local disk, while an unpinned torch would download a CUDA build of several GB.
 LOCAL ?= 1
 TORCH := 2.13.0
-EXTRAS := $(if $(filter 0,$(LOCAL)),dev,dev,local)
+COMMA := ,
+EXTRAS := $(if $(filter 0,$(LOCAL)),dev$(COMMA)postgres,dev$(COMMA)postgres$(COMMA)local)
 
 .PHONY: demo test unit lint typecheck schema clean venv bench soak
 

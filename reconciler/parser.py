@@ -72,9 +72,10 @@ def _globals(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
     g.add_argument(
         "--ledger",
-        metavar="FILE",
+        metavar="FILE|URL",
         default=default(os.environ.get("RECONCILER_LEDGER", "state/ledger.db")),
-        help="ledger file (default ./state/ledger.db, or $RECONCILER_LEDGER)",
+        help="ledger: a SQLite file (default ./state/ledger.db) or a postgresql:// URL "
+        "(or $RECONCILER_LEDGER; put a password there, not on the command line)",
     )
     g.add_argument(
         "-v",
@@ -333,6 +334,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--namespace", metavar="NS", help="the project's namespace (default: the folder's name)"
+    )
+
+    p = command("ledger", "manage the ledger itself: migrate copies it into another one")
+    p.add_argument("action", choices=("migrate",), help="migrate: copy --ledger into --to")
+    p.add_argument(
+        "--to",
+        required=True,
+        metavar="URL",
+        help="the empty ledger to copy into: a postgresql:// URL (or a SQLite file)",
     )
 
     p = command("version", "print reconciler's version, Python's and the spec format's")

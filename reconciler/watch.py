@@ -105,6 +105,11 @@ class Watcher:
         """One pass. Never raises for provider or spec trouble: it logs and carries on.
         A ledger deleted or replaced under the daemon stops it (``LedgerError``)."""
         if not self.still_ours():
+            if isinstance(self.ledger.path, str):  # a database: its lock's connection was cut
+                raise LedgerError(
+                    f"watch lost its writer lock on the ledger {self.ledger.path} (the "
+                    "connection was cut); stopping without writing (start watch again)"
+                )
             raise LedgerError(
                 f"ledger {self.ledger.path} was deleted or replaced while watch ran; stopping "
                 "without writing to it (restore it, or start watch again for a new ledger)"

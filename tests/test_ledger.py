@@ -16,17 +16,24 @@ from reconciler.ledger import SCHEMA_VERSION, Ledger, WriterLock, open_ledger
 from reconciler.model import Phase, RemoteJob
 
 
-def _sqlite(tmp_path: Path) -> Ledger:
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Ledger:
     return open_ledger(tmp_path / "state" / "ledger.db")
 
 
-# backend → a fresh, empty ledger in a test's folder; a new backend adds one line here
-BACKENDS: dict[str, Callable[[Path], Ledger]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Ledger:
+    return open_ledger(request.getfixturevalue("pg_url"))  # a new database on a real server
+
+
+# backend → a fresh, empty ledger; a new backend adds one line here
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Ledger]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
-    book = BACKENDS[request.param](tmp_path)
+    book = BACKENDS[request.param](request, tmp_path)
     yield book
     book.close()
 

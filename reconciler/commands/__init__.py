@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "output": ("outputs", "cmd_output"),
     "refresh": ("applying", "cmd_refresh"),
     "init": ("scaffold", "cmd_init"),
+    "ledger": ("ledgers", "cmd_ledger"),
     "version": ("shell", "cmd_version"),
     "completion": ("shell", "cmd_completion"),
 }

@@ -68,8 +68,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     ws = Workspace.from_args(args)
     out = ws.out()
     if args.ledger_events:
-        if not ws.ledger.exists():
-            raise ConfigError(f"no ledger at {ws.ledger}")
+        if not ws.ledger_exists():
+            raise ConfigError(f"no ledger at {ws.ledger_label}")
         ledger = open_ledger(ws.ledger, readonly=True)
         try:
             events = ledger.events(args.name, limit=1000)
@@ -83,7 +83,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     record = ws.view().records.get(args.name)
     cur = record.current if record else None
     if cur is None:
-        raise ConfigError(f"no job for {args.name!r} in the ledger {ws.ledger}")
+        raise ConfigError(f"no job for {args.name!r} in the ledger {ws.ledger_label}")
     if cur.remote_id is None:
         raise ConfigError(_no_job(args.name, cur))
     remote_id = cur.remote_id

@@ -39,15 +39,15 @@ def outputs(ws: Workspace, name: str, drivers: DriverPool | None) -> dict[str, A
     current job the ledger last saw active is asked about (with ``drivers``; None:
     offline): it may have finished since (nothing is written: ``refresh`` saves)."""
     offline = drivers is None
-    if not ws.ledger.exists():
-        raise ConfigError(f"no ledger at {ws.ledger}: nothing has been applied yet")
+    if not ws.ledger_exists():
+        raise ConfigError(f"no ledger at {ws.ledger_label}: nothing has been applied yet")
     ledger = open_ledger(ws.ledger, readonly=True)
     try:
         rows = [r for r in ledger.attempts(name) if not r.get("forgotten")]
     finally:
         ledger.close()
     if not rows:
-        raise ConfigError(f"no job of a spec named {name!r} in {ws.ledger}")
+        raise ConfigError(f"no job of a spec named {name!r} in {ws.ledger_label}")
     rows.sort(key=lambda r: int(r["attempt"]))
     current = rows[-1]
     if drivers is not None and current["remote_id"] and Phase(current["status"]).active:

@@ -162,7 +162,7 @@ def _priced(
 ) -> list[DesiredJob] | None:
     """The plan's creates priced by their provider where it holds the data already (a
     plan uploads nothing, and an estimate needs an uploaded file); None when unchanged."""
-    if not any(a.kind in CREATES for a in plan.actions) or not ws.ledger.exists():
+    if not any(a.kind in CREATES for a in plan.actions) or not ws.ledger_exists():
         return None
     try:
         ledger = open_ledger(ws.ledger, readonly=True)
@@ -207,7 +207,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     )
     document = planfile.plan_json(
         plan,
-        ledger_path=str(ws.ledger),
+        ledger_path=ws.ledger_label,
         specs_root=str(ws.specs),
         offline=args.offline,
         git_ref=ws.git_ref,

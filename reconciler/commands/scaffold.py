@@ -78,7 +78,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if root.exists() and not root.is_dir():
         raise ConfigError(f"init {root}: not a folder")
     specs = root / "specs" if args.specs == "specs" else Path(args.specs)
-    ledger_dir = (root / "state") if str(args.ledger) == "state/ledger.db" else ws.ledger.parent
+    ledger_dir = (root / "state") if str(args.ledger) == "state/ledger.db" else ws.ledger_folder
     namespace = args.namespace or default_namespace(root)
     if not re.match(NAMESPACE_PATTERN, namespace):
         raise ConfigError(

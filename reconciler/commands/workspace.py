@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LedgerError
-from ..ledger import Ledger, WriterLock, open_ledger, read_view
+from ..ledger import Ledger, ledger_exists, open_ledger, read_view, writer_lock
+from ..ledger.target import display, is_url
 from ..model import LedgerView
 from ..render import console
 from ..source import SpecSource, not_a_specs_folder, use_project
@@ -24,12 +25,12 @@ class Workspace:
     """Paths and streams of one invocation."""
 
     specs: Path
-    ledger: Path
+    ledger: Path | str  # a SQLite file, or a PostgreSQL URL (``ledger.target``)
     no_color: bool
     git_ref: str | None = None
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     source: SpecSource = field(init=False)
-    lock: WriterLock | None = field(init=False, default=None)  # while ``writing``
+    lock: Any = field(init=False, default=None)  # the writer lock, while ``writing``
     _known: dict[str, set[str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -38,14 +39,27 @@ class Workspace:
         project, _ = use_project(self.specs)
         # local training: runs live beside the ledger unless reconciler.yaml or the
         # environment says otherwise (the environment wins)
-        defaults = {"RECONCILER_LOCAL_RUNS": str(self.ledger.parent / "runs")}
+        defaults = {"RECONCILER_LOCAL_RUNS": str(self.ledger_folder / "runs")}
         self.env = defaults | project.local_env() | dict(self.env)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Workspace:
-        return cls(
-            Path(args.specs), Path(args.ledger), bool(args.no_color), getattr(args, "git_ref", None)
-        )
+        ledger = args.ledger if is_url(args.ledger) else Path(args.ledger)
+        return cls(Path(args.specs), ledger, bool(args.no_color), getattr(args, "git_ref", None))
+
+    @property
+    def ledger_folder(self) -> Path:
+        """The folder beside the ledger (``state/`` for a database URL): where local runs
+        and caches go by default."""
+        return Path("state").absolute() if is_url(self.ledger) else Path(self.ledger).parent
+
+    @property
+    def ledger_label(self) -> str:
+        """The ledger as messages name it (a URL without its password)."""
+        return display(str(self.ledger)) if is_url(self.ledger) else str(self.ledger)
+
+    def ledger_exists(self) -> bool:
+        return ledger_exists(self.ledger)
 
     def require_specs(self) -> None:
         if not self.specs.is_dir():
@@ -63,7 +77,7 @@ class Workspace:
         return self._known[provider]
 
     def _read_known(self, provider: str) -> set[str]:
-        if not self.ledger.exists():
+        if not self.ledger_exists():
             return set()
         try:
             ledger = open_ledger(self.ledger, readonly=True)
@@ -77,7 +91,7 @@ class Workspace:
     @contextmanager
     def writing(self, command: str) -> Iterator[Ledger]:
         """The ledger, opened for writing under its single-writer lock."""
-        with WriterLock(self.ledger) as lock:
+        with writer_lock(self.ledger) as lock:
             lock.acquire(command)
             self.lock = lock
             ledger = open_ledger(self.ledger)

@@ -21,8 +21,17 @@ from ..errors import EmptyLedgerError
 from ..model import LedgerView, RemoteJob, SpecRecord
 from .lock import WriterLock
 from .schema import SCHEMA_VERSION
+from .target import is_url
 
-__all__ = ["SCHEMA_VERSION", "Ledger", "WriterLock", "open_ledger", "read_view"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Ledger",
+    "WriterLock",
+    "ledger_exists",
+    "open_ledger",
+    "read_view",
+    "writer_lock",
+]
 
 Clock = Callable[[], float]
 
@@ -30,7 +39,10 @@ Clock = Callable[[], float]
 class Ledger(Protocol):
     """What the rest of reconciler may ask of a ledger."""
 
-    path: Path
+    @property
+    def path(self) -> Path | str:
+        """The file, or the database URL without its password: what messages name."""
+        ...
 
     @property
     def serial(self) -> int: ...
@@ -123,19 +135,38 @@ class Ledger(Protocol):
 
 
 def open_ledger(target: Path | str, *, readonly: bool = False, clock: Clock = time.time) -> Ledger:
-    """Open (and create or migrate, unless ``readonly``) the ledger ``target`` names."""
+    """Open (and create or migrate, unless ``readonly``) the ledger ``target`` names: a
+    SQLite file, or a PostgreSQL database by its ``postgresql://`` URL."""
+    if is_url(target):
+        from .postgres import PostgresLedger
+
+        return PostgresLedger.open(str(target), readonly=readonly, clock=clock)
     from .sqlite import SqliteLedger
 
     return SqliteLedger.open(Path(target), readonly=readonly, clock=clock)
 
 
+def writer_lock(target: Path | str, clock: Clock = time.time) -> WriterLock | Any:
+    """The single-writer lock of a ledger: an flock on a SQLite file, an advisory lock on
+    a PostgreSQL database."""
+    if is_url(target):
+        from .postgres import PgWriterLock
+
+        return PgWriterLock(str(target), clock)
+    return WriterLock(Path(target), clock)
+
+
+def ledger_exists(target: Path | str) -> bool:
+    """A ledger file is there; a database URL always may hold one (the server says)."""
+    return is_url(target) or Path(target).exists()
+
+
 def read_view(target: Path | str) -> LedgerView:
     """The ledger's view, read-only; an absent ledger is an empty one (and stays absent)."""
-    path = Path(target)
-    if not path.exists():
+    if not ledger_exists(target):
         return LedgerView()
     try:
-        ledger = open_ledger(path, readonly=True)
+        ledger = open_ledger(target, readonly=True)
     except EmptyLedgerError:
         return LedgerView()
     try:

@@ -1,5 +1,5 @@
-"""The uploads half of the SQLite ledger: one row per (provider, content hash), written
-as an intent before the upload and completed with the provider's file id after it."""
+"""The uploads half of the ledger: one row per (provider, content hash), written as an
+intent before the upload and completed with the provider's file id after it."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
+from .rows import Rows, insert
 
 
 class FileRows:
-    """Mixed into ``SqliteLedger``: reads and writes of the ``files`` table."""
+    """Mixed into ``SqlLedger``: reads and writes of the ``files`` table."""
 
-    db: sqlite_utils.Database
+    rows: Rows
     clock: Callable[[], float]
 
-    if TYPE_CHECKING:  # provided by SqliteLedger
+    if TYPE_CHECKING:  # provided by SqlLedger
 
         def write(self, bump: bool = True) -> AbstractContextManager[Any]: ...
 
@@ -31,56 +31,54 @@ class FileRows:
 
     def known_remote_ids(self, provider: str) -> set[str]:
         """Every job id the ledger holds for a provider, forgotten attempts included."""
-        rows = self.db.execute(
+        rows = self.rows.query(
             "SELECT remote_id FROM attempts WHERE provider = ? AND remote_id IS NOT NULL",
             [provider],
         )
-        return {str(r[0]) for r in rows}
+        return {str(r["remote_id"]) for r in rows}
 
     def file_row(self, provider: str, sha256: str) -> dict[str, Any] | None:
-        rows = list(
-            self.db.query(
-                "SELECT * FROM files WHERE provider = ? AND sha256 = ?", [provider, sha256]
-            )
+        rows = self.rows.query(
+            "SELECT * FROM files WHERE provider = ? AND sha256 = ?", [provider, sha256]
         )
         return rows[0] if rows else None
 
     def file_intent(self, provider: str, sha256: str, filename: str, size: int) -> None:
         now = self.clock()
+        row = {
+            "provider": provider,
+            "sha256": sha256,
+            "filename": filename,
+            "bytes": size,
+            "status": "intent",
+            "created_at": now,
+            "updated_at": now,
+        }
         with self.write():
-            self.db.table("files").insert(
-                {
-                    "provider": provider,
-                    "sha256": sha256,
-                    "filename": filename,
-                    "bytes": size,
-                    "status": "intent",
-                    "created_at": now,
-                    "updated_at": now,
-                },
-                replace=False,
-                ignore=True,
-            )
+            insert(self.rows, "files", row, "ON CONFLICT (provider, sha256) DO NOTHING")
 
     def file_uploaded(self, provider: str, sha256: str, remote_id: str, filename: str) -> None:
         now = self.clock()
+        row = {
+            "provider": provider,
+            "sha256": sha256,
+            "remote_id": remote_id,
+            "filename": filename,
+            "status": "uploaded",
+            "created_at": now,
+            "updated_at": now,
+        }
+        kept = ("remote_id", "filename", "status", "updated_at")
+        conflict = "ON CONFLICT (provider, sha256) DO UPDATE SET " + ", ".join(
+            f"{c} = excluded.{c}" for c in kept
+        )
         with self.write():
-            self.db.table("files").upsert(
-                {
-                    "provider": provider,
-                    "sha256": sha256,
-                    "remote_id": remote_id,
-                    "filename": filename,
-                    "status": "uploaded",
-                    "updated_at": now,
-                },
-                pk=("provider", "sha256"),
-            )
+            insert(self.rows, "files", row, conflict)
             self._event("upload", f"{filename} → {remote_id}", data={"provider": provider})
 
     def file_forget(self, provider: str, sha256: str) -> None:
         """The provider no longer has this file: upload it again next time."""
         with self.write():
-            self.db.execute(
+            self.rows.execute(
                 "DELETE FROM files WHERE provider = ? AND sha256 = ?", [provider, sha256]
             )

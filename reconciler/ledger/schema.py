@@ -148,3 +148,9 @@ def attempt_view(row: dict[str, Any]) -> AttemptView:
         misses=int(row.get("misses") or 0),
         first_miss_at=row.get("first_miss_at"),
     )
+
+
+# every committed write bumps the serial (text in meta, as every meta value)
+BUMP_SERIAL = (
+    "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'serial'"
+)
