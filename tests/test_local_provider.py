@@ -143,6 +143,9 @@ def test_a_killed_trainer_fails_retryably_and_the_retry_resumes(jobs: dict[str, 
     os.kill(record["pid"], signal.SIGKILL)
     died = wait(d, job.id, lambda j: j.phase.terminal)
     assert died.phase is Phase.FAILED and died.error_retryable, died
+    last = d.job_events(job.id)[-1]  # no word from the trainer: the driver says how it ended
+    assert (last.level, last.message) == ("error", died.error)
+    assert (died.error or "").startswith("the trainer exited without a result")
     saved = run.complete_checkpoints()[-1][0]
     assert saved >= 3
     retry = d.create_job(request(d, jobs["data"], jobs["model"], KILL, max_steps=16, save_steps=3))

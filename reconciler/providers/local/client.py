@@ -326,7 +326,8 @@ class LocalDriver(DriverBase):
             for e in read_lines(run.attempt(n) / "events.jsonl")
         ]
         job = self._get(run, n)
-        if job.phase.terminal:
+        told = any(e.message.startswith(("finished:", "cancelled while queued")) for e in events)
+        if job.phase.terminal and not told:  # the trainer died without a word: say how it ended
             level = "error" if job.error else "info"
             events.append(RemoteEvent(None, level, job.error or job.status))
         return events
