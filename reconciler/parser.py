@@ -284,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST",
         help="address for --metrics-port (default 127.0.0.1)",
     )
+    p.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="on a PostgreSQL ledger: how long a replica's lease on an account lasts "
+        "unrenewed, the time a dead replica's accounts wait for another (default 30)",
+    )
 
     p = sub.add_parser(
         "emulator",

@@ -76,6 +76,10 @@ class Watcher:
     # the last pass: what failed in it (None: nothing), and whether nothing it tried worked
     trouble: str | None = None
     stalled: bool = False
+    # several replicas on one PostgreSQL ledger: the accounts this one holds (leases.py)
+    replica: Any = None
+    last_balance: float = 0.0
+    accounts: set[str] = field(default_factory=set)  # every account the last pass saw
     core: Reconciler = field(init=False)
 
     def __post_init__(self) -> None:
@@ -151,7 +155,11 @@ class Watcher:
             gone_for = now - self.missing_since.setdefault(name, now)
             return bool(state.errors) or gone_for < self.removal_settle
 
+        held = self._balance(state.jobs)
+
         def select(a: AttemptView) -> bool:
+            if held is not None and a.provider not in held:
+                return False  # another replica's account
             if due(a):
                 polled.append(a)
                 return True
@@ -166,6 +174,7 @@ class Watcher:
             hold=hold,
             mass_removal="allow" if self.allow_mass_removal else "hold",
             stop=self.stop.is_set,
+            only=None if held is None else self._owned(state.jobs, held),
         )
         errors = result.observation.errors
         for a in polled:
@@ -186,6 +195,42 @@ class Watcher:
             if action.name not in acted:
                 log.info("held", name=action.name, kind=action.kind.value, reason=action.reason)
         return result
+
+    def _balance(self, jobs: Any) -> set[str] | None:
+        """As a replica: renew, give back and claim leases; the accounts held now (None:
+        the only writer, every account is ours)."""
+        if self.replica is None:
+            return None
+        records = self.ledger.records()
+        self.accounts = {j.spec.provider for j in jobs} | {
+            r.current.provider for r in records.values() if r.current is not None
+        }
+        return self.renew()
+
+    def renew(self) -> set[str]:
+        """One balancing step of the replica's leases (each pass, and between passes
+        every third of the lease's TTL)."""
+        before = set(self.replica.held)
+        held: set[str] = self.replica.balance(self.accounts)
+        self.last_balance = self.monotonic()
+        if held != before:
+            log.info("leases", replica=self.replica.name, holds=sorted(held))
+        return held
+
+    def renew_due(self) -> bool:
+        return (
+            self.replica is not None
+            and self.monotonic() - self.last_balance >= self.replica.ttl / 3
+        )
+
+    def _owned(self, jobs: Any, held: set[str]) -> Callable[[str], bool]:
+        """The spec names of the held accounts: a spec's provider, or for a removed spec
+        its ledger job's."""
+        provider = {j.name: j.spec.provider for j in jobs}
+        for name, record in self.ledger.records().items():
+            if name not in provider and record.current is not None:
+                provider[name] = record.current.provider
+        return lambda name: provider.get(name) in held
 
     def _track_health(
         self, errors: Mapping[str, ReconcilerError], polled: set[str], now: float
@@ -302,7 +347,15 @@ def run(watcher: Watcher, *, debounce_ms: int = 50) -> int:
                 log.info("specs changed", files=sorted({Path(p).name for _, p in changes}))
             if moved:
                 log.info("ref moved", git_ref=watcher.source.git_ref, commit=moved)
-            if (changes and ref_watch is None) or moved or time.monotonic() >= next_pass:
+            gained = False
+            if watcher.renew_due():  # a replica keeps its leases between passes
+                before = set(watcher.replica.held)
+                try:
+                    gained = bool(watcher.renew() - before)  # another replica's accounts
+                except ReconcilerError as exc:
+                    log.error("lease renewal failed", error=str(exc))
+            due = time.monotonic() >= next_pass
+            if (changes and ref_watch is None) or moved or due or gained:
                 watcher.reconcile()
                 next_pass = time.monotonic() + watcher.interval
     finally:

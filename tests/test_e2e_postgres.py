@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from support import SpecTree
-from test_e2e import Cli, Emulator, emulator  # noqa: F401  (the module's emulator fixture)
+from test_e2e import Cli, Emulator
+from test_e2e import emulator as emulator_fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.process]
+emulator = emulator_fixture  # the emulator of test_e2e, one per module
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ def test_plan_apply_and_status_on_a_postgres_ledger(
     tree: SpecTree,
     emulator: Emulator,
     pg: Any,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     cli = on_postgres(Cli(tree, emulator), pg.url(pg.create_database()))
     tree.spec("pg-bot", suffix="pg")
@@ -69,7 +71,7 @@ def test_plan_apply_and_status_on_a_postgres_ledger(
 def test_the_password_may_come_from_pgpassword(
     tree: SpecTree,
     emulator: Emulator,
-    pg: Any,  # noqa: F811
+    pg: Any,
 ) -> None:
     from pgserver import PASSWORD
 
@@ -87,7 +89,7 @@ def test_the_password_may_come_from_pgpassword(
 def test_an_unreachable_server_is_one_line_without_the_password(
     tree: SpecTree,
     emulator: Emulator,
-    pg: Any,  # noqa: F811
+    pg: Any,
 ) -> None:
     from pgserver import free_port
 
@@ -103,7 +105,7 @@ def test_an_unreachable_server_is_one_line_without_the_password(
 def test_a_second_writer_is_refused_naming_the_holder(
     tree: SpecTree,
     emulator: Emulator,
-    pg: Any,  # noqa: F811
+    pg: Any,
 ) -> None:
     from reconciler.ledger.postgres import PgWriterLock
 
@@ -127,7 +129,7 @@ def test_a_second_writer_is_refused_naming_the_holder(
 def test_ledger_migrate_copies_a_sqlite_ledger_and_verifies_it(
     tree: SpecTree,
     emulator: Emulator,
-    pg: Any,  # noqa: F811
+    pg: Any,
 ) -> None:
     cli = Cli(tree, emulator)  # SQLite first
     tree.spec("mig-a")

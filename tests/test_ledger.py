@@ -276,3 +276,31 @@ def test_a_ledger_of_the_previous_version_is_carried_over(tmp_path: Path) -> Non
         )
     finally:
         ledger.close()
+
+
+def test_both_backends_hold_one_schema(tmp_path: Path, pg_url: str) -> None:
+    """Version N on SQLite is version N on PostgreSQL: the same tables and columns."""
+    from reconciler.ledger import pgschema, schema
+
+    assert len(pgschema.MIGRATIONS) == len(schema.MIGRATIONS) == SCHEMA_VERSION
+    lite, pg = open_ledger(tmp_path / "l.db"), open_ledger(pg_url)
+    try:
+        tables = ("meta", "attempts", "files", "events", "leases", "replicas")
+        ours = {
+            t: {r["name"] for r in lite.rows.query(f"PRAGMA table_info({t})")}  # type: ignore[attr-defined]
+            for t in tables
+        }
+        theirs = {
+            t: {
+                r["column_name"]
+                for r in pg.rows.query(  # type: ignore[attr-defined]
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [t]
+                )
+            }
+            for t in tables
+        }
+        assert ours == theirs and all(ours.values())
+        assert lite.serial == pg.serial == 0
+    finally:
+        lite.close()
+        pg.close()

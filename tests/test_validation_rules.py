@@ -71,7 +71,7 @@ def test_from_rule_is_catalog_data_not_a_provider_name() -> None:
         "fireworks": True,
         "azure-openai": True,
         "nebius": False,
-        "local": False,
+        "local": True,  # `from:` trains on from the upstream run's adapter
     }
 
 

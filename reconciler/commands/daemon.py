@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..errors import ConfigError
 from ..ledger import Ledger
+from ..ledger.target import is_url
 from ..log import get as get_logger
 from ..model import AttemptView
 from ..notify import JobFinished, Notifier, notifier_from_env
@@ -28,7 +31,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
         raise ConfigError("--removal-settle must not be negative")
     ws.require_specs()
     notifier = notifier_from_env(ws.env)
-    with ws.writing("watch") as ledger:
+    if args.lease_ttl <= 0:
+        raise ConfigError("--lease-ttl must be positive")
+    with _opened(ws, args.lease_ttl) as (ledger, replica):
         drivers = DriverPool(ws.env)
         server = None
         try:
@@ -42,6 +47,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 removal_settle=args.removal_settle,
                 allow_mass_removal=args.allow_mass_removal,
             )
+            watcher.replica = replica
             if ws.lock is not None:
                 watcher.still_ours = ws.lock.still_held
             if args.metrics_port is not None:
@@ -55,6 +61,18 @@ def cmd_watch(args: argparse.Namespace) -> int:
             if notifier is not None:
                 notifier.close()
             drivers.close()
+
+
+@contextmanager
+def _opened(ws: Workspace, ttl: float) -> Iterator[tuple[Ledger, Any]]:
+    """The ledger, and the replica when it is one of several on PostgreSQL (None: the
+    only writer, under the exclusive lock)."""
+    if is_url(ws.ledger):
+        with ws.replica("watch", ttl) as pair:
+            yield pair
+    else:
+        with ws.writing("watch") as ledger:
+            yield ledger, None
 
 
 def _observe(watcher: Watcher, args: argparse.Namespace) -> Any:

@@ -7,12 +7,12 @@ import argparse
 import os
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import LedgerError
+from ..errors import LedgerError, ReconcilerError
 from ..ledger import Ledger, ledger_exists, open_ledger, read_view, writer_lock
 from ..ledger.target import display, is_url
 from ..model import LedgerView
@@ -98,6 +98,27 @@ class Workspace:
             try:
                 yield ledger
             finally:
+                ledger.close()
+
+    @contextmanager
+    def replica(self, command: str, ttl: float) -> Iterator[tuple[Ledger, Any]]:
+        """The PostgreSQL ledger for one of several ``watch`` replicas: the writer lock
+        shared with the other replicas (an ``apply`` waits for none of them), and this
+        replica's leases, given back when it stops."""
+        from ..leases import Replica
+        from ..ledger.postgres import PgWriterLock
+
+        with PgWriterLock(str(self.ledger), shared=True) as lock:
+            lock.acquire(command)
+            self.lock = lock
+            ledger = open_ledger(self.ledger)
+            replica = Replica(ledger, ttl=ttl)
+            ledger.fence = replica.fence  # type: ignore[attr-defined]
+            try:
+                yield ledger, replica
+            finally:
+                with suppress(ReconcilerError):
+                    replica.release()
                 ledger.close()
 
     def out(self) -> Any:

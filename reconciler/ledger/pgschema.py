@@ -74,5 +74,21 @@ M4_MISSES = [
     "ALTER TABLE attempts ADD COLUMN posted_server_at DOUBLE PRECISION",
 ]
 
-MIGRATIONS: list[list[str]] = [M1_INITIAL, M2_PAUSED, M3_NAMESPACES, M4_MISSES]
+M5_LEASES = [
+    """CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT,
+        epoch BIGINT NOT NULL DEFAULT 0,
+        expires_at DOUBLE PRECISION,
+        acquired_at DOUBLE PRECISION
+    )""",
+    """CREATE TABLE replicas (
+        holder TEXT PRIMARY KEY,
+        started_at DOUBLE PRECISION,
+        seen_at DOUBLE PRECISION,
+        info TEXT
+    )""",
+]
+
+MIGRATIONS: list[list[str]] = [M1_INITIAL, M2_PAUSED, M3_NAMESPACES, M4_MISSES, M5_LEASES]
 TABLES = ("meta", "attempts", "files", "events")

@@ -24,7 +24,7 @@ from ..errors import ConfigError, EmptyLedgerError, LedgerAccessError, LedgerErr
 from ..model import LedgerView
 from ..redact import register
 from .pgschema import MIGRATIONS
-from .rows import PostgresRows
+from .rows import PostgresRows, Rows
 from .schema import BUMP_SERIAL, SCHEMA_VERSION
 from .sql import SqlLedger
 from .target import display, password_of
@@ -82,6 +82,8 @@ class PostgresLedger(SqlLedger):
         self.url = url
         self.path = display(url)  # what messages name (no password)
         self.clock = clock
+        # a replica's fence (``leases.Replica.fence``), run in every write transaction
+        self.fence: Callable[[Rows], None] | None = None
 
     @classmethod
     def open(cls, url: str, *, readonly: bool = False, clock: Clock = time.time) -> PostgresLedger:
@@ -162,13 +164,16 @@ class PostgresLedger(SqlLedger):
 
     # -- transactions ------------------------------------------------------------
     @contextlib.contextmanager
-    def write(self, bump: bool = True) -> Iterator[Any]:
+    def write(self, bump: bool = True, fenced: bool = True) -> Iterator[Any]:
         """One write transaction, serialised with every other writer by the serial row's
-        lock; bumps ``serial`` when it commits. Whatever fails inside rolls all of it back."""
+        lock; bumps ``serial`` when it commits. Whatever fails inside rolls all of it back.
+        A replica's write first passes its fence (its leases still its own)."""
         psycopg = _psycopg()
         try:
             with self.conn.transaction():
                 self.rows.execute("SELECT value FROM meta WHERE key = 'serial' FOR UPDATE")
+                if fenced and self.fence is not None:
+                    self.fence(self.rows)
                 yield self.rows
                 if bump:
                     self.rows.execute(BUMP_SERIAL)
@@ -194,9 +199,10 @@ class PgWriterLock:
     connection of its own, which the server drops when the holder dies or its connection
     is cut. The holder is named by its connection's ``application_name``."""
 
-    def __init__(self, url: str, clock: Clock = time.time) -> None:
+    def __init__(self, url: str, clock: Clock = time.time, *, shared: bool = False) -> None:
         self.url = url
         self.clock = clock
+        self.shared = shared  # watch replicas share it; apply and a lone watch hold it alone
         self._conn: Any = None
 
     def acquire(self, command: str = "apply") -> None:
@@ -208,7 +214,8 @@ class PgWriterLock:
         me = f"reconciler {command} (pid {os.getpid()} on {socket.gethostname()}, since {since})"
         conn = connect(self.url, readonly=False, application=me[:63])
         rows = PostgresRows(conn, lambda exc: LedgerAccessError(_reason(exc), display(self.url)))
-        if not rows.scalar("SELECT pg_try_advisory_lock(?)", [WRITER_LOCK]):
+        how = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
+        if not rows.scalar(f"SELECT {how}(?)", [WRITER_LOCK]):
             holder = rows.scalar(
                 "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a "
                 "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
@@ -221,7 +228,7 @@ class PgWriterLock:
             name = str(holder).removeprefix("reconciler ") if holder else "another process"
             raise LockedError(
                 f"ledger {display(self.url)} is locked by {name}; "
-                "only one apply or watch writes at a time"
+                "only one apply or watch writes at a time (or watch replicas together)"
             )
         self._conn = conn
 

@@ -108,11 +108,27 @@ def _m4_misses(db: sqlite_utils.Database) -> None:
     db.table("attempts").add_column("posted_server_at", float)
 
 
+def _m5_leases(db: sqlite_utils.Database) -> None:
+    """Replicas and their leases (DESIGN §12): which ``watch`` replica works on which
+    provider account until when, with a fencing epoch. Used on PostgreSQL; SQLite keeps
+    one writer and the same tables, so a ledger has one schema on either backend."""
+    db.table("leases").create(
+        {"name": str, "holder": str, "epoch": int, "expires_at": float, "acquired_at": float},
+        pk="name",
+        not_null={"epoch"},
+        defaults={"epoch": 0},
+    )
+    db.table("replicas").create(
+        {"holder": str, "started_at": float, "seen_at": float, "info": str}, pk="holder"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_initial,
     _m2_paused,
     _m3_namespaces,
     _m4_misses,
+    _m5_leases,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,185 @@
+"""Several ``watch`` replicas on one PostgreSQL ledger (DESIGN §12): who works on which
+provider account, decided by lease rows in the ledger, with PostgreSQL as the arbiter.
+
+**What is leased: a provider account** (a spec's ``provider:``, a built-in or a profile
+of ``reconciler.yaml``), not a spec. An account is the unit a pass works in: one listing
+sees every job there, the sweep for strays and duplicates is per account, and the rate
+limit is the account's. So one replica per account at a time lists, creates and cancels
+there, and no two replicas spend one account's rate limit or race in one account's list.
+The price: one account's specs are reconciled by one replica at a time (replicas scale
+with accounts, not with specs inside one account).
+
+- A replica heartbeats in ``replicas`` and holds its share of the accounts: ``ceil(
+  accounts / live replicas)``. It renews what it holds, gives back what is over its
+  share, and claims free or expired leases up to it.
+- Every claim by a new holder bumps the lease's **epoch**. Before every ledger write, the
+  replica's fence checks, in the same transaction, that each lease it holds still has its
+  holder, its epoch and time left. A replica whose lease expired (killed, paused, cut off)
+  never writes again with the old epoch: the write is refused, nothing is half-written,
+  and the pass stops.
+- Times are the server's clock (``clock_timestamp()``), never a replica's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LedgerError
+
+NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
+
+
+class LeaseLost(LedgerError):
+    """A lease this replica held has expired or passed to another replica: its writes stop."""
+
+
+def replica_name() -> str:
+    """``host:pid:random``: unique per process, readable in ``status`` and metrics."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Replica:
+    """One replica's view of its leases, kept in the ledger (``rows``: its connection)."""
+
+    ledger: Any  # a PostgresLedger: rows, write()
+    name: str = field(default_factory=replica_name)
+    ttl: float = 30.0
+    held: dict[str, int] = field(default_factory=dict)  # account → epoch
+
+    # -- the fence, run inside every write transaction ------------------------------
+    def fence(self, rows: Any) -> None:
+        if not self.held:
+            return
+        names = sorted(self.held)
+        marks = ", ".join("?" * len(names))
+        found = rows.query(
+            f"SELECT name, holder, epoch, expires_at > {NOW} AS live FROM leases "
+            f"WHERE name IN ({marks}) FOR SHARE",
+            names,
+        )
+        ours = {r["name"]: r for r in found}
+        lost = [
+            n
+            for n in names
+            if n not in ours
+            or ours[n]["holder"] != self.name
+            or int(ours[n]["epoch"]) != self.held[n]
+            or not ours[n]["live"]
+        ]
+        if lost:
+            gone = ", ".join(lost)
+            self.held = {n: e for n, e in self.held.items() if n not in lost}
+            raise LeaseLost(
+                f"replica {self.name} lost its lease on {gone}; nothing written, the pass stops"
+            )
+
+    # -- one balancing step, each pass (and by the renewer) ---------------------------
+    def balance(self, accounts: Iterable[str]) -> set[str]:
+        """Heartbeat, renew, give back, claim: the accounts this replica now holds."""
+        wanted = sorted(set(accounts))
+        with self.ledger.write(bump=False, fenced=False) as rows:
+            self._heartbeat(rows)
+            live = [
+                r["holder"]
+                for r in rows.query(
+                    f"SELECT holder FROM replicas WHERE seen_at > {NOW} - ? ORDER BY holder",
+                    [self.ttl],
+                )
+            ]
+            share = math.ceil(len(wanted) / max(len(live), 1)) if wanted else 0
+            leases = {r["name"]: r for r in rows.query("SELECT *, " + NOW + " AS now FROM leases")}
+            mine = [n for n in wanted if self._ours(leases.get(n))]
+            # over the share (a replica joined): give the extras back, for the newcomer
+            for name in sorted(mine, key=self._order)[share:]:
+                rows.execute(
+                    "UPDATE leases SET holder = NULL, expires_at = 0 WHERE name = ? AND holder = ?",
+                    [name, self.name],
+                )
+                mine.remove(name)
+            held = {}
+            for name in mine:
+                rows.execute(
+                    f"UPDATE leases SET expires_at = {NOW} + ? WHERE name = ?", [self.ttl, name]
+                )
+                held[name] = int(leases[name]["epoch"])
+            free = [n for n in wanted if n not in held and self._free(leases.get(n))]
+            for name in sorted(free, key=self._order)[: max(share - len(held), 0)]:
+                epoch = self._claim(rows, name)
+                if epoch is not None:
+                    held[name] = epoch
+            self.held = held
+        return set(held)
+
+    def _order(self, name: str) -> str:
+        """A per-replica order of the accounts, so replicas starting together spread out."""
+        import hashlib
+
+        return hashlib.sha256(f"{self.name}/{name}".encode()).hexdigest()
+
+    def _ours(self, lease: dict[str, Any] | None) -> bool:
+        return bool(
+            lease
+            and lease["holder"] == self.name
+            and float(lease["expires_at"] or 0) > lease["now"]
+        )
+
+    @staticmethod
+    def _free(lease: dict[str, Any] | None) -> bool:
+        if lease is None or lease["holder"] is None:
+            return True
+        return float(lease["expires_at"] or 0) <= float(lease["now"])
+
+    def _claim(self, rows: Any, name: str) -> int | None:
+        rows.execute(
+            "INSERT INTO leases (name, epoch) VALUES (?, 0) ON CONFLICT DO NOTHING", [name]
+        )
+        found = rows.query(
+            f"UPDATE leases SET holder = ?, epoch = epoch + 1, expires_at = {NOW} + ?, "
+            f"acquired_at = {NOW} WHERE name = ? AND (holder IS NULL OR expires_at <= {NOW}) "
+            "RETURNING epoch",
+            [self.name, self.ttl, name],
+        )
+        return int(found[0]["epoch"]) if found else None
+
+    def _heartbeat(self, rows: Any) -> None:
+        rows.execute(
+            f"INSERT INTO replicas (holder, started_at, seen_at, info) VALUES (?, {NOW}, {NOW}, ?) "
+            f"ON CONFLICT (holder) DO UPDATE SET seen_at = {NOW}",
+            [self.name, f"pid {os.getpid()} on {socket.gethostname()}"],
+        )
+
+    def release(self) -> None:
+        """Give every lease back at once (a clean stop): the others take over at their
+        next pass, not after the TTL."""
+        with self.ledger.write(bump=False, fenced=False) as rows:
+            rows.execute(
+                "UPDATE leases SET holder = NULL, expires_at = 0 WHERE holder = ?", [self.name]
+            )
+            rows.execute("DELETE FROM replicas WHERE holder = ?", [self.name])
+        self.held = {}
+
+
+def replicas_and_leases(rows: Any, ttl: float) -> list[dict[str, Any]]:
+    """For ``status`` and metrics: each live replica with the accounts it holds."""
+    found = rows.query(
+        f"SELECT r.holder, r.info, r.seen_at, {NOW} - r.seen_at AS age, "
+        f"l.name, l.epoch, l.expires_at - {NOW} AS left_s FROM replicas r "
+        "LEFT JOIN leases l ON l.holder = r.holder AND l.expires_at > "
+        f"{NOW} WHERE r.seen_at > {NOW} - ? ORDER BY r.holder, l.name",
+        [ttl],
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for row in found:
+        entry = out.setdefault(
+            row["holder"], {"replica": row["holder"], "info": row["info"], "holds": []}
+        )
+        if row["name"] is not None:
+            entry["holds"].append({"account": row["name"], "epoch": int(row["epoch"])})
+    return list(out.values())

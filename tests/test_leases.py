@@ -1,0 +1,76 @@
+"""Replicas' leases on a real PostgreSQL server: shares, take-over after expiry, the
+fencing epoch that stops a replica whose lease passed on, and a clean give-back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from reconciler.leases import LeaseLost, Replica, replicas_and_leases
+from reconciler.ledger import open_ledger
+
+ACCOUNTS = ["fireworks", "openai", "together", "together-research"]
+
+
+@pytest.fixture
+def replicas(pg_url: str) -> Iterator[Callable[..., Replica]]:
+    opened: list[Any] = []
+
+    def make(name: str, ttl: float = 30.0) -> Replica:
+        ledger = open_ledger(pg_url)
+        opened.append(ledger)
+        replica = Replica(ledger, name=name, ttl=ttl)
+        ledger.fence = replica.fence  # type: ignore[attr-defined]
+        return replica
+
+    yield make
+    for ledger in opened:
+        ledger.close()
+
+
+def test_replicas_share_the_accounts_and_a_newcomer_gets_its_share(
+    replicas: Callable[..., Replica],
+) -> None:
+    a = replicas("a")
+    assert a.balance(ACCOUNTS) == set(ACCOUNTS)  # alone: everything
+    b = replicas("b")
+    assert b.balance(ACCOUNTS) == set()  # all taken, none expired
+    assert len(a.balance(ACCOUNTS)) == 2  # over its share of 2: two given back
+    got = b.balance(ACCOUNTS)
+    assert len(got) == 2 and got.isdisjoint(a.held)
+    assert a.balance(ACCOUNTS) | b.balance(ACCOUNTS) == set(ACCOUNTS)
+    listed = {
+        r["replica"]: {h["account"] for h in r["holds"]}
+        for r in replicas_and_leases(a.ledger.rows, 30)
+    }
+    assert listed == {"a": set(a.held), "b": set(b.held)}
+
+
+def test_an_expired_lease_passes_on_and_the_old_holder_can_no_longer_write(
+    replicas: Callable[..., Replica],
+) -> None:
+    a, b = replicas("a", ttl=1.0), replicas("b", ttl=1.0)
+    assert a.balance(["together"]) == {"together"}
+    first = a.held["together"]
+    a.ledger.record_event("note", "a writes while it holds the lease")
+    serial = a.ledger.serial
+    time.sleep(1.3)  # a is paused (or cut off) past its TTL; b takes over
+    assert b.balance(["together"]) == {"together"}
+    assert b.held["together"] == first + 1  # a new epoch
+    with pytest.raises(LeaseLost, match=r"replica a lost its lease on together"):
+        a.ledger.record_event("note", "a stale write")
+    assert a.ledger.serial == serial  # nothing written
+    b.ledger.record_event("note", "b writes")  # the new holder's fence passes
+    assert a.held == {}  # a knows it lost it; its next balance claims nothing held
+    assert a.balance(["together"]) == set()
+
+
+def test_a_clean_stop_gives_the_leases_back_at_once(replicas: Callable[..., Replica]) -> None:
+    a, b = replicas("a"), replicas("b")
+    a.balance(ACCOUNTS)
+    a.release()
+    assert b.balance(ACCOUNTS) == set(ACCOUNTS)  # no wait for the TTL
+    assert [r["replica"] for r in replicas_and_leases(b.ledger.rows, 30)] == ["b"]
