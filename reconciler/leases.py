@@ -178,8 +178,23 @@ def replicas_and_leases(rows: Any, ttl: float) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for row in found:
         entry = out.setdefault(
-            row["holder"], {"replica": row["holder"], "info": row["info"], "holds": []}
+            row["holder"],
+            {
+                "replica": row["holder"],
+                "info": row["info"],
+                "seen_s_ago": round(float(row["age"]), 1),
+                "holds": [],
+            },
         )
         if row["name"] is not None:
             entry["holds"].append({"account": row["name"], "epoch": int(row["epoch"])})
     return list(out.values())
+
+
+def replica_lines(replicas: list[dict[str, Any]]) -> list[str]:
+    """``status``'s block: each live replica and the accounts it holds."""
+    lines = [f"Replicas on this ledger: {len(replicas)}"]
+    for r in replicas:
+        holds = ", ".join(f"{h['account']} (epoch {h['epoch']})" for h in r["holds"]) or "nothing"
+        lines.append(f"  {r['replica']}  holds {holds}; seen {r['seen_s_ago']:g}s ago")
+    return lines

@@ -9,8 +9,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import ConfigError, ReconcilerError
+from ..errors import ConfigError, EmptyLedgerError, ReconcilerError
 from ..health import health, sync
+from ..leases import replica_lines, replicas_and_leases
+from ..ledger import open_ledger
+from ..ledger.target import is_url
 from ..model import Phase, SpecRecord
 from ..observe import Sweep
 from ..plan import Action, usd
@@ -119,8 +122,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows, unknown, records = status_rows(ws, args.offline)
     if args.name is not None:
         return _one(ws, args, rows, records)
+    replicas = _replicas(ws)
     if args.json:
-        print(dumps({"format_version": FORMAT_VERSION, "jobs": rows, "unknown_jobs": unknown}))
+        doc: dict[str, Any] = {"format_version": FORMAT_VERSION, "jobs": rows}
+        doc["unknown_jobs"] = unknown
+        if replicas is not None:
+            doc["replicas"] = replicas
+        print(dumps(doc))
         return 0
     out = ws.out()
     if not rows:
@@ -132,8 +140,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     lines += ["", summary(rows)]
     if unknown:
         lines += ["", *unknown_lines(unknown)]
+    if replicas:
+        lines += ["", *replica_lines(replicas)]
     out.file.write("\n".join(lines) + "\n")
     return 0
+
+
+SEEN_WITHIN_S = 120.0  # a replica heard from this recently is listed by status
+
+
+def _replicas(ws: Workspace) -> list[dict[str, Any]] | None:
+    """The live ``watch`` replicas of a PostgreSQL ledger and what each holds (None: a
+    SQLite ledger, one writer)."""
+    if not is_url(ws.ledger):
+        return None
+    from ..ledger.sql import SqlLedger
+
+    try:
+        ledger = open_ledger(ws.ledger, readonly=True)
+    except EmptyLedgerError:
+        return []
+    try:
+        assert isinstance(ledger, SqlLedger)
+        return replicas_and_leases(ledger.rows, SEEN_WITHIN_S)
+    finally:
+        ledger.close()
 
 
 def _one(ws: Workspace, args: argparse.Namespace, rows: list[dict[str, Any]], records: Any) -> int:
