@@ -40,15 +40,20 @@ demo: $(STAMP)
 unit: $(STAMP)
 	@$(PY) -m pytest -q -m "not slow and not process"
 
+# two workers, a test file each at a time (its module fixtures stay in one process): the
+# end-to-end suites mostly wait on processes, so two run in the time of one
+WORKERS ?= 2
+
 test: $(STAMP)
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q -n $(WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	@$(PY) bench/run.py
 
 # the long form of the crash, fault and fuzz suites, with their figures
 soak: $(STAMP)
-	@RECONCILER_SOAK=1 $(PY) -m pytest -q -s tests/test_soak.py tests/test_e2e_faults.py tests/test_fuzz_cli.py
+	@RECONCILER_SOAK=1 $(PY) -m pytest -q -s tests/test_soak.py tests/test_e2e_faults.py tests/test_fuzz_cli.py \
+		tests/test_e2e_replicas.py
 
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check reconciler tests

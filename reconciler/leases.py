@@ -52,6 +52,7 @@ class Replica:
     name: str = field(default_factory=replica_name)
     ttl: float = 30.0
     held: dict[str, int] = field(default_factory=dict)  # account → epoch
+    live: int = 1  # replicas heard from within the TTL, at the last balance
 
     # -- the fence, run inside every write transaction ------------------------------
     def fence(self, rows: Any) -> None:
@@ -93,6 +94,7 @@ class Replica:
                     [self.ttl],
                 )
             ]
+            self.live = len(live)
             share = math.ceil(len(wanted) / max(len(live), 1)) if wanted else 0
             leases = {r["name"]: r for r in rows.query("SELECT *, " + NOW + " AS now FROM leases")}
             mine = [n for n in wanted if self._ours(leases.get(n))]

@@ -87,6 +87,19 @@ class Metrics:
         )
         for kind in ("duplicate", "stray"):
             self.unknown_jobs.labels(kind=kind).set(0)
+        self.leases = Gauge(
+            "reconciler_leases_held",
+            "On a PostgreSQL ledger: 1 for each provider account this replica holds the "
+            "lease of (its specs are reconciled here), with the lease's fencing epoch.",
+            ["replica", "account", "epoch"],
+            registry=r,
+        )
+        self.replicas = Gauge(
+            "reconciler_replicas",
+            "On a PostgreSQL ledger: the watch replicas heard from within a lease TTL.",
+            registry=r,
+        )
+        self._leases: set[tuple[str, str, str]] = set()
         # every result exists from the start, so rate() over them is never "no data"
         for result in RESULTS:
             self.passes.labels(result=result)
@@ -123,6 +136,16 @@ class Metrics:
         for (provider, phase), count in current.items():
             self.jobs.labels(provider=provider, phase=phase).set(count)
         self._jobs |= set(current)
+
+    def set_leases(self, replica: str, held: Mapping[str, int], live: int) -> None:
+        """This replica's leases (account → epoch) and how many replicas are live."""
+        now = {(replica, account, str(epoch)) for account, epoch in held.items()}
+        for gone in self._leases - now:
+            self.leases.remove(*gone)
+        for labels in now:
+            self.leases.labels(*labels).set(1)
+        self._leases = now
+        self.replicas.set(live)
 
     def set_unknown(self, kinds: Mapping[str, int]) -> None:
         """What the last pass's sweep found: ``{"duplicate": n, "stray": m}``."""

@@ -96,6 +96,21 @@ def test_jobs_that_disappear_drop_to_zero(clock: Clock) -> None:
     assert value(m, "reconciler_jobs", provider="together", phase="succeeded") == 0
 
 
+def test_a_replica_shows_the_accounts_it_holds_and_drops_those_it_lost(clock: Clock) -> None:
+    m = Metrics(clock=clock)
+    m.set_leases("host:1:ab", {"together": 3, "openai": 1}, live=3)
+    text = m.render().decode()
+    assert 'reconciler_leases_held{account="together",epoch="3",replica="host:1:ab"} 1.0' in text
+    assert "\nreconciler_replicas 3.0\n" in text
+    m.set_leases("host:1:ab", {"openai": 1}, live=2)  # together passed on to another
+    assert (
+        value(m, "reconciler_leases_held", replica="host:1:ab", account="together", epoch="3")
+        is None
+    )
+    assert value(m, "reconciler_leases_held", replica="host:1:ab", account="openai", epoch="1") == 1
+    assert value(m, "reconciler_replicas") == 2
+
+
 def test_provider_counters_add_deltas_and_never_decrease(clock: Clock) -> None:
     m = Metrics(clock=clock)
 

@@ -97,6 +97,9 @@ def _observe(watcher: Watcher, args: argparse.Namespace) -> Any:
                 {k: sum(1 for u in found if u["kind"] == k) for k in ("duplicate", "stray")}
             )
         metrics.set_provider_calls(watcher.drivers.call_totals())
+        if watcher.replica is not None:
+            replica = watcher.replica
+            metrics.set_leases(replica.name, dict(replica.held), replica.live)
 
     watcher.on_pass = on_pass
     try:
