@@ -87,6 +87,9 @@ class Replica:
         wanted = sorted(set(accounts))
         with self.ledger.write(bump=False, fenced=False) as rows:
             self._heartbeat(rows)
+            rows.execute(  # replicas gone long ago: forget them
+                f"DELETE FROM replicas WHERE seen_at < {NOW} - ?", [10 * self.ttl]
+            )
             live = [
                 r["holder"]
                 for r in rows.query(

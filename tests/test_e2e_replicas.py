@@ -5,8 +5,10 @@ Afterwards, the emulator's own state is the truth:
 - no two remote jobs carry one tag, and each spec has exactly one job;
 - every job carrying one of our tags is known to the ledger with that job id;
 - every spec converged (its job succeeded);
-and the failover time (a kill → every account the dead replica held is held by another)
-is measured and printed. `make soak` (RECONCILER_SOAK=1) runs it longer.
+and the failover time (a kill, or a pause past the lease: every account the replica held
+is held by another) is measured and printed. A paused replica wakes up with leases that
+are no longer its own: its fence refuses its writes (or, paused inside a transaction,
+the server ended that transaction and the replica stops, to be started again). `make soak` (RECONCILER_SOAK=1) runs it longer.
 """
 
 from __future__ import annotations
@@ -96,7 +98,7 @@ def test_three_replicas_killed_at_random_share_the_work_and_never_duplicate(
         time.sleep(0.2)
     rng = random.Random(int(os.environ.get("RECONCILER_SEED", "7")))
     failovers: list[float] = []
-    kills = 0
+    kills = pauses = stopped = 0
     end = time.monotonic() + KILL_PHASE_S
     try:
         while time.monotonic() < end:
@@ -105,17 +107,28 @@ def test_three_replicas_killed_at_random_share_the_work_and_never_duplicate(
             victim = rng.randrange(len(replicas))
             proc = replicas[victim]
             accounts = held_by(pg_url, proc.pid)
-            proc.send_signal(signal.SIGKILL)
-            killed_at = time.monotonic()
-            proc.wait(10)
-            kills += 1
-            replicas[victim] = start()  # back at once, under a new name
+            pause = rng.random() < 1 / 3  # a frozen host rather than a dead one
+            proc.send_signal(signal.SIGSTOP if pause else signal.SIGKILL)
+            hit_at = time.monotonic()
+            if not pause:
+                proc.wait(10)
+                kills += 1
+                replicas[victim] = start()  # back at once, under a new name
             if accounts:
-                deadline = killed_at + 10 * TTL
+                deadline = hit_at + 10 * TTL
                 while not taken_over(pg_url, accounts, proc.pid):
                     assert time.monotonic() < deadline, f"nobody took over {accounts}"
                     time.sleep(0.05)
-                failovers.append(time.monotonic() - killed_at)
+                failovers.append(time.monotonic() - hit_at)
+            if pause:
+                time.sleep(0.5)
+                proc.send_signal(signal.SIGCONT)  # it wakes up with leases that are no longer its
+                pauses += 1
+            for i, other in enumerate(replicas):  # one that found its connection cut stopped
+                if other.poll() is not None:
+                    assert other.returncode == 1, other.returncode
+                    stopped += 1
+                    replicas[i] = start()
         # let everything finish: jobs complete, every spec converges
         deadline = time.monotonic() + 90
         while True:
@@ -157,12 +170,13 @@ def test_three_replicas_killed_at_random_share_the_work_and_never_duplicate(
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
     median = statistics.median(failovers) if failovers else float("nan")
     print(
-        f"\nreplicas: {kills} SIGKILLs in {KILL_PHASE_S:.0f}s, {duplicates} duplicate jobs, "
+        f"\nreplicas: {kills} SIGKILLs and {pauses} SIGSTOPs past the TTL ({stopped} stopped "
+        f"on waking) in {KILL_PHASE_S:.0f}s, {duplicates} duplicate jobs, "
         f"{unknown} jobs unknown to the ledger, all {sum(map(len, names.values()))} specs "
         f"converged; failover (kill → another replica holds the dead one's accounts, lease "
         f"TTL {TTL:g}s): median {median:.2f}s, max {max(failovers, default=float('nan')):.2f}s "
         f"over {len(failovers)} take-overs"
     )
     assert duplicates == 0 and unknown == 0
-    assert kills >= 3 and failovers, "the kills must have hit replicas holding accounts"
+    assert kills + pauses >= 4 and failovers, "the kills must have hit replicas holding accounts"
     assert max(failovers) < 4 * TTL

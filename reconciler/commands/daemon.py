@@ -50,6 +50,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
             watcher.replica = replica
             if ws.lock is not None:
                 watcher.still_ours = ws.lock.still_held
+            if replica is not None:  # and its own connection still up (else: stop, restart)
+                lock, conn = ws.lock, replica.ledger.conn
+                watcher.still_ours = lambda: lock.still_held() and not (conn.closed or conn.broken)
             if args.metrics_port is not None:
                 server = _observe(watcher, args)
             if notifier is not None:

@@ -112,6 +112,10 @@ class Workspace:
             lock.acquire(command)
             self.lock = lock
             ledger = open_ledger(self.ledger)
+            # a replica paused inside a transaction (SIGSTOP, a frozen VM) must not hold the
+            # serial row, and with it every other replica, beyond its lease: the server ends it
+            ms = max(int(ttl * 1000), 1000)
+            ledger.conn.execute(f"SET idle_in_transaction_session_timeout = {ms}")  # type: ignore[attr-defined]
             replica = Replica(ledger, ttl=ttl)
             ledger.fence = replica.fence  # type: ignore[attr-defined]
             try:
