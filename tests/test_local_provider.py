@@ -7,6 +7,7 @@ suite pays the trainer's import time (torch, transformers, trl: ~8 s) about once
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -90,7 +91,7 @@ def wait(d: LocalDriver, job: str, done: Callable[[RemoteJob], bool]) -> RemoteJ
 
 SFT, CANCEL, KILL = "rc0000-0000000000a", "rc0000-0000000000b", "rc0000-0000000000c"
 DPO, FULL, CHAIN = "rc0000-0000000000d", "rc0000-0000000000e", "rc0000-0000000000f"
-MISSING = "rc0000-00000000011"
+MISSING, SIMPO = "rc0000-00000000011", "rc0000-00000000012"
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +111,12 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         KILL: slow.create_job(request(slow, data, model, KILL, max_steps=16, save_steps=3)),
         DPO: fast.create_job(request(fast, prefs, model, DPO, method="dpo", save_steps=1000)),
         FULL: fast.create_job(request(fast, data, model, FULL, lora=False, save_steps=1000)),
+        SIMPO: fast.create_job(
+            dataclasses.replace(
+                request(fast, prefs, model, SIMPO, method="dpo", save_steps=1000),
+                dpo={"simpo_gamma": 0.5, "beta": 2.0},
+            )
+        ),
         # weights that are not on this machine: the trainer never downloads
         MISSING: fast.create_job(request(fast, data, Path("org/not-cached"), MISSING)),
     }
@@ -187,6 +194,24 @@ def test_dpo_with_lora_runs_to_success_and_its_loss_goes_down(jobs: dict[str, An
         m["rewards/margins"] for m in read_lines(Run(d.runs, DPO).metrics) if "rewards/margins" in m
     ]
     assert margins[-1] > 0
+
+
+def test_simpo_trains_on_trls_cpo_trainer_and_learns_the_preference(
+    jobs: dict[str, Any],
+) -> None:
+    d: LocalDriver = jobs["fast"]
+    done = wait(d, jobs["jobs"][SIMPO].id, lambda j: j.phase.terminal)
+    assert done.phase is Phase.SUCCEEDED, done
+    config = read_json(Run(d.runs, SIMPO).config) or {}
+    assert config["trainer"] == "CPO"
+    assert (
+        config["args"] | {"loss_type": "simpo", "simpo_gamma": 0.5, "cpo_alpha": 0.0}
+        == config["args"]
+    )
+    lines = read_lines(Run(d.runs, SIMPO).metrics)
+    accuracy = [m["rewards/accuracies"] for m in lines if "rewards/accuracies" in m]
+    loss = [m["loss"] for m in lines if "loss" in m]
+    assert len(loss) == 8 and loss[-1] < loss[0] and accuracy[-1] >= accuracy[0]
 
 
 def test_lora_false_is_a_full_fine_tune_saving_the_whole_model(jobs: dict[str, Any]) -> None:

@@ -249,3 +249,42 @@ def test_the_project_files_local_section_reaches_the_plan(
     assert code == 0
     assert "cost: local: cpu, float32, ~20 s" in out and "$2/slot-hour" in out, out
     assert "(local, new attempt 1, ~$0.011)" in out, out
+
+
+@pytest.mark.process
+def test_cancel_kills_a_trainer_that_ignores_sigterm_once_the_grace_is_over(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from reconciler.model import Phase
+    from reconciler.providers.local.runs import Run, process_record, write_json
+
+    now = [1_000.0]
+    driver = LocalDriver(runs=tmp_path / "runs", env={}, clock=lambda: now[0])
+    tag = "rc0000-0000000000k"
+    folder = Run(driver.runs, tag).attempt(1)
+    folder.mkdir(parents=True)
+    write_json(folder / "attempt.json", {"created_at": now[0], "attempt": 1})
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(120)"
+    child = subprocess.Popen(
+        [sys.executable, "-c", stubborn], stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline()
+        write_json(folder / "process.json", process_record(child.pid))
+        write_json(folder / "slot.json", {"slot": 0, "at": now[0]})
+        job = f"{tag}.1"
+        assert driver.get_job(job).phase is Phase.RUNNING
+        assert driver.cancel_job(job).phase is Phase.CANCELLING
+        assert child.poll() is None  # SIGTERM ignored: still cancelling
+        now[0] += 29
+        assert driver.get_job(job).phase is Phase.CANCELLING and child.poll() is None
+        now[0] += 2  # past the 30 s grace: the next look sends SIGKILL
+        driver.get_job(job)
+        assert child.wait(10) == -signal.SIGKILL
+        assert driver.get_job(job).phase is Phase.CANCELLED
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

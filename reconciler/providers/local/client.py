@@ -42,6 +42,7 @@ from .mapping import (
     lora_args,
     phase_of,
     progress_text,
+    trainer_kind,
 )
 from .mapping import training_args as make_training_args
 from .runs import (
@@ -179,6 +180,7 @@ class LocalDriver(DriverBase):
             "name": req.name,
             "model": req.model,
             "method": req.method,
+            "trainer": trainer_kind(req),
             "training_file": self._data_path(req.training_file_id),
             "validation_file": self._data_path(req.validation_file_id),
             "from_output": self._start_from(req),

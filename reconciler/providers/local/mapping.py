@@ -59,10 +59,8 @@ def request_problems(req: CreateRequest) -> list[str]:
     dpo = req.dpo or {}
     if req.method != "dpo" and dpo:
         out.append("dpo: only with method: dpo")
-    if "simpo_gamma" in dpo:
-        out.append("dpo.simpo_gamma: not supported by local yet (TRL's SimPO is experimental)")
-    if dpo.get("reference_free"):
-        out.append("dpo.reference_free: not supported by local")
+    if dpo.get("reference_free") and not dpo.get("simpo_gamma"):
+        out.append("dpo.reference_free: local trains reference-free only as SimPO (simpo_gamma)")
     if req.train_vision is not None:
         out = [p for p in out if not p.startswith("train_vision:")]
         out.append("train_vision: local trains text models only")
@@ -137,10 +135,22 @@ def training_args(req: CreateRequest, output_dir: str) -> dict[str, Any]:
     return args | {k: v for k, v in req.options.items() if k in OPTIONS}
 
 
+def trainer_kind(req: CreateRequest) -> str:
+    """TRL's trainer: SFT, DPO, or CPO for SimPO (``dpo.simpo_gamma``: TRL keeps SimPO in
+    ``trl.experimental.cpo``, reference-free and length-normalised by design)."""
+    if req.method != "dpo":
+        return "SFT"
+    return "CPO" if (req.dpo or {}).get("simpo_gamma") else "DPO"
+
+
 def _dpo_args(dpo: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "beta" in dpo:
         out["beta"] = dpo["beta"]
+    if dpo.get("simpo_gamma"):
+        # SimPO: the margin gamma; rpo_alpha is CPO's behaviour-cloning (sft) weight
+        alpha = float(dpo.get("rpo_alpha") or 0.0)
+        return out | {"loss_type": "simpo", "simpo_gamma": dpo["simpo_gamma"], "cpo_alpha": alpha}
     first = "sigmoid_norm" if dpo.get("normalize_logratios_by_length") else "sigmoid"
     if dpo.get("rpo_alpha"):
         # trl 1.x dropped rpo_alpha: the same loss is a weighted sft term

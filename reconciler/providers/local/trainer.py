@@ -160,8 +160,9 @@ def train(folder: Path, config: dict[str, Any]) -> str:
         "callbacks": [_callback(folder, run, attempt)],
     }
     # trl exports its classes lazily (mypy sees no attributes): reached through Any
-    trl: Any = importlib.import_module("trl")
-    kind = "DPO" if config["method"] == "dpo" else "SFT"
+    kind = config.get("trainer") or ("DPO" if config["method"] == "dpo" else "SFT")
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # SimPO's CPO is experimental
+    trl: Any = importlib.import_module("trl.experimental.cpo" if kind == "CPO" else "trl")
     settings = getattr(trl, f"{kind}Config")(**args)
     trainer = getattr(trl, f"{kind}Trainer")(args=settings, **common)
     done = run.complete_checkpoints()
