@@ -11,6 +11,7 @@ sets one job at a time and a price per slot-hour.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,18 @@ from tiny_model import PREFERENCES, ROWS, build_tiny_model, write_jsonl  # noqa:
 from reconciler.providers.local.runs import Run, is_alive, read_json, read_lines  # noqa: E402
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def _no_trainer_left(tmp_path: Path) -> Iterator[None]:
+    """Whatever a test leaves training (it failed half-way, say) is stopped after it."""
+    yield
+    for record in tmp_path.glob("**/attempts/*/process.json"):
+        found = read_json(record) or {}
+        if is_alive(found):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(found["pid"], signal.SIGKILL)
+
 
 PROJECT = """apiVersion: reconciler/v1
 kind: Project

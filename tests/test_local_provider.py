@@ -7,13 +7,14 @@ suite pays the trainer's import time (torch, transformers, trl: ~8 s) about once
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from reconciler.model import CreateRequest, Phase, RemoteJob  # noqa: E402
 from reconciler.providers import CATALOG  # noqa: E402
 from reconciler.providers.local.client import LocalDriver  # noqa: E402
 from reconciler.providers.local.mapping import RunFacts, phase_of  # noqa: E402
-from reconciler.providers.local.runs import Run, read_json, read_lines  # noqa: E402
+from reconciler.providers.local.runs import Run, is_alive, read_json, read_lines  # noqa: E402
 from reconciler.providers.pool import DriverPool  # noqa: E402
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
@@ -95,7 +96,7 @@ MISSING, SIMPO = "rc0000-00000000011", "rc0000-00000000012"
 
 
 @pytest.fixture(scope="module")
-def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("local")
     model = root / "tiny-llama"
     build_tiny_model(model)
@@ -120,7 +121,7 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         # weights that are not on this machine: the trainer never downloads
         MISSING: fast.create_job(request(fast, data, Path("org/not-cached"), MISSING)),
     }
-    return {
+    yield {
         "fast": fast,
         "slow": slow,
         "jobs": created,
@@ -128,6 +129,16 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "model": model,
         "root": root,
     }
+    stop_every_trainer(root)
+
+
+def stop_every_trainer(root: Path) -> None:
+    """No trainer outlives the tests (one a deselected test would have cancelled, say)."""
+    for record in root.glob("**/attempts/*/process.json"):
+        found = read_json(record) or {}
+        if is_alive(found):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(found["pid"], signal.SIGKILL)
 
 
 def test_cancel_stops_the_trainer_and_keeps_a_checkpoint(jobs: dict[str, Any]) -> None:
