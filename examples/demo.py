@@ -136,7 +136,7 @@ def main() -> int:
     started = time.monotonic()
     try:
         wait_ready(base + "/", emulator)
-        banner(f"A provider emulator is listening on {base} (Together, OpenAI, Mistral APIs)")
+        banner(f"A provider emulator is listening on {base} (Together, Fireworks, OpenAI, Mistral and more)")
         print(f"Specs: a scratch copy of examples/quickstart in {specs}")
 
         if commit_specs(work):
