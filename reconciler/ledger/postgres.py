@@ -69,7 +69,8 @@ def connect(url: str, *, readonly: bool, application: str = "reconciler") -> Any
 
 def _reason(exc: BaseException) -> str:
     """psycopg's message in one line, without the connection string it may repeat."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    lines = [" ".join(line.split()) for line in str(exc).splitlines() if line.strip()]
+    text = "; ".join(lines) or type(exc).__name__
     return text.removeprefix("connection failed: ")
 
 
