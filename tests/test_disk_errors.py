@@ -18,6 +18,7 @@ from support import SpecTree
 from reconciler.cli import main
 from reconciler.errors import LedgerError
 from reconciler.ledger import open_ledger
+from reconciler.ledger.rows import insert
 from reconciler.model import Phase, RemoteJob
 
 FULL = (
@@ -96,9 +97,9 @@ def test_a_full_disk_inside_a_write_rolls_the_whole_transaction_back(tmp_path: P
         events = len(ledger.events(limit=1000))
         pages = ledger.db.execute("PRAGMA page_count").fetchone()[0]
         ledger.db.execute(f"PRAGMA max_page_count = {pages}")
-        with pytest.raises(LedgerError) as info, ledger.write() as db:
-            db.table("events").insert({"ts": 1.0, "kind": "small", "message": "fits"})
-            db.table("events").insert({"ts": 2.0, "kind": "big", "message": "x" * 200_000})
+        with pytest.raises(LedgerError) as info, ledger.write() as rows:
+            insert(rows, "events", {"ts": 1.0, "kind": "small", "message": "fits"})
+            insert(rows, "events", {"ts": 2.0, "kind": "big", "message": "x" * 200_000})
         assert str(info.value) == f"cannot write the ledger {path}: {FULL}"
         assert len(ledger.events(limit=1000)) == events and ledger.serial == serial
         with pytest.raises(LedgerError, match="no space left on device"):

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
+if TYPE_CHECKING:  # imported by the migrations' caller only when it migrates (sqlite.py)
+    import sqlite_utils
 
 from ..model import AttemptView, Phase
 

@@ -15,8 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-
-import sqlite_utils
+from typing import Any
 
 from ..errors import EmptyLedgerError, LedgerError
 from ..model import LedgerView
@@ -32,9 +31,9 @@ Clock = Callable[[], float]
 class SqliteLedger(SqlLedger):
     """The ledger in one SQLite file. Construct with ``SqliteLedger.open``."""
 
-    def __init__(self, db: sqlite_utils.Database, path: Path, clock: Clock = time.time) -> None:
-        self.db = db
-        self.rows = SqliteRows(db.conn)
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Clock = time.time) -> None:
+        self.conn = conn
+        self.rows = SqliteRows(conn)
         self.path = path
         self.clock = clock
 
@@ -45,8 +44,7 @@ class SqliteLedger(SqlLedger):
         refuse_folder(path)
         try:
             conn = connect(path, readonly)
-            db = sqlite_utils.Database(conn)
-            ledger = cls(db, path, clock)
+            ledger = cls(conn, path, clock)
             version = ledger._schema_version()
             if version > SCHEMA_VERSION:
                 raise LedgerError(
@@ -66,18 +64,20 @@ class SqliteLedger(SqlLedger):
             raise access_error(exc, path, writing=not readonly) from exc
 
     def _schema_version(self) -> int:
-        if "meta" not in self.db.table_names():
+        found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        if self.conn.execute(found).fetchone() is None:
             return 0
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         return int(row[0]) if row else 0
 
     def _migrate(self, version: int) -> None:
         with self.write(bump=False):
             if self._schema_version() != version:
                 return  # another process migrated first
+            db = self.db
             for step in MIGRATIONS[version:]:
-                step(self.db)
-            meta = self.db.table("meta")
+                step(db)
+            meta = db.table("meta")
             if version == 0:
                 meta.insert_all(
                     [
@@ -88,20 +88,29 @@ class SqliteLedger(SqlLedger):
             meta.upsert({"key": "schema_version", "value": str(SCHEMA_VERSION)}, pk="key")
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
 
     # -- transactions ------------------------------------------------------------
+    @property
+    def db(self) -> Any:
+        """The connection as a ``sqlite_utils.Database``, for the migrations: imported only
+        then (sqlite-utils imports pandas and numpy when they are installed, which would
+        cost every command a quarter of a second and a hundred MB)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
+
     @contextlib.contextmanager
-    def write(self, bump: bool = True) -> Iterator[sqlite_utils.Database]:
+    def write(self, bump: bool = True) -> Iterator[Any]:
         """One write transaction (``BEGIN IMMEDIATE``); bumps ``serial`` when it commits.
         Whatever fails inside (a full disk, a read-only file) rolls all of it back."""
-        conn = self.db.conn
+        conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
         except (sqlite3.OperationalError, OSError) as exc:
             raise access_error(exc, self.path, writing=True) from exc
         try:
-            yield self.db
+            yield self.rows
             if bump:
                 conn.execute(BUMP_SERIAL)
             conn.execute("COMMIT")
@@ -121,7 +130,7 @@ class SqliteLedger(SqlLedger):
     # -- reading -----------------------------------------------------------------
     def view(self) -> LedgerView:
         """Records, lineage and serial read in one transaction (a consistent view)."""
-        conn = self.db.conn
+        conn = self.conn
         try:
             conn.execute("BEGIN")
             try:
