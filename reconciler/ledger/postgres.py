@@ -111,7 +111,14 @@ class PostgresLedger(SqlLedger):
         return ledger
 
     def _schema_version(self) -> int:
-        if self.rows.scalar("SELECT to_regclass('meta')") is None:
+        # pg_tables, not to_regclass: a backend caches a failed name lookup until it next
+        # locks a relation, so after waiting on the migration lock to_regclass would still
+        # miss the tables another process just created
+        found = self.rows.scalar(
+            "SELECT 1 FROM pg_catalog.pg_tables "
+            "WHERE schemaname = current_schema() AND tablename = 'meta'"
+        )
+        if found is None:
             return 0
         value = self.rows.scalar("SELECT value FROM meta WHERE key = 'schema_version'")
         return int(value) if value is not None else 0
