@@ -155,3 +155,24 @@ def test_ledger_migrate_copies_a_sqlite_ledger_and_verifies_it(
     again = cli("ledger", "migrate", "--to", url, expect=1)
     assert "already holds attempts, uploads or events" in again.stderr
     assert_no_password(cli)
+
+
+def test_apply_is_refused_while_watch_replicas_share_the_ledger(
+    tree: SpecTree, emulator: Emulator, pg: Any
+) -> None:
+    from reconciler.ledger.postgres import PgWriterLock
+
+    url = pg.url(pg.create_database())
+    cli = on_postgres(Cli(tree, emulator), url)
+    tree.spec("pg-shared")
+    replicas = [PgWriterLock(url, shared=True), PgWriterLock(url, shared=True)]
+    for lock in replicas:
+        lock.acquire("watch")  # two replicas hold it together
+    try:
+        line = error_line(cli("apply", "--yes", expect=1))
+        assert "is locked by watch (pid " in line and "or watch replicas together" in line
+    finally:
+        for lock in replicas:
+            lock.release()
+    cli("apply", "--yes")
+    assert_no_password(cli)
