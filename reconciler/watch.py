@@ -23,6 +23,7 @@ from .errors import LedgerError, ReconcilerError
 from .ledger import Ledger
 from .log import get as get_logger
 from .model import AttemptView, Phase
+from .providers import CATALOG
 from .providers.pool import DriverPool
 from .reconcile import PassResult, Reconciler
 from .retry import Backoff
@@ -80,6 +81,7 @@ class Watcher:
     replica: Any = None
     last_balance: float = 0.0
     accounts: set[str] = field(default_factory=set)  # every account the last pass saw
+    local_warned: bool = False
     core: Reconciler = field(init=False)
 
     def __post_init__(self) -> None:
@@ -202,9 +204,20 @@ class Watcher:
         if self.replica is None:
             return None
         records = self.ledger.records()
-        self.accounts = {j.spec.provider for j in jobs} | {
+        accounts = {j.spec.provider for j in jobs} | {
             r.current.provider for r in records.values() if r.current is not None
         }
+        # a local job lives on one machine (its process, its run folder): a lease that
+        # moved to another host would find no job there and train it a second time
+        on_this_host = {a for a in accounts if a in CATALOG and CATALOG[a].base == "local"}
+        if on_this_host and not self.local_warned:
+            log.warning(
+                "local specs are not reconciled by watch replicas: run them with a watch "
+                "on a SQLite ledger on the training machine",
+                providers=sorted(on_this_host),
+            )
+            self.local_warned = True
+        self.accounts = accounts - on_this_host
         return self.renew()
 
     def renew(self) -> set[str]:
