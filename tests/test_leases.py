@@ -74,3 +74,32 @@ def test_a_clean_stop_gives_the_leases_back_at_once(replicas: Callable[..., Repl
     a.release()
     assert b.balance(ACCOUNTS) == set(ACCOUNTS)  # no wait for the TTL
     assert [r["replica"] for r in replicas_and_leases(b.ledger.rows, 30)] == ["b"]
+
+
+def test_a_replica_never_leases_local_training(
+    replicas: Callable[..., Replica], tmp_path: Any
+) -> None:
+    """A local job lives on the machine that started it: no replica takes it over."""
+    from types import SimpleNamespace
+
+    from reconciler.providers.pool import DriverPool
+    from reconciler.source import SpecSource
+    from reconciler.watch import Watcher
+
+    replica = replicas("a")
+    watcher = Watcher(
+        ledger=replica.ledger,
+        drivers=DriverPool({}),
+        source=SpecSource(tmp_path),
+        interval=1.0,
+        adopt_grace=0.0,
+    )
+    watcher.replica = replica
+    jobs = [
+        SimpleNamespace(name=n, spec=SimpleNamespace(provider=p))
+        for n, p in (("a", "together"), ("b", "local"), ("c", "openai"))
+    ]
+    assert watcher._balance(jobs) == {"together", "openai"}
+    assert watcher.local_warned
+    owned = watcher._owned(jobs, {"together", "openai"})
+    assert [n for n in ("a", "b", "c") if owned(n)] == ["a", "c"]
