@@ -38,18 +38,19 @@ def _resolve_data(
 ) -> Path:
     """A data path relative to the spec file, which must stay inside the specs root.
 
-    ``resolved`` memoises the symlink resolution: ten thousand specs tend to share a few
-    data files, and each resolve is a dozen system calls.
+    ``resolved`` memoises the resolution and the check: ten thousand specs tend to share
+    a few data files, and each resolve is a dozen system calls.
     """
+    memo_key = (spec.file.parent, value)
+    path = resolved.get(memo_key)
+    if path is not None:  # resolved and found inside the root before
+        return path
     line = spec.line_of("spec", key)
     where = f"spec.{key}"
     raw = Path(value)
     if raw.is_absolute():
         raise SpecError("must be a path relative to this file", spec.file, line, where)
-    memo_key = (spec.file.parent, value)
-    path = resolved.get(memo_key)
-    if path is None:
-        path = resolved[memo_key] = (spec.file.parent / raw).resolve()
+    path = (spec.file.parent / raw).resolve()
     real_root = resolved.get((root, ""))
     if real_root is None:
         real_root = resolved[(root, "")] = root.resolve()
@@ -62,6 +63,7 @@ def _resolve_data(
             line,
             where,
         ) from None
+    resolved[memo_key] = path
     return path
 
 
