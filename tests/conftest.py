@@ -52,3 +52,28 @@ def pg_server() -> Iterator[Any]:
 def pg_url(pg_server: Any) -> str:
     """The URL of a new, empty database on the session's server (password included)."""
     return str(pg_server.url(pg_server.create_database()))
+
+
+# the longest files first: two workers (make test) then finish together, instead of one
+# idling while the other runs a long file that happened to come last in name order
+LONGEST_FIRST = (
+    "test_local_provider.py",
+    "test_e2e_local.py",
+    "test_e2e_crash.py",
+    "test_e2e_cli.py",
+    "test_e2e_postgres.py",
+    "test_e2e_all_hosts.py",
+    "test_disk_errors.py",
+    "test_e2e_evidence.py",
+    "test_soak.py",
+    "test_e2e_replicas.py",
+    "test_bench_smoke.py",
+    "test_e2e.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(
+        key=lambda item: rank.get(item.path.name, len(rank))
+    )  # stable: order within a file kept
