@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import ConfigError, EmptyLedgerError, LedgerAccessError, LedgerError
+from ..errors import ConfigError, LedgerAccessError, LedgerError
 from ..model import LedgerView
 from ..redact import register
 from .pgschema import MIGRATIONS
@@ -91,20 +91,7 @@ class PostgresLedger(SqlLedger):
         conn = connect(url, readonly=readonly)
         ledger = cls(conn, url, clock)
         try:
-            version = ledger._schema_version()
-            if version > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"ledger {ledger.path} has schema {version}, newer than this reconciler "
-                    f"knows ({SCHEMA_VERSION}): upgrade reconciler"
-                )
-            if version == 0 and readonly:
-                raise EmptyLedgerError(f"ledger {ledger.path} is empty (nothing applied yet)")
-            if version < SCHEMA_VERSION:
-                if readonly:
-                    raise LedgerError(
-                        f"ledger {ledger.path} needs a schema upgrade: run `reconciler apply` once"
-                    )
-                ledger._migrate()
+            ledger._bring_up_to_date(readonly, "nothing applied yet")
         except BaseException:
             conn.close()
             raise
@@ -123,7 +110,7 @@ class PostgresLedger(SqlLedger):
         value = self.rows.scalar("SELECT value FROM meta WHERE key = 'schema_version'")
         return int(value) if value is not None else 0
 
-    def _migrate(self) -> None:
+    def _migrate(self, version: int) -> None:
         psycopg = _psycopg()
         try:
             with self.conn.transaction():

@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from ..errors import LedgerError
+from ..errors import EmptyLedgerError, LedgerError
 from ..model import AttemptView, LedgerView, Phase, RemoteJob, SpecRecord
 from .files import FileRows
 from .rows import Rows, get, insert, update
-from .schema import attempt_view
+from .schema import SCHEMA_VERSION, attempt_view
 
 Clock = Callable[[], float]
 
@@ -33,6 +33,30 @@ class SqlLedger(FileRows):
 
     def view(self) -> LedgerView:
         raise NotImplementedError
+
+    def _schema_version(self) -> int:
+        raise NotImplementedError
+
+    def _migrate(self, version: int) -> None:
+        raise NotImplementedError
+
+    def _bring_up_to_date(self, readonly: bool, empty: str) -> None:
+        """Refuse a newer schema; migrate an older one (refused when ``readonly``); an
+        empty ledger read only is ``EmptyLedgerError`` (``empty`` says why it is)."""
+        version = self._schema_version()
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"ledger {self.path} has schema {version}, newer than this reconciler "
+                f"knows ({SCHEMA_VERSION}): upgrade reconciler"
+            )
+        if version == 0 and readonly:
+            raise EmptyLedgerError(f"ledger {self.path} is empty ({empty})")
+        if version < SCHEMA_VERSION:
+            if readonly:
+                raise LedgerError(
+                    f"ledger {self.path} needs a schema upgrade: run `reconciler apply` once"
+                )
+            self._migrate(version)
 
     def after_copy(self) -> None:
         """After ``ledger migrate`` wrote rows with their ids (PostgreSQL moves its id

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import EmptyLedgerError, LedgerError
+from ..errors import LedgerError
 from ..model import LedgerView
 from .access import access_error, refuse_folder
 from .connection import connect
@@ -45,20 +45,7 @@ class SqliteLedger(SqlLedger):
         try:
             conn = connect(path, readonly)
             ledger = cls(conn, path, clock)
-            version = ledger._schema_version()
-            if version > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"ledger {path} has schema {version}, newer than this reconciler "
-                    f"knows ({SCHEMA_VERSION}): upgrade reconciler"
-                )
-            if version == 0 and readonly:
-                raise EmptyLedgerError(f"ledger {path} is empty (being created)")
-            if version < SCHEMA_VERSION:
-                if readonly:
-                    raise LedgerError(
-                        f"ledger {path} needs a schema upgrade: run `reconciler apply` once"
-                    )
-                ledger._migrate(version)
+            ledger._bring_up_to_date(readonly, "being created")
             return ledger
         except (sqlite3.DatabaseError, OSError) as exc:
             raise access_error(exc, path, writing=not readonly) from exc
