@@ -9,7 +9,6 @@ notification is a warning, never a reason for the daemon to stop.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +20,7 @@ from .errors import ConfigError
 from .log import get as get_logger
 from .providers.http import parse_retry_after
 from .redact import register, scrub
-from .retry import WEBHOOK_RETRY, Backoff, Failure, retrying
+from .retry import WEBHOOK_RETRY, Backoff, Failure, retrying, steady_sleep
 
 log = get_logger("reconciler.notify")
 
@@ -115,7 +114,7 @@ class Notifier:
         *,
         client: httpx.Client | None = None,
         timeout: float = 10.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = steady_sleep,
         backoff: Backoff = WEBHOOK_RETRY,
     ) -> None:
         # whatever echoes the URL or its path (an exception, a debug line) gets scrubbed

@@ -36,6 +36,7 @@ from .pricing import repriced
 from .providers.pool import DriverPool
 from .removals import mass_removal as mass_removal_of
 from .removals import removals
+from .retry import steady_sleep
 from .tags import DEFAULT_NAMESPACE
 from .upkeep import cancel_duplicate, start_parked
 
@@ -305,7 +306,7 @@ class Reconciler:
         *,
         timeout: float,
         interval: float,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = steady_sleep,
         monotonic: Clock = time.monotonic,
         execute: bool = True,
         on_pass: Callable[[PassResult], None] | None = None,

@@ -4,12 +4,12 @@ so a missing API key is reported only for a provider the run actually uses."""
 from __future__ import annotations
 
 import importlib
-import time
 from collections.abc import Callable, Mapping
 
 import httpx
 
 from ..redact import register
+from ..retry import steady_sleep
 from . import CATALOG, entry
 from .base import Driver
 from .http import ApiClient, make_http_client
@@ -22,7 +22,7 @@ class DriverPool:
         self,
         env: Mapping[str, str],
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = steady_sleep,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 60.0,
     ) -> None:
