@@ -16,11 +16,12 @@ from typing import Any
 import httpx
 
 from . import __version__
+from .clock import steady_sleep
 from .errors import ConfigError
 from .log import get as get_logger
 from .providers.http import parse_retry_after
 from .redact import register, scrub
-from .retry import WEBHOOK_RETRY, Backoff, Failure, retrying, steady_sleep
+from .retry import WEBHOOK_RETRY, Backoff, Failure, retrying
 
 log = get_logger("reconciler.notify")
 

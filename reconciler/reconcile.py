@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from .apply import DEFAULT_ADOPT_GRACE, Executor, Outcome
+from .clock import steady_sleep
 from .errors import ConfigError, ErrorKind, ProviderError, ReconcilerError
 from .fingerprint import fingerprint, training_inputs
 from .ledger import Ledger
@@ -36,7 +37,6 @@ from .pricing import repriced
 from .providers.pool import DriverPool
 from .removals import mass_removal as mass_removal_of
 from .removals import removals
-from .retry import steady_sleep
 from .tags import DEFAULT_NAMESPACE
 from .upkeep import cancel_duplicate, start_parked
 

@@ -10,8 +10,6 @@ webhooks all go through it.
 from __future__ import annotations
 
 import random
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -90,13 +88,3 @@ def retrying(
             on_retry(result, wait, attempt)
         sleep(wait)
     raise AssertionError("a schedule has at least one attempt")  # pragma: no cover
-
-
-def steady_sleep(seconds: float) -> None:
-    """``time.sleep``, except that a sleep the OS refuses (``EINVAL``: seen when the wall
-    clock is stepped back in the middle of one, under libfaketime) waits on a lock with a
-    monotonic timeout instead of failing the command."""
-    try:
-        time.sleep(seconds)
-    except OSError:
-        threading.Event().wait(seconds)

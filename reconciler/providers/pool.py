@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
+from ..clock import steady_sleep
 from ..redact import register
-from ..retry import steady_sleep
 from . import CATALOG, entry
 from .base import Driver
 from .http import ApiClient, make_http_client

@@ -11,12 +11,12 @@ def test_a_sleep_the_os_refuses_waits_on_a_monotonic_lock(monkeypatch: pytest.Mo
     import errno
     import time
 
-    from reconciler import retry
+    from reconciler import clock
 
     def refused(seconds: float) -> None:
         raise OSError(errno.EINVAL, "Invalid argument")
 
-    monkeypatch.setattr(retry.time, "sleep", refused)
+    monkeypatch.setattr(clock.time, "sleep", refused)
     started = time.monotonic()
-    retry.steady_sleep(0.05)
+    clock.steady_sleep(0.05)
     assert time.monotonic() - started >= 0.045
