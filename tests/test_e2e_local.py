@@ -11,7 +11,6 @@ sets one job at a time and a price per slot-hour.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -28,7 +27,7 @@ import pytest
 for _module in ("torch", "trl", "peft", "transformers", "datasets"):
     pytest.importorskip(_module, reason="the local extra is not installed: pip install '.[local]'")
 
-from tiny_model import PREFERENCES, ROWS, build_tiny_model, write_jsonl  # noqa: E402
+from tiny_model import PREFERENCES, ROWS, build_tiny_model, stop_every_trainer, write_jsonl  # noqa: E402
 
 from reconciler.providers.local.runs import Run, is_alive, read_json, read_lines  # noqa: E402
 
@@ -39,11 +38,7 @@ pytestmark = [pytest.mark.process, pytest.mark.slow]
 def _no_trainer_left(tmp_path: Path) -> Iterator[None]:
     """Whatever a test leaves training (it failed half-way, say) is stopped after it."""
     yield
-    for record in tmp_path.glob("**/attempts/*/process.json"):
-        found = read_json(record) or {}
-        if is_alive(found):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(found["pid"], signal.SIGKILL)
+    stop_every_trainer(tmp_path)
 
 
 PROJECT = """apiVersion: reconciler/v1

@@ -7,7 +7,6 @@ suite pays the trainer's import time (torch, transformers, trl: ~8 s) about once
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,13 +22,13 @@ import pytest
 for _module in ("torch", "trl", "peft", "transformers", "datasets"):
     pytest.importorskip(_module, reason="the local extra is not installed: pip install '.[local]'")
 
-from tiny_model import PREFERENCES, ROWS, build_tiny_model, write_jsonl  # noqa: E402
+from tiny_model import PREFERENCES, ROWS, build_tiny_model, stop_every_trainer, write_jsonl  # noqa: E402
 
 from reconciler.model import CreateRequest, Phase, RemoteJob  # noqa: E402
 from reconciler.providers import CATALOG  # noqa: E402
 from reconciler.providers.local.client import LocalDriver  # noqa: E402
 from reconciler.providers.local.mapping import RunFacts, phase_of  # noqa: E402
-from reconciler.providers.local.runs import Run, is_alive, read_json, read_lines  # noqa: E402
+from reconciler.providers.local.runs import Run, read_json, read_lines  # noqa: E402
 from reconciler.providers.pool import DriverPool  # noqa: E402
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
@@ -130,15 +129,6 @@ def jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "root": root,
     }
     stop_every_trainer(root)
-
-
-def stop_every_trainer(root: Path) -> None:
-    """No trainer outlives the tests (one a deselected test would have cancelled, say)."""
-    for record in root.glob("**/attempts/*/process.json"):
-        found = read_json(record) or {}
-        if is_alive(found):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(found["pid"], signal.SIGKILL)
 
 
 def test_cancel_stops_the_trainer_and_keeps_a_checkpoint(jobs: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ Hugging Face cache) and else from its name. Pure: no torch, nothing reaches a ne
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...catalog import model_size_b
 from ...model import model_on_disk
-from .runs import gpu_count
+from .runs import gpu_count, read_json
 
 if TYPE_CHECKING:
     from ...spec import JobSpec
@@ -47,24 +46,16 @@ def device(env: Mapping[str, str]) -> tuple[str, str]:
     return ("cpu", "float32")
 
 
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def model_config(model: str, env: Mapping[str, str], spec_file: str) -> dict[str, Any] | None:
     """The model's ``config.json``: in its folder, or in the Hugging Face cache."""
     folder = model_on_disk(model, spec_file)
     if folder is not None:
-        return _read(folder / "config.json")
+        return read_json(folder / "config.json")
     home = Path(env.get("HF_HOME") or "~/.cache/huggingface").expanduser()
     hub = Path(env.get("HF_HUB_CACHE") or home / "hub").expanduser()
     snapshots = hub / f"models--{model.replace('/', '--')}" / "snapshots"
     for config in sorted(snapshots.glob("*/config.json")):
-        return _read(config)
+        return read_json(config)
     return None
 
 
