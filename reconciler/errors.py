@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class ReconcilerError(Exception):
@@ -49,6 +50,10 @@ class SpecError(ReconcilerError):
         self.message = " ".join(message.split())  # always one line
         self.location = Location(file, line, field)
         super().__init__(self.render())
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled by its fields (fanout.py)
+        loc = self.location
+        return (type(self), (self.message, loc.file, loc.line, loc.field))
 
     @property
     def file(self) -> Path | str:
@@ -78,6 +83,9 @@ class SpecErrors(SpecError):
         self.errors = errors
         first = errors[0]
         super().__init__(first.message, first.file, first.line, first.field)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.errors,))
 
     def render(self) -> str:
         lines = [e.render() for e in getattr(self, "errors", [])]

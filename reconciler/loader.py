@@ -10,11 +10,11 @@ A pydantic error is mapped back to the line of the offending key.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import gc
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +22,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import SpecError
+from .fanout import fan_out
+from .locate import pydantic_errors
 from .spec import FineTuneJob
+from .speccache import SpecCache, content_key
 from .yamlstrict import (
     Builder,
     Loader,
@@ -43,13 +46,21 @@ class LoadedSpec:
     job: FineTuneJob
     file: Path  # as the user named it (relative when under the working directory)
     line: int  # 1-based line of the document start
-    # the line of each key down to three levels (spec.from.job); the node tree itself is
-    # not kept: ten thousand of them cost 150 MB and a slow garbage collector
-    lines: dict[tuple[str, ...], int] = field(repr=False, compare=False)
+    # the file's text and this document's place in it: the line of each key is found
+    # only when a problem is reported (the node trees of ten thousand specs would cost
+    # 150 MB and a slow garbage collector, their key lines 40 MB)
+    text: str = field(default="", repr=False, compare=False)
+    index: int = field(default=0, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.job.metadata.name
+
+    @cached_property
+    def lines(self) -> dict[tuple[str, ...], int]:
+        """The line of each key down to three levels (``spec.from.job``)."""
+        node = _document(self.text, self.index)
+        return key_lines(node) if node is not None else {}
 
     def line_of(self, *path: str) -> int:
         """The line of the key at ``path`` (or of its nearest present parent)."""
@@ -73,19 +84,22 @@ def discover(root: Path) -> list[Path]:
     root are skipped."""
     if root.is_file():
         return [root]
-    found: list[Path] = []
-    # os.walk with pruning: rglob plus a per-file stat costs a second over 10,000 specs
-    for folder, dirs, files in os.walk(root):
+    found: list[tuple[tuple[str, ...], str]] = []
+    top = str(root)
+    # os.walk with pruning: rglob plus a per-file stat costs a second over 10,000 specs;
+    # sorted as Paths sort (by parts), without making a Path per file to sort it
+    for folder, dirs, files in os.walk(top):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        base = Path(folder)
+        parts = tuple(Path(folder).parts)
         found.extend(
-            base / name
+            ((*parts, name), os.path.join(folder, name))
             for name in files
             if name.lower().endswith(SPEC_SUFFIXES)  # .yaml, .yml, .YAML, .Yml ...
             and not name.startswith(".")
-            and not (folder == str(root) and _is_project_file(base, name))
+            and not (folder == top and _is_project_file(Path(folder), name))
         )
-    return sorted(found)
+    found.sort()
+    return [Path(path) for _, path in found]
 
 
 def _is_project_file(root: Path, name: str) -> bool:
@@ -99,116 +113,49 @@ def _is_project_file(root: Path, name: str) -> bool:
         return False
 
 
-def _locate(
-    node: yaml.Node, loc: Iterable[str | int], name_missing: bool = True
-) -> tuple[int, str]:
-    """Follow a pydantic ``loc`` through the node tree: (line, dotted field path).
-
-    Elements that are not keys in the data (pydantic's union member names) are
-    skipped; with ``name_missing`` a last key absent from the data is still named.
-    """
-    line = node_line(node)
-    parts: list[str] = []
-    loc = list(loc)
-    for i, elem in enumerate(loc):
-        if isinstance(node, yaml.MappingNode):
-            hit = next(
-                (
-                    (k, v)
-                    for k, v in node.value
-                    if isinstance(k, yaml.ScalarNode) and k.value == elem
-                ),
-                None,
-            )
-            if hit is not None:
-                parts.append(str(elem))
-                line, node = node_line(hit[0]), hit[1]
-                continue
-            if name_missing and i == len(loc) - 1 and isinstance(elem, str):
-                parts.append(elem)  # a missing or unknown key: name it, at its parent's line
-        elif (
-            isinstance(node, yaml.SequenceNode)
-            and isinstance(elem, int)
-            and 0 <= elem < len(node.value)
-        ):
-            parts[-1:] = [f"{parts[-1]}[{elem}]"] if parts else [f"[{elem}]"]
-            node = node.value[elem]
-            line = node_line(node)
-            continue
-    return line, ".".join(parts)
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
-    """The keys allowed where ``loc`` points, for 'did you mean' hints."""
-    current: Any = model
-    for elem in loc[:-1]:
-        fields = getattr(current, "model_fields", None)
-        if fields is None:
-            return []
-        match = next((f for n, f in fields.items() if (f.alias or n) == elem), None)
-        if match is None:
-            continue
-        ann = match.annotation
-        candidates = [ann, *getattr(ann, "__args__", ())]
-        current = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-        if current is None:
-            return []
-    fields = getattr(current, "model_fields", {})
-    return [f.alias or n for n, f in fields.items()]
-
-
-def _pydantic_errors(
-    exc: ValidationError, node: yaml.MappingNode, file: Path, model: type[BaseModel] = FineTuneJob
-) -> list[SpecError]:
-    errors: list[SpecError] = []
-    located = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        line, path = _locate(node, loc, err["type"] in ("missing", "extra_forbidden"))
-        located.append((line, path, err, loc))
-    paths = {path for _, path, _, _ in located}
-    seen: set[str] = set()
-    for line, path, err, loc in located:
-        # a union reports every member: keep the member that got furthest into the data
-        if path in seen or any(p.startswith(path + ".") for p in paths if path):
-            continue
-        seen.add(path)
-        msg = str(err["msg"])
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, loc)
-            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            msg = "unknown key" + (f", did you mean {hint[0]!r}?" if hint else "")
-            if allowed and not hint:
-                msg += f" (allowed: {', '.join(allowed)})"
-        elif err["type"] == "missing":
-            msg = "required key is missing"
-        elif msg.startswith("Value error, "):
-            msg = msg.removeprefix("Value error, ")
-        errors.append(SpecError(msg, file, line, path or None))
-    return errors
-
-
-def read_documents(path: Path, shown: Path) -> tuple[list[yaml.Node], list[SpecError]]:
-    """The YAML documents of one file, composed under the strict rules, or its problem."""
+def read_text(path: Path, shown: Path) -> tuple[str | None, bytes, SpecError | None]:
+    """A spec file's text (and its bytes), or its problem: too big, unreadable, not
+    UTF-8, binary. One read of the size the file has (a buffered read of the limit
+    would allocate a megabyte per file, and a tree may hold a hundred thousand)."""
     try:
-        size = path.stat().st_size
-        if size > MAX_SPEC_BYTES:
-            return [], [SpecError(f"file is {size} bytes, over the {MAX_SPEC_BYTES} limit", shown)]
-        raw = path.read_bytes()
+        raw = _read_capped(path, MAX_SPEC_BYTES)
     except OSError as exc:
-        return [], [SpecError(f"cannot read: {exc.strerror or exc}", shown)]
+        return None, b"", SpecError(f"cannot read: {exc.strerror or exc}", shown)
+    if len(raw) > MAX_SPEC_BYTES:
+        size = max(len(raw), path.stat().st_size)
+        return None, b"", SpecError(f"file is {size} bytes, over the {MAX_SPEC_BYTES} limit", shown)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return [], [SpecError("not valid UTF-8", shown, raw.count(b"\n", 0, exc.start) + 1)]
+        return None, raw, SpecError("not valid UTF-8", shown, raw.count(b"\n", 0, exc.start) + 1)
     if "\x00" in text:
-        return [], [
-            SpecError(
-                "binary content (NUL byte)", shown, text[: text.index("\x00")].count("\n") + 1
-            )
-        ]
+        at = text[: text.index("\x00")].count("\n") + 1
+        return None, raw, SpecError("binary content (NUL byte)", shown, at)
+    return text, raw, None
+
+
+def _read_capped(path: Path, cap: int) -> bytes:
+    """The bytes of a file, at most ``cap + 1`` of them (enough to tell it is too big)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        if size > cap:
+            return b"\0" * (cap + 1)  # too big: its bytes are never looked at
+        raw = os.read(fd, size + 1)
+        if len(raw) <= size:
+            return raw
+        parts = [raw]  # it grew since fstat (or a size the file system does not know)
+        total = len(raw)
+        while total <= cap and (chunk := os.read(fd, 1 << 16)):
+            parts.append(chunk)
+            total += len(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def compose(text: str, shown: Path) -> tuple[list[yaml.Node], list[SpecError]]:
+    """The YAML documents of a text, composed under the strict rules, or its problem."""
     try:
         check_flow_depth(text, shown)
         return [n for n in yaml.compose_all(text, Loader=Loader) if n is not None], []
@@ -226,11 +173,12 @@ def read_documents(path: Path, shown: Path) -> tuple[list[yaml.Node], list[SpecE
         return [], [SpecError(f"invalid YAML: {exc}", shown)]
 
 
-def _blank(path: Path) -> bool:
-    try:
-        return not path.read_bytes().strip()
-    except OSError:
-        return False
+def read_documents(path: Path, shown: Path) -> tuple[list[yaml.Node], list[SpecError]]:
+    """The YAML documents of one file, composed under the strict rules, or its problem."""
+    text, _, problem = read_text(path, shown)
+    if problem is not None or text is None:
+        return [], [problem] if problem is not None else []
+    return compose(text, shown)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -253,45 +201,92 @@ def load_model(
     except SpecError as exc:
         return None, {}, [exc]
     except ValidationError as exc:
-        return None, {}, _pydantic_errors(exc, node, shown, model)
+        return None, {}, pydantic_errors(exc, node, shown, model)
     return value, key_lines(node), []
+
+
+# What the first phase makes of one file, before the spec model: per document in
+# order, (index among the file's documents, plain data, start line) or its problem.
+# Plain values only, so it crosses a process boundary and a cache as JSON.
+Parsed = list["tuple[int, Any, int] | SpecError"]
+
+
+def parse_text(text: str, shown: Path) -> Parsed:
+    """Phase one: the documents of a spec file's text as plain data, under the strict
+    YAML rules. Pure: no file system, no spec model."""
+    nodes, errors = compose(text, shown)
+    if errors:
+        return list(errors)
+    out: Parsed = []
+    for index, node in enumerate(nodes):
+        if not isinstance(node, yaml.MappingNode):
+            message = "a spec document must be a mapping (apiVersion, kind, metadata, spec)"
+            out.append(SpecError(message, shown, node_line(node)))
+            continue
+        try:
+            out.append((index, Builder(shown).build(node), node_line(node)))
+        except SpecError as exc:
+            out.append(exc)
+    return out
+
+
+def parse_document_text(item: tuple[str, Path]) -> Parsed:
+    """Phase one for a file's text (``(text, shown)``, one argument: ``fanout`` maps it)."""
+    text, shown = item
+    parsed = parse_text(text, shown)
+    if not parsed and not text.encode("utf-8").strip():
+        # an editor's truncate-and-write, seen mid-save, or a file emptied by mistake: never
+        # taken as "these specs were removed" (a file of comments only is a removal)
+        return [SpecError("empty file (delete the file to remove its specs)", shown, 1)]
+    return parsed
+
+
+def parse_file(path: Path, shown: Path) -> tuple[str | None, bytes, Parsed]:
+    """Phase one for a file: its text, its bytes and what its documents parse to."""
+    text, raw, problem = read_text(path, shown)
+    if problem is not None or text is None:
+        return None, raw, [problem] if problem is not None else []
+    return text, raw, parse_document_text((text, shown))
+
+
+def validate(
+    parsed: Parsed, text: str | None, shown: Path
+) -> tuple[list[LoadedSpec], list[SpecError]]:
+    """Phase two: each parsed document through the spec model. A document the model
+    refuses is composed again from ``text``, to put each problem at its line."""
+    specs: list[LoadedSpec] = []
+    errors: list[SpecError] = []
+    for item in parsed:
+        if isinstance(item, SpecError):
+            errors.append(item)
+            continue
+        index, data, line = item
+        try:
+            job = FineTuneJob.model_validate(data)
+        except ValidationError as exc:
+            node = _document(text or "", index)
+            if isinstance(node, yaml.MappingNode):
+                errors.extend(pydantic_errors(exc, node, shown, FineTuneJob))
+            else:  # pragma: no cover - the text parsed a moment ago
+                errors.append(
+                    SpecError(f"invalid spec: {exc.error_count()} problem(s)", shown, line)
+                )
+            continue
+        specs.append(LoadedSpec(job=job, file=shown, line=line, text=text or "", index=index))
+    return specs, errors
+
+
+def _document(text: str, index: int) -> yaml.Node | None:
+    """Document ``index`` of ``text``, composed again (for a problem's line)."""
+    nodes, _ = compose(text, Path("-"))
+    return nodes[index] if 0 <= index < len(nodes) else None
 
 
 def load_file(path: Path, shown: Path | None = None) -> tuple[list[LoadedSpec], list[SpecError]]:
     """Every spec document in one file, and every problem found in it."""
     shown = shown or display_path(path)
-    nodes, errors = read_documents(path, shown)
-    if errors:
-        return [], errors
-    specs: list[LoadedSpec] = []
-    if not nodes and _blank(path):
-        # an editor's truncate-and-write, seen mid-save, or a file emptied by mistake: never
-        # taken as "these specs were removed" (a file of comments only is a removal)
-        return [], [SpecError("empty file (delete the file to remove its specs)", shown, 1)]
-    for node in nodes:
-        try:
-            spec = _load_document(node, shown)
-        except SpecError as exc:
-            errors.append(exc)
-            continue
-        except ValidationError as exc:
-            assert isinstance(node, yaml.MappingNode)  # only mappings reach pydantic
-            errors.extend(_pydantic_errors(exc, node, shown))
-            continue
-        specs.append(spec)
-    return specs, errors
-
-
-def _load_document(node: yaml.Node, file: Path) -> LoadedSpec:
-    if not isinstance(node, yaml.MappingNode):
-        raise SpecError(
-            "a spec document must be a mapping (apiVersion, kind, metadata, spec)",
-            file,
-            node_line(node),
-        )
-    data = Builder(file).build(node)
-    job = FineTuneJob.model_validate(data)
-    return LoadedSpec(job=job, file=file, line=node_line(node), lines=key_lines(node))
+    text, _, parsed = parse_file(path, shown)
+    return validate(parsed, text, shown)
 
 
 @dataclass
@@ -311,11 +306,18 @@ class SpecSet:
 FileCache = dict[Path, tuple[tuple[int, int], list[LoadedSpec], list[SpecError]]]
 
 
-def load_tree(paths: Iterable[Path], cache: FileCache | None = None) -> SpecSet:
-    """Load every spec file under ``paths``; names must be unique across all of them."""
+def load_tree(
+    paths: Iterable[Path], cache: FileCache | None = None, store: SpecCache | None = None
+) -> SpecSet:
+    """Load every spec file under ``paths``; names must be unique across all of them.
+
+    ``cache`` (a daemon's, by modification time) keeps the specs of files unchanged
+    since its last load; ``store`` (``speccache``, by content) what files parsed to in
+    an earlier command. The files left are parsed on every core (``fanout``).
+    """
     result = SpecSet()
     with paused_gc():
-        _load_into(result, paths, Path.cwd().resolve(), cache)
+        _load_into(result, paths, Path.cwd().resolve(), cache, store)
     return result
 
 
@@ -333,25 +335,72 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _load_cached(
-    path: Path, shown: Path, cache: FileCache | None
-) -> tuple[list[LoadedSpec], list[SpecError]]:
-    if cache is None:
-        return load_file(path, shown)
-    try:
-        st = path.stat()
-        key = (st.st_mtime_ns, st.st_size)
-    except OSError:
-        return load_file(path, shown)
-    hit = cache.get(path)
-    if hit is not None and hit[0] == key:
-        return hit[1], hit[2]
-    specs, errors = load_file(path, shown)
-    cache[path] = (key, specs, errors)
-    return specs, errors
+Loaded = tuple[list[LoadedSpec], list[SpecError]]
+CHUNK = 2_000  # files read and parsed together: memory holds one chunk's texts and data
 
 
-def _load_into(result: SpecSet, paths: Iterable[Path], cwd: Path, cache: FileCache | None) -> None:
+def _load_files(
+    pairs: list[tuple[Path, Path]], cache: FileCache | None, store: SpecCache | None
+) -> list[Loaded]:
+    """The specs and problems of each ``(path, shown)``, in order."""
+    out: list[Loaded | None] = [None] * len(pairs)
+    stats: dict[int, tuple[int, int]] = {}
+    todo: list[int] = []
+    for i, (path, _) in enumerate(pairs):
+        if cache is not None:
+            try:
+                st = path.stat()
+                stats[i] = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                pass
+            hit = cache.get(path)
+            if hit is not None and i in stats and hit[0] == stats[i]:
+                out[i] = (hit[1], hit[2])
+                continue
+        todo.append(i)
+    for start in range(0, len(todo), CHUNK):  # a chunk's texts and data at a time
+        _load_chunk(todo[start : start + CHUNK], pairs, out, stats, cache, store)
+    return [x for x in out if x is not None]
+
+
+def _load_chunk(
+    todo: list[int],
+    pairs: list[tuple[Path, Path]],
+    out: list[Loaded | None],
+    stats: dict[int, tuple[int, int]],
+    cache: FileCache | None,
+    store: SpecCache | None,
+) -> None:
+    reads = {i: read_text(*pairs[i]) for i in todo}
+    keys = {i: content_key(raw) for i, (text, raw, _) in reads.items() if text is not None}
+    known = store.get_many(keys.values()) if store is not None else {}
+    parse = [i for i in keys if keys[i] not in known]
+    texts = [(reads[i][0] or "", pairs[i][1]) for i in parse]
+    parsed = dict(zip(parse, fan_out(parse_document_text, texts), strict=True))
+    for i in todo:
+        text, _, problem = reads[i]
+        shown = pairs[i][1]
+        if problem is not None or text is None:
+            loaded: Loaded = ([], [problem] if problem is not None else [])
+        else:
+            found = known.get(keys[i])
+            if found is None:
+                found = parsed.pop(i)
+                if store is not None and not any(isinstance(d, SpecError) for d in found):
+                    store.put(keys[i], found)
+            loaded = validate(found, text, shown)
+        if cache is not None and i in stats:
+            cache[pairs[i][0]] = (stats[i], *loaded)
+        out[i] = loaded
+
+
+def _load_into(
+    result: SpecSet,
+    paths: Iterable[Path],
+    cwd: Path,
+    cache: FileCache | None,
+    store: SpecCache | None,
+) -> None:
     for root in paths:
         if not root.exists():
             result.errors.append(SpecError("no such file or directory", display_path(root, cwd)))
@@ -363,10 +412,11 @@ def _load_into(result: SpecSet, paths: Iterable[Path], cwd: Path, cache: FileCac
         found = discover(root)
         if not found:
             result.empty.append(shown_root)
-        for path in found:
-            result.files.append(path)
-            shown = shown_root / path.relative_to(root) if is_dir else shown_root
-            specs, errors = _load_cached(path, shown, cache)
+        result.files.extend(found)
+        pairs = [
+            (path, shown_root / path.relative_to(root) if is_dir else shown_root) for path in found
+        ]
+        for specs, errors in _load_files(pairs, cache, store):
             result.errors.extend(errors)
             for spec in specs:
                 first = result.specs.get(spec.name)

@@ -199,6 +199,8 @@ def _budget(
         )
     if refused is None:
         spent += cost or 0.0
+        if action.refused is None and action.estimate_basis == want.estimate_basis:
+            return action, spent  # nothing to change (most actions: no copy)
     return replace(action, refused=refused, estimate_basis=want.estimate_basis), spent
 
 
@@ -283,6 +285,7 @@ def _plan_one(
         "tag": tag_for(namespace, want.name, fp),
         "from_output": from_output,
         "estimated_cost_usd": want.estimated_cost_usd,
+        "estimate_basis": want.estimate_basis,
         **base,
     }
 
@@ -305,6 +308,7 @@ def _plan_one(
                 tag=cur.tag,
                 from_output=from_output,
                 estimated_cost_usd=want.estimated_cost_usd,
+                estimate_basis=want.estimate_basis,
                 **base,
             )
         return Action(

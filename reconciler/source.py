@@ -21,6 +21,7 @@ from .loader import SpecSet, load_tree
 from .project import Project, load_project
 from .providers import CATALOG
 from .providers.local import estimate as local_estimate
+from .speccache import SpecCache
 from .validation import DesiredState, desired_state
 
 
@@ -115,6 +116,8 @@ class SpecSource:
     specs: Path
     git_ref: str | None = None
     reuse: bool = False  # a daemon: keep what each file parsed to, for the next load
+    # what spec files parsed to, kept between commands (speccache.py); None: not kept
+    cache_dir: Path | None = None
     _snapshot: Any = None
     _registered: bool = False
     # unchanged spec files are not re-parsed, unchanged data files not re-checked
@@ -153,7 +156,7 @@ class SpecSource:
             if paths:
                 raise ConfigError("--git-ref reads the whole specs tree of a commit: give no PATH")
             project = self._project(snap.specs_dir)  # its profiles, before any spec
-            specs = load_tree([snap.specs_dir], cache=self._file_cache)
+            specs = self._load_tree([snap.specs_dir])
             state = self._with_project(
                 desired_state(specs, snap.specs_dir, cache=self._data_cache), project
             )
@@ -164,11 +167,18 @@ class SpecSource:
         if paths is None and not self.specs.is_dir():
             raise not_a_specs_folder(self.specs)
         project = self._project(self.specs)  # its profiles, before any spec
-        specs = load_tree(paths or [self.specs], cache=self._file_cache)
+        specs = self._load_tree(paths or [self.specs])
         root = self.specs if self.specs.is_dir() else (paths[0] if paths else self.specs)
         state = desired_state(specs, root, cache=self._data_cache)
         _report_empty(specs, state, named=bool(paths))
         return specs, self._with_project(state, project)
+
+    def _load_tree(self, paths: list[Path]) -> SpecSet:
+        store = SpecCache(self.cache_dir) if self.cache_dir is not None else None
+        specs = load_tree(paths, cache=self._file_cache, store=store)
+        if store is not None:
+            store.save()
+        return specs
 
     @staticmethod
     def _project(root: Path) -> tuple[Project, list[SpecError]]:

@@ -7,6 +7,7 @@ only the first.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,33 +35,34 @@ class DesiredState:
 
 
 def _resolve_data(
-    spec: LoadedSpec, key: str, value: str, root: Path, resolved: dict[tuple[Path, str], Path]
+    spec: LoadedSpec, key: str, value: str, root: Path, resolved: dict[tuple[str, str], Path]
 ) -> Path:
     """A data path relative to the spec file, which must stay inside the specs root.
 
     ``resolved`` memoises the resolution and the check: ten thousand specs tend to share
     a few data files, and each resolve is a dozen system calls.
     """
-    memo_key = (spec.file.parent, value)
+    memo_key = (os.path.dirname(spec.file), value)
     path = resolved.get(memo_key)
     if path is not None:  # resolved and found inside the root before
         return path
-    line = spec.line_of("spec", key)
     where = f"spec.{key}"
     raw = Path(value)
     if raw.is_absolute():
-        raise SpecError("must be a path relative to this file", spec.file, line, where)
+        raise SpecError(
+            "must be a path relative to this file", spec.file, spec.line_of("spec", key), where
+        )
     path = (spec.file.parent / raw).resolve()
-    real_root = resolved.get((root, ""))
+    real_root = resolved.get((str(root), "\0"))  # no data path holds a NUL
     if real_root is None:
-        real_root = resolved[(root, "")] = root.resolve()
+        real_root = resolved[(str(root), "\0")] = root.resolve()
     try:
         path.relative_to(real_root)
     except ValueError:
         raise SpecError(
             f"{value!r} resolves outside the specs root {display_path(root)}",
             spec.file,
-            line,
+            spec.line_of("spec", key),
             where,
         ) from None
     resolved[memo_key] = path
@@ -191,7 +193,7 @@ def _desired_state(
     specs: SpecSet, root: Path, names: Iterable[str] | None, checked: DataCache
 ) -> DesiredState:
     state = DesiredState(errors=list(specs.errors))
-    resolved: dict[tuple[Path, str], Path] = {}
+    resolved: dict[tuple[str, str], Path] = {}
     shown: dict[Path, Path] = {}
     stats: dict[Path, tuple[int, int]] = {}
     wanted = set(names) if names is not None else None

@@ -5,6 +5,7 @@ and bounded alias expansion (alias bombs)."""
 
 from __future__ import annotations
 
+import operator
 import re
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,11 @@ class Loader(_BaseLoader):  # type: ignore[valid-type,misc]
     """Safe loader that reads YAML 1.2 floats such as ``1e-5`` as numbers, with a fast
     tag resolver: the stock one runs its path machinery and regexes on every scalar,
     which costs more than the C parser itself on a large tree."""
+
+    # path resolvers (yaml.add_path_resolver) are not used: the C parser calls these two
+    # around every node, so they are C functions that do nothing (not Python no-ops)
+    descend_resolver = staticmethod(operator.is_)  # (parent, index) -> ignored
+    ascend_resolver = staticmethod(tuple)  # () -> ignored
 
     def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
         if kind is yaml.ScalarNode:

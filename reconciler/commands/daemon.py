@@ -40,7 +40,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
             watcher = Watcher(
                 ledger=ledger,
                 drivers=drivers,
-                source=SpecSource(ws.specs, git_ref=args.git_ref, reuse=True),
+                source=SpecSource(
+                    ws.specs, git_ref=args.git_ref, reuse=True, cache_dir=ws.cache_dir
+                ),
                 interval=args.interval,
                 adopt_grace=args.adopt_grace,
                 max_cost=args.max_cost,

@@ -205,18 +205,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan, unknown = compute_plan(
         ws, state, offline=args.offline, max_cost=args.max_cost, selection=selection
     )
-    document = planfile.plan_json(
-        plan,
-        ledger_path=ws.ledger_label,
-        specs_root=str(ws.specs),
-        offline=args.offline,
-        git_ref=ws.git_ref,
-        git_commit=ws.source.commit,
-        selection=None if selection == EVERYTHING else selection.as_json(),
-    )
-    document["unknown_jobs"] = unknown
-    if args.out:
-        planfile.write(Path(args.out), document)
+    if args.out or form == "json":  # the document of every action: only when asked for
+        document = planfile.plan_json(
+            plan,
+            ledger_path=ws.ledger_label,
+            specs_root=str(ws.specs),
+            offline=args.offline,
+            git_ref=ws.git_ref,
+            git_commit=ws.source.commit,
+            selection=None if selection == EVERYTHING else selection.as_json(),
+        )
+        document["unknown_jobs"] = unknown
+        if args.out:
+            planfile.write(Path(args.out), document)
     if form == "json":
         print(planfile.dumps(document))
     elif form == "markdown":

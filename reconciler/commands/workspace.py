@@ -34,7 +34,7 @@ class Workspace:
     _known: dict[str, set[str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.source = SpecSource(self.specs, self.git_ref)
+        self.source = SpecSource(self.specs, self.git_ref, cache_dir=self.cache_dir)
         # provider profiles: names the ledger's rows may carry
         project, _ = use_project(self.specs)
         # local training: runs live beside the ledger unless reconciler.yaml or the
@@ -52,6 +52,18 @@ class Workspace:
         """The folder beside the ledger (``state/`` for a database URL): where local runs
         and caches go by default."""
         return Path("state").absolute() if is_url(self.ledger) else Path(self.ledger).parent
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """Where parsed spec files are kept between commands: ``cache/`` beside the ledger
+        once its folder exists (``validate`` in a fresh checkout creates nothing), or
+        ``RECONCILER_CACHE`` (a folder, or ``off``)."""
+        raw = (self.env.get("RECONCILER_CACHE") or "").strip()
+        if raw.lower() in ("off", "0", "false", "no"):
+            return None
+        if raw:
+            return Path(raw)
+        return self.ledger_folder / "cache" if self.ledger_folder.is_dir() else None
 
     @property
     def ledger_label(self) -> str:

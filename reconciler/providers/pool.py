@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-
-import httpx
+from typing import TYPE_CHECKING
 
 from ..clock import steady_sleep
 from ..redact import register
 from . import CATALOG, entry
 from .base import Driver
-from .http import ApiClient, make_http_client
+
+if TYPE_CHECKING:  # httpx is imported with the first driver: an offline plan needs none
+    import httpx
 
 
 class DriverPool:
@@ -38,6 +39,8 @@ class DriverPool:
     def get(self, provider: str) -> Driver:
         driver = self._drivers.get(provider)
         if driver is None:
+            from .http import ApiClient, make_http_client
+
             info = entry(provider)
             module, _, cls_name = info.driver.partition(":")
             cls = getattr(importlib.import_module(module), cls_name)

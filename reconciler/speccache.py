@@ -1,0 +1,153 @@
+"""A cache of parsed spec files beside the ledger (``state/cache/specs.db``): a file
+whose bytes were parsed by an earlier command is not parsed again.
+
+- **Content-addressed.** An entry is found by the sha256 of the file's bytes, never by
+  its modification time: a file touched, restored, or copied from another checkout is
+  found by what it holds, and a file edited within the same second is never mistaken
+  for its older self.
+- **What it keeps** is the first phase of loading (``loader.parse_text``): each
+  document's plain data under the strict YAML rules, its place in the file and its start
+  line, as JSON. The spec model validates a hit again, so a change of the spec format is
+  never hidden by the cache; a file that had a YAML problem is not kept, so its problem
+  is reported afresh.
+- **Never trusted across versions.** The cache records a fingerprint of the code that
+  makes its entries (the loader, the strict YAML rules, reconciler, PyYAML and Python
+  versions); any difference and the cache is ignored, then started again.
+- **Safe to delete**, and ignored when it cannot be read or written (a read-only
+  checkout, a full disk): it only ever saves time. The file is this user's own (0600).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+CACHE_FILE = "specs.db"
+FORMAT = 1
+_BATCH = 500  # keys per query
+_SLACK = 2  # past this many entries per live file, the entries this command did not use go
+
+
+@cache
+def code_fingerprint() -> str:
+    """What the entries depend on: the code that makes them, and the versions under it."""
+    import yaml
+
+    from . import __version__
+
+    here = Path(__file__).parent
+    h = hashlib.sha256(f"{FORMAT}|{__version__}|{yaml.__version__}|{sys.version_info[:3]}".encode())
+    for name in ("loader.py", "yamlstrict.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()
+
+
+def content_key(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+class SpecCache:
+    """One command's use of the cache: ``get_many`` what is known, ``put`` what was
+    parsed, ``save`` once at the end."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / CACHE_FILE
+        self.new: dict[str, str] = {}
+        self.used: set[str] = set()
+        self.hits = 0
+        self.db: sqlite3.Connection | None = None
+        with contextlib.suppress(sqlite3.Error, OSError):
+            self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection | None:
+        if not self.path.exists():
+            return None
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=2.0)
+        row = db.execute("SELECT value FROM meta WHERE key = 'code'").fetchone()
+        if row is None or row[0] != code_fingerprint():  # other code: not to be trusted
+            db.close()
+            return None
+        return db
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """The entries known for ``keys`` (unknown and unreadable ones are left out)."""
+        found: dict[str, Any] = {}
+        if self.db is None:
+            return found
+        wanted = list(dict.fromkeys(keys))
+        try:
+            for start in range(0, len(wanted), _BATCH):
+                batch = wanted[start : start + _BATCH]
+                marks = ",".join("?" * len(batch))
+                rows = self.db.execute(
+                    f"SELECT key, parts FROM entries WHERE key IN ({marks})",
+                    batch,
+                )
+                for key, parts in rows:
+                    with contextlib.suppress(ValueError):
+                        found[key] = json.loads(parts)
+        except sqlite3.Error:
+            return {}
+        self.hits += len(found)
+        self.used.update(found)
+        return found
+
+    def put(self, key: str, parts: Any) -> None:
+        with contextlib.suppress(TypeError, ValueError):
+            self.new[key] = json.dumps(parts, separators=(",", ":"))
+            self.used.add(key)
+
+    def save(self) -> None:
+        """Add the new entries; when the cache holds many more entries than this command
+        used (old versions of edited files), keep only those it used."""
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        if not self.new:
+            return
+        try:
+            self._write()
+        except sqlite3.OperationalError:
+            pass  # locked by another command, a read-only or full disk: only time is lost
+        except sqlite3.DatabaseError:  # not a database (a torn or foreign file): start again
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self.path.unlink(missing_ok=True)
+                self._write()
+        except (sqlite3.Error, OSError):
+            pass
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        db = sqlite3.connect(self.path, timeout=2.0)
+        try:
+            with db:
+                db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, parts TEXT NOT NULL)"
+                )
+                row = db.execute("SELECT value FROM meta WHERE key = 'code'").fetchone()
+                if row is None or row[0] != code_fingerprint():
+                    db.execute("DELETE FROM entries")  # made by other code: start again
+                    db.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('code', ?)", (code_fingerprint(),)
+                    )
+                db.executemany(
+                    "INSERT OR REPLACE INTO entries (key, parts) VALUES (?, ?)", self.new.items()
+                )
+                total = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+                if total > _SLACK * len(self.used) + 100:
+                    db.execute("CREATE TEMP TABLE used (key TEXT PRIMARY KEY)")
+                    db.executemany("INSERT INTO used VALUES (?)", ((k,) for k in self.used))
+                    db.execute("DELETE FROM entries WHERE key NOT IN (SELECT key FROM used)")
+        finally:
+            db.close()

@@ -1,0 +1,115 @@
+"""fan_out: the same results as a loop, in order, shares computed in forked children
+where forking is safe; a child that fails costs only time."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from pathlib import Path
+
+import pytest
+
+from reconciler import fanout, loader
+from reconciler.errors import SpecError, SpecErrors
+
+PARENT = os.getpid()
+
+
+def _pid_and_square(x: int) -> tuple[int, int]:
+    return os.getpid(), x * x
+
+
+def _fails_in_children(x: int) -> tuple[int, int]:
+    if os.getpid() != PARENT:
+        raise RuntimeError("a child that breaks")
+    return os.getpid(), x * x
+
+
+def _dies_in_children(x: int) -> tuple[int, int]:
+    if os.getpid() != PARENT:
+        os._exit(3)
+    return os.getpid(), x * x
+
+
+needs_fork = pytest.mark.skipif(not fanout.sys.platform.startswith("linux"), reason="Linux only")
+
+
+@needs_fork
+def test_shares_run_in_children_and_come_back_in_order() -> None:
+    items = list(range(1000))
+    got = fanout.fan_out(_pid_and_square, items, 3)
+    assert [sq for _, sq in got] == [x * x for x in items]
+    pids = {pid for pid, _ in got}
+    assert os.getpid() in pids and len(pids) == 3
+
+
+@needs_fork
+@pytest.mark.parametrize("fn", [_fails_in_children, _dies_in_children])
+def test_a_failed_child_share_is_computed_here(fn: object) -> None:
+    items = list(range(900))
+    got = fanout.fan_out(fn, items, 2)  # type: ignore[arg-type]
+    assert [sq for _, sq in got] == [x * x for x in items]
+    assert {pid for pid, _ in got} == {os.getpid()}
+
+
+def test_no_fork_with_other_threads_or_few_items() -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        got = fanout.fan_out(_pid_and_square, list(range(1000)), 2)
+    finally:
+        stop.set()
+        thread.join()
+    assert {pid for pid, _ in got} == {os.getpid()}
+    few = fanout.fan_out(_pid_and_square, list(range(10)), 2)
+    assert {pid for pid, _ in few} == {os.getpid()}
+
+
+def test_workers_from_the_environment() -> None:
+    assert fanout.workers({"RECONCILER_WORKERS": "1"}) == 1
+    assert fanout.workers({"RECONCILER_WORKERS": "3"}) == 3
+    assert 1 <= fanout.workers({"RECONCILER_WORKERS": "many"}) <= fanout.MAX_WORKERS
+
+
+def test_spec_errors_cross_a_process_boundary_whole() -> None:
+    one = SpecError("bad  value", Path("specs/a.yaml"), 3, "spec.model")
+    back = pickle.loads(pickle.dumps(one))
+    assert (back.message, back.file, back.line, back.field) == (
+        "bad value",
+        Path("specs/a.yaml"),
+        3,
+        "spec.model",
+    )
+    assert str(back) == str(one)
+    many = pickle.loads(pickle.dumps(SpecErrors([one, SpecError("x", "b.yaml")])))
+    assert [str(e) for e in many.errors] == [str(one), "b.yaml: x"]
+
+
+@needs_fork
+def test_a_large_tree_loads_the_same_on_one_core_or_several(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "specs"
+    root.mkdir()
+    text = (
+        "apiVersion: reconciler/v1\nkind: FineTuneJob\nmetadata: {{name: job-{i}}}\n"
+        "spec: {{provider: together, model: m, training_file: t.jsonl, "
+        "hyperparameters: {{epochs: {e}}}}}\n"
+    )
+    for i in range(900):
+        (root / f"job-{i:04d}.yaml").write_text(text.format(i=i, e=-2 if i == 7 else i % 5 + 1))
+    (root / "broken.yaml").write_text("a: [1, 2\n")
+    results = []
+    for workers in ("1", "2"):
+        monkeypatch.setenv("RECONCILER_WORKERS", workers)
+        specs = loader.load_tree([root])
+        results.append(
+            (
+                [(s.name, s.job.model_dump_json(), s.line) for s in specs],
+                [str(e) for e in specs.errors],
+            )
+        )
+    assert results[0] == results[1]
+    assert len(results[0][0]) == 899 and len(results[0][1]) == 2

@@ -1,0 +1,167 @@
+"""The content-addressed cache of parsed spec files (speccache.py) and the loader's two
+phases around it: a warm load is the same load, found by content, never by time."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reconciler import loader, speccache
+from reconciler.loader import load_tree
+from reconciler.speccache import SpecCache
+
+SPEC = """\
+apiVersion: reconciler/v1
+kind: FineTuneJob
+metadata:
+  name: {name}
+spec:
+  provider: together
+  model: meta-llama/Meta-Llama-3.1-8B-Instruct-Reference
+  training_file: data/train.jsonl
+  hyperparameters: {{epochs: {epochs}, learning_rate: 1.0e-5}}
+"""
+
+
+def _tree(root: Path, count: int = 3) -> list[Path]:
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = root / f"job-{i}.yaml"
+        path.write_text(SPEC.format(name=f"job-{i}", epochs=i + 1))
+        paths.append(path)
+    return paths
+
+
+def _load(root: Path, cache: Path) -> tuple[loader.SpecSet, SpecCache]:
+    store = SpecCache(cache)
+    specs = load_tree([root], store=store)
+    store.save()
+    return specs, store
+
+
+def _summary(specs: loader.SpecSet) -> list[tuple[str, str, int, dict[tuple[str, ...], int]]]:
+    return [(s.name, s.job.model_dump_json(), s.line, dict(s.lines)) for s in specs.specs.values()]
+
+
+def test_a_warm_load_is_the_cold_load_from_the_cache(tmp_path: Path) -> None:
+    _tree(tmp_path / "specs", 4)
+    cold, store = _load(tmp_path / "specs", tmp_path / "cache")
+    assert store.hits == 0 and len(store.new) == 4
+    warm, store = _load(tmp_path / "specs", tmp_path / "cache")
+    assert store.hits == 4 and not store.new
+    assert _summary(warm) == _summary(cold)
+    assert warm.specs["job-2"].line_of("spec", "hyperparameters") == 9
+    mode = stat.S_IMODE((tmp_path / "cache" / speccache.CACHE_FILE).stat().st_mode)
+    assert mode == 0o600
+
+
+def test_found_by_content_not_by_time(tmp_path: Path) -> None:
+    paths = _tree(tmp_path / "specs", 2)
+    _load(tmp_path / "specs", tmp_path / "cache")
+    before = paths[0].stat()
+    # same size, same modification time, other content: an edit within the clock's tick
+    paths[0].write_text(paths[0].read_text().replace("epochs: 1", "epochs: 7"))
+    os.utime(paths[0], ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert paths[0].stat().st_size == before.st_size
+    specs, store = _load(tmp_path / "specs", tmp_path / "cache")
+    assert specs.specs["job-0"].job.spec.hyperparameters.epochs == 7
+    assert store.hits == 1 and len(store.new) == 1
+    # touched only: still found
+    os.utime(paths[1], ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    _, store = _load(tmp_path / "specs", tmp_path / "cache")
+    assert store.hits == 2 and not store.new
+
+
+def test_problems_are_reported_afresh_and_at_their_line(tmp_path: Path) -> None:
+    paths = _tree(tmp_path / "specs", 2)
+    paths[0].write_text(paths[0].read_text() + "  hyperparameters: {}\n")  # a duplicate key
+    paths[1].write_text(paths[1].read_text().replace("epochs: 2", "epochs: -3"))
+    for _ in range(2):
+        specs, store = _load(tmp_path / "specs", tmp_path / "cache")
+        messages = sorted(str(e) for e in specs.errors)
+        assert len(messages) == 2, messages
+        assert "job-0.yaml:10: duplicate key 'hyperparameters' (first at line 9)" in messages[0]
+        # the model's problem (not a YAML one) comes from a cached parse, at its line
+        assert "job-1.yaml:9: spec.hyperparameters.epochs:" in messages[1]
+    assert store.hits == 1  # the file with the YAML problem is never kept
+
+
+def test_other_code_or_a_broken_file_is_never_trusted(tmp_path: Path) -> None:
+    _tree(tmp_path / "specs", 2)
+    cache = tmp_path / "cache"
+    _load(tmp_path / "specs", cache)
+    db = sqlite3.connect(cache / speccache.CACHE_FILE)
+    with db:
+        db.execute("UPDATE entries SET parts = ?", ('[[0, {"apiVersion": "forged"}, 1]]',))
+        db.execute("UPDATE meta SET value = 'another version' WHERE key = 'code'")
+    db.close()
+    specs, store = _load(tmp_path / "specs", cache)
+    assert store.hits == 0 and not specs.errors and len(specs.specs) == 2
+    _, store = _load(tmp_path / "specs", cache)
+    assert store.hits == 2  # rewritten for this code
+    (cache / speccache.CACHE_FILE).write_bytes(b"this is not a database" * 100)
+    specs, store = _load(tmp_path / "specs", cache)
+    assert store.hits == 0 and len(specs.specs) == 2
+    _, store = _load(tmp_path / "specs", cache)
+    assert store.hits == 2  # the broken file was replaced
+
+
+def test_old_versions_of_edited_files_are_pruned(tmp_path: Path) -> None:
+    paths = _tree(tmp_path / "specs", 1)
+    cache = tmp_path / "cache"
+    for epochs in range(1, 160):
+        paths[0].write_text(SPEC.format(name="job-0", epochs=epochs))
+        _load(tmp_path / "specs", cache)
+    db = sqlite3.connect(cache / speccache.CACHE_FILE)
+    total = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    db.close()
+    assert total <= speccache._SLACK * 1 + 101
+
+
+def test_lines_are_found_lazily_in_multi_document_files(tmp_path: Path) -> None:
+    root = tmp_path / "specs"
+    _tree(root, 0)
+    both = SPEC.format(name="a", epochs=1) + "---\n# the second\n" + SPEC.format(name="b", epochs=2)
+    (root / "two.yaml").write_text(both)
+    specs, _ = _load(root, tmp_path / "cache")
+    assert specs.specs["a"].line == 1 and specs.specs["b"].line == 12
+    assert specs.specs["b"].line_of("spec", "training_file") == 19
+    assert specs.specs["b"].line_of("metadata", "name") == 15
+
+
+def _cli(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "TOGETHER_API_KEY": "k", "NO_COLOR": "1", **env}
+    if "RECONCILER_CACHE" not in env:
+        full.pop("RECONCILER_CACHE", None)
+    argv = [sys.executable, "-m", "reconciler", "--specs", str(tmp_path / "specs")]
+    argv += ["--ledger", str(tmp_path / "state" / "ledger.db"), "validate"]
+    return subprocess.run(argv, env=full, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.process
+def test_commands_keep_the_cache_beside_the_ledger_unless_told_not_to(tmp_path: Path) -> None:
+    _tree(tmp_path / "specs", 2)
+    (tmp_path / "specs" / "data" / "train.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, '
+        '{"role": "assistant", "content": "hello"}]}\n' * 2
+    )
+    fresh = _cli(tmp_path)  # a fresh checkout: validate creates no state folder
+    assert fresh.returncode == 0, fresh.stderr
+    assert not (tmp_path / "state").exists()
+    (tmp_path / "state").mkdir()
+    off = _cli(tmp_path, RECONCILER_CACHE="off")
+    assert off.returncode == 0, off.stderr
+    assert not (tmp_path / "state" / "cache").exists()
+    on = _cli(tmp_path)
+    assert on.returncode == 0, on.stderr
+    assert (tmp_path / "state" / "cache" / speccache.CACHE_FILE).is_file()
+    elsewhere = _cli(tmp_path, RECONCILER_CACHE=str(tmp_path / "elsewhere"))
+    assert elsewhere.returncode == 0 and (tmp_path / "elsewhere" / speccache.CACHE_FILE).is_file()
+    assert fresh.stdout == on.stdout == off.stdout == elsewhere.stdout
