@@ -5,13 +5,13 @@ whose bytes were parsed by an earlier command is not parsed again.
   its modification time: a file touched, restored, or copied from another checkout is
   found by what it holds, and a file edited within the same second is never mistaken
   for its older self.
-- **What it keeps** is the first phase of loading (``loader.parse_text``): each
+- **What it keeps** is the first phase of loading (``specparse.parse_text``): each
   document's plain data under the strict YAML rules, its place in the file and its start
   line, as JSON. The spec model validates a hit again, so a change of the spec format is
   never hidden by the cache; a file that had a YAML problem is not kept, so its problem
   is reported afresh.
 - **Never trusted across versions.** The cache records a fingerprint of the code that
-  makes its entries (the loader, the strict YAML rules, reconciler, PyYAML and Python
+  makes its entries (``specparse``, the strict YAML rules, reconciler, PyYAML and Python
   versions); any difference and the cache is ignored, then started again.
 - **Safe to delete**, and ignored when it cannot be read or written (a read-only
   checkout, a full disk): it only ever saves time. The file is this user's own (0600).
@@ -45,7 +45,7 @@ def code_fingerprint() -> str:
 
     here = Path(__file__).parent
     h = hashlib.sha256(f"{FORMAT}|{__version__}|{yaml.__version__}|{sys.version_info[:3]}".encode())
-    for name in ("loader.py", "yamlstrict.py"):
+    for name in ("specparse.py", "yamlstrict.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()
 

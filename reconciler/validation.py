@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .cost import estimate
+from .cost import Estimate, estimate
 from .datafiles import DataFileReport, check_data_file
 from .datarules import describe
 from .envrefs import bad_refs, env_form, literal_secrets
@@ -21,6 +21,7 @@ from .errors import SpecError
 from .loader import LoadedSpec, SpecSet, display_path, paused_gc
 from .model import PLACEHOLDER_TAG, DesiredJob, create_request, model_on_disk
 from .providers import CATALOG
+from .spec import JobSpec
 from .tags import DEFAULT_NAMESPACE
 
 
@@ -196,6 +197,10 @@ def _desired_state(
     resolved: dict[tuple[str, str], Path] = {}
     shown: dict[Path, Path] = {}
     stats: dict[Path, tuple[int, int]] = {}
+    # ten thousand specs share a few folders, data files and prices: what each of those
+    # came to is found once (successes only: a problem is reported at each spec's line)
+    reported: dict[tuple[str, str, str, str, str], DataFileReport] = {}
+    guesses: dict[tuple[object, ...], Estimate | None] = {}
     wanted = set(names) if names is not None else None
     for spec in specs:
         if wanted is not None and spec.name not in wanted:
@@ -211,6 +216,11 @@ def _desired_state(
             value = getattr(s, key)
             if value is None:
                 reports.append(None)
+                continue
+            memo = (str(spec.file).rpartition(os.sep)[0], value, s.method, s.provider, key)
+            known = reported.get(memo)
+            if known is not None:
+                reports.append(known)
                 continue
             try:
                 # shown (and opened) relative to the working directory, like the spec files
@@ -240,6 +250,7 @@ def _desired_state(
                         role=role,
                     )
                 reports.append(report)
+                reported[memo] = report
             except SpecError as exc:
                 problems.append(exc)
         read = [r for r in reports if r is not None]
@@ -251,12 +262,7 @@ def _desired_state(
         training, validation = reports[0], reports[1]
         assert training is not None
         state.reports[spec.name] = (training, validation)
-        guess = estimate(
-            s,
-            training.approx_tokens,
-            validation.approx_tokens if validation else None,
-            str(spec.file),
-        )
+        guess = _estimate(s, training, validation, str(spec.file), guesses)
         state.jobs.append(
             DesiredJob(
                 name=spec.name,
@@ -275,6 +281,26 @@ def _desired_state(
     state.errors.extend(_renames(specs))
     state.errors.sort(key=lambda e: (str(e.file), e.line or 0))
     return state
+
+
+def _estimate(
+    s: JobSpec,
+    training: DataFileReport,
+    validation: DataFileReport | None,
+    file: str,
+    guesses: dict[tuple[object, ...], Estimate | None],
+) -> Estimate | None:
+    """``cost.estimate``, once per distinct price input (a provider's own estimator, such
+    as local training's, reads the spec's folder: asked every time)."""
+    tokens = validation.approx_tokens if validation else None
+    if CATALOG[s.provider].estimator is not None:
+        return estimate(s, training.approx_tokens, tokens, file)
+    h = s.hyperparameters
+    key: tuple[object, ...] = (s.provider, s.model, s.method, s.lora is False, h.epochs)
+    key += (h.n_evals, training.approx_tokens, tokens)
+    if key not in guesses:
+        guesses[key] = estimate(s, training.approx_tokens, tokens, file)
+    return guesses[key]
 
 
 def _cycles(specs: SpecSet) -> list[SpecError]:

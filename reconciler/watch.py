@@ -10,6 +10,7 @@ cancels a job). SIGTERM and SIGINT stop the loop after the action in flight.
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -138,6 +139,7 @@ class Watcher:
                     log.error("metrics update failed", error=repr(exc))
 
     def _pass(self) -> PassResult:
+        gc.unfreeze()  # the last load's objects may be garbage now (loader.paused_gc)
         state = self.source.load(again=True)
         now_problems = {err.render() for err in state.errors}
         for problem in sorted(now_problems - self.problems):  # each once, not every pass

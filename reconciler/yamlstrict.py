@@ -124,6 +124,11 @@ def check_flow_depth(text: str, file: Path) -> None:
             raise SpecError(f"nesting deeper than {MAX_DEPTH} levels", file, line)
 
 
+# one object per distinct text value over a bulk load (ten thousand specs name the same
+# provider, model and data files): the loader clears it when a load ends
+SHARED: dict[str, str] = {}
+
+
 class Builder:
     """Turns a node tree into plain Python values, enforcing the strict rules."""
 
@@ -144,7 +149,8 @@ class Builder:
         if isinstance(node, yaml.ScalarNode):
             tag = node.tag
             if tag == _STR:  # the common cases first, without the constructor's machinery
-                return node.value
+                value = node.value
+                return SHARED.setdefault(value, value) if len(value) <= 256 else value
             if tag == _INT and node.value.isdigit():
                 return int(node.value)
             if node.tag not in _SCALAR_TAGS:

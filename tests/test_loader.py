@@ -12,8 +12,9 @@ from support import SpecTree, spec_yaml
 
 from reconciler.errors import SpecError
 from reconciler.fingerprint import fingerprint, training_inputs
-from reconciler.loader import MAX_SPEC_BYTES, load_file, load_tree
+from reconciler.loader import load_file, load_tree
 from reconciler.spec import json_schema
+from reconciler.specparse import MAX_SPEC_BYTES
 from reconciler.validation import desired_state
 
 GOOD = """\
