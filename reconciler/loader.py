@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from . import yamlstrict
+from .envrefs import literal_secrets
 from .errors import SpecError
 from .fanout import fan_out
 from .locate import pydantic_errors
@@ -305,14 +306,28 @@ def _load_chunk(
             loaded: Loaded = ([], [problem] if problem is not None else [])
         else:
             found = known.get(keys[i])
+            fresh = found is None
             if found is None:
                 found = parsed.pop(i)
-                if store is not None and not any(isinstance(d, SpecError) for d in found):
-                    store.put(keys[i], found)
             loaded = validate(found, text, shown)
+            if fresh and store is not None and _keepable(found, loaded):
+                store.put(keys[i], found)
         if cache is not None and i in stats:
             cache[pairs[i][0]] = (stats[i], *loaded)
         out[i] = loaded
+
+
+def _keepable(parsed: Parsed, loaded: Loaded) -> bool:
+    """A file the cache may keep: it loaded without a problem (a problem is reported
+    afresh each time), and no value sits literally under a key that names a secret
+    (validate refuses it; the cache must not keep a second copy of it)."""
+    if loaded[1] or any(isinstance(doc, SpecError) for doc in parsed):
+        return False
+    return not any(
+        isinstance(doc[1], dict) and next(literal_secrets(doc[1]), None) is not None
+        for doc in parsed
+        if not isinstance(doc, SpecError)
+    )
 
 
 def _load_into(

@@ -8,8 +8,9 @@ whose bytes were parsed by an earlier command is not parsed again.
 - **What it keeps** is the first phase of loading (``specparse.parse_text``): each
   document's plain data under the strict YAML rules, its place in the file and its start
   line, as JSON. The spec model validates a hit again, so a change of the spec format is
-  never hidden by the cache; a file that had a YAML problem is not kept, so its problem
-  is reported afresh.
+  never hidden by the cache. Only files that loaded without a problem are kept (a
+  problem is reported afresh), and never one with a literal value under a key naming a
+  secret (``validate`` refuses it; the cache keeps no second copy).
 - **Never trusted across versions.** The cache records a fingerprint of the code that
   makes its entries (``specparse``, the strict YAML rules, reconciler, PyYAML and Python
   versions); any difference and the cache is ignored, then started again.

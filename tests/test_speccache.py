@@ -88,9 +88,18 @@ def test_problems_are_reported_afresh_and_at_their_line(tmp_path: Path) -> None:
         messages = sorted(str(e) for e in specs.errors)
         assert len(messages) == 2, messages
         assert "job-0.yaml:10: duplicate key 'hyperparameters' (first at line 9)" in messages[0]
-        # the model's problem (not a YAML one) comes from a cached parse, at its line
         assert "job-1.yaml:9: spec.hyperparameters.epochs:" in messages[1]
-    assert store.hits == 1  # the file with the YAML problem is never kept
+    assert store.hits == 0 and not store.new  # a file with a problem is never kept
+
+
+def test_a_literal_secret_is_never_copied_into_the_cache(tmp_path: Path) -> None:
+    paths = _tree(tmp_path / "specs", 2)
+    secret = "sk-live-0123456789abcdef"
+    paths[0].write_text(paths[0].read_text() + f"  options: {{api_key: {secret}}}\n")
+    specs, store = _load(tmp_path / "specs", tmp_path / "cache")
+    assert not specs.errors  # the loader takes it; validate refuses it (test_validation_rules)
+    assert len(store.new) == 1
+    assert secret.encode() not in (tmp_path / "cache" / speccache.CACHE_FILE).read_bytes()
 
 
 def test_other_code_or_a_broken_file_is_never_trusted(tmp_path: Path) -> None:
