@@ -132,9 +132,12 @@ class Watcher:
             return []
         finally:
             self.passes += 1
+            seconds = time.monotonic() - started
+            specs = len(result.plan.actions) if result is not None else None
+            log.debug("pass", n=self.passes, seconds=round(seconds, 3), specs=specs)
             if self.on_pass:
                 try:
-                    self.on_pass(time.monotonic() - started, result)
+                    self.on_pass(seconds, result)
                 except Exception as exc:  # metrics are never worth stopping the daemon for
                     log.error("metrics update failed", error=repr(exc))
 

@@ -15,7 +15,16 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
-FIGURES = ("plan_10k", "memory", "refresh_calls", "converge", "watch_pickup", "help_time")
+FIGURES = (
+    "plan_10k",
+    "plan_100k",
+    "memory",
+    "refresh_calls",
+    "converge",
+    "watch_pickup",
+    "replicas",
+    "help_time",
+)
 
 
 def test_quick_bench_runs_and_prints_every_figure() -> None:
