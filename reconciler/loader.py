@@ -27,7 +27,7 @@ from .errors import SpecError
 from .fanout import fan_out
 from .locate import pydantic_errors
 from .spec import FineTuneJob
-from .speccache import SpecCache, content_key
+from .speccache import SpecCache, content_key, encode
 from .specparse import (
     Parsed,
     document,
@@ -258,7 +258,7 @@ def paused_gc() -> Iterator[None]:
 
 
 Loaded = tuple[list[LoadedSpec], list[SpecError]]
-CHUNK = 2_000  # files read and parsed together: memory holds one chunk's texts and data
+CHUNK = 1_000  # files read and parsed together: memory holds one chunk's texts and data
 
 
 def _load_files(
@@ -298,7 +298,8 @@ def _load_chunk(
     known = store.get_many(keys.values()) if store is not None else {}
     parse = [i for i in keys if keys[i] not in known]
     texts = [(reads[i][0] or "", pairs[i][1]) for i in parse]
-    parsed = dict(zip(parse, fan_out(parse_document_text, texts), strict=True))
+    step = parse_for_cache if store is not None else parse_without_cache
+    parsed = dict(zip(parse, fan_out(step, texts), strict=True))
     for i in todo:
         text, _, problem = reads[i]
         shown = pairs[i][1]
@@ -306,15 +307,26 @@ def _load_chunk(
             loaded: Loaded = ([], [problem] if problem is not None else [])
         else:
             found = known.get(keys[i])
-            fresh = found is None
+            entry = None
             if found is None:
-                found = parsed.pop(i)
+                found, entry = parsed.pop(i)
             loaded = validate(found, text, shown)
-            if fresh and store is not None and _keepable(found, loaded):
-                store.put(keys[i], found)
+            if entry is not None and store is not None and _keepable(found, loaded):
+                store.put_encoded(keys[i], entry)
         if cache is not None and i in stats:
             cache[pairs[i][0]] = (stats[i], *loaded)
         out[i] = loaded
+
+
+def parse_for_cache(item: tuple[str, Path]) -> tuple[Parsed, str | None]:
+    """Phase one, and the cache's entry for it (encoded where the parsing ran: on
+    another core, under ``fanout``)."""
+    parsed = parse_document_text(item)
+    return parsed, encode(parsed) if not any(isinstance(d, SpecError) for d in parsed) else None
+
+
+def parse_without_cache(item: tuple[str, Path]) -> tuple[Parsed, str | None]:
+    return parse_document_text(item), None
 
 
 def _keepable(parsed: Parsed, loaded: Loaded) -> bool:
@@ -349,9 +361,12 @@ def _load_into(
         if not found:
             result.empty.append(shown_root)
         result.files.extend(found)
-        pairs = [
-            (path, shown_root / path.relative_to(root) if is_dir else shown_root) for path in found
-        ]
+        if not is_dir:
+            pairs = [(path, shown_root) for path in found]
+        elif shown_root == root:  # named as the user would read it: each path as found
+            pairs = [(path, path) for path in found]
+        else:
+            pairs = [(path, shown_root / path.relative_to(root)) for path in found]
         for specs, errors in _load_files(pairs, cache, store):
             result.errors.extend(errors)
             for spec in specs:

@@ -51,6 +51,14 @@ def code_fingerprint() -> str:
     return h.hexdigest()
 
 
+def encode(parts: Any) -> str | None:
+    """An entry as the cache keeps it (JSON); None for what JSON cannot hold."""
+    try:
+        return json.dumps(parts, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+
+
 def content_key(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
@@ -102,9 +110,13 @@ class SpecCache:
         return found
 
     def put(self, key: str, parts: Any) -> None:
-        with contextlib.suppress(TypeError, ValueError):
-            self.new[key] = json.dumps(parts, separators=(",", ":"))
-            self.used.add(key)
+        entry = encode(parts)
+        if entry is not None:
+            self.put_encoded(key, entry)
+
+    def put_encoded(self, key: str, entry: str) -> None:
+        self.new[key] = entry
+        self.used.add(key)
 
     def save(self) -> None:
         """Add the new entries; when the cache holds many more entries than this command
