@@ -66,9 +66,15 @@ def test_a_spec_removed_for_good_is_cancelled_once_it_has_settled(
     tree.spec("staying")
     daemon = start_watch(cli, "--removal-settle", "2")
     try:
-        assert wait_for(lambda: cli.ledger.exists() and len(cli.status()) == 2)
+        # both created: an intent is in the ledger a moment before its job id
+        assert wait_for(
+            lambda: (
+                cli.ledger.exists()
+                and len(jobs := cli.status()) == 2
+                and all(j["remote_id"] for j in jobs.values())
+            )
+        )
         remote = cli.status()["going"]["remote_id"]
-        assert remote
         tree.remove("going")
         assert wait_for(
             lambda: any(
