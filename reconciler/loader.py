@@ -27,7 +27,7 @@ from .errors import SpecError
 from .fanout import fan_out
 from .locate import pydantic_errors
 from .spec import FineTuneJob
-from .speccache import SpecCache, content_key, encode
+from .speccache import SpecCache, content_key, decode, encode
 from .specparse import (
     Parsed,
     document,
@@ -306,10 +306,11 @@ def _load_chunk(
         if problem is not None or text is None:
             loaded: Loaded = ([], [problem] if problem is not None else [])
         else:
-            found = known.get(keys[i])
+            kept = known.get(keys[i])
+            found = decode(kept) if kept is not None else None
             entry = None
-            if found is None:
-                found, entry = parsed.pop(i)
+            if found is None:  # parsed now (or a kept entry this code cannot read)
+                found, entry = parsed.pop(i) if i in parsed else step((text, shown))
             loaded = validate(found, text, shown)
             if entry is not None and store is not None and _keepable(found, loaded):
                 store.put_encoded(keys[i], entry)

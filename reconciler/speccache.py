@@ -59,6 +59,27 @@ def encode(parts: Any) -> str | None:
         return None
 
 
+def decode(entry: str) -> list[Any] | None:
+    """An entry as ``specparse.parse_text`` made it, or None when it is not one (a file
+    another program wrote): ``[[index, data, line], ...]``."""
+    try:
+        parts = json.loads(entry)
+    except ValueError:
+        return None
+    if not isinstance(parts, list):
+        return None
+    for part in parts:
+        if not (
+            isinstance(part, list)
+            and len(part) == 3
+            and type(part[0]) is int
+            and isinstance(part[1], dict)
+            and type(part[2]) is int
+        ):
+            return None
+    return parts
+
+
 def content_key(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
@@ -86,9 +107,10 @@ class SpecCache:
             return None
         return db
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        """The entries known for ``keys`` (unknown and unreadable ones are left out)."""
-        found: dict[str, Any] = {}
+    def get_many(self, keys: Iterable[str]) -> dict[str, str]:
+        """The entries known for ``keys``, encoded (``decode`` each when it is used: a
+        chunk's worth of decoded entries would be megabytes held at once)."""
+        found: dict[str, str] = {}
         if self.db is None:
             return found
         wanted = list(dict.fromkeys(keys))
@@ -100,9 +122,7 @@ class SpecCache:
                     f"SELECT key, parts FROM entries WHERE key IN ({marks})",
                     batch,
                 )
-                for key, parts in rows:
-                    with contextlib.suppress(ValueError):
-                        found[key] = json.loads(parts)
+                found.update((key, parts) for key, parts in rows if isinstance(parts, str))
         except sqlite3.Error:
             return {}
         self.hits += len(found)

@@ -122,6 +122,21 @@ def test_other_code_or_a_broken_file_is_never_trusted(tmp_path: Path) -> None:
     assert store.hits == 2  # the broken file was replaced
 
 
+@pytest.mark.parametrize("forged", ['{"not": "a list"}', '[[0, "data", 1]]', "[[0, {}]]", "{"])
+def test_an_entry_of_another_shape_is_parsed_afresh(tmp_path: Path, forged: str) -> None:
+    _tree(tmp_path / "specs", 2)
+    cold, _ = _load(tmp_path / "specs", tmp_path / "cache")
+    db = sqlite3.connect(tmp_path / "cache" / speccache.CACHE_FILE)
+    with db:
+        db.execute("UPDATE entries SET parts = ?", (forged,))
+    db.close()
+    again, store = _load(tmp_path / "specs", tmp_path / "cache")
+    assert _summary(again) == _summary(cold) and not again.errors
+    assert len(store.new) == 2  # written again, in the shape this code reads
+    _, store = _load(tmp_path / "specs", tmp_path / "cache")
+    assert not store.new
+
+
 def test_old_versions_of_edited_files_are_pruned(tmp_path: Path) -> None:
     paths = _tree(tmp_path / "specs", 1)
     cache = tmp_path / "cache"
