@@ -187,9 +187,11 @@ def share_parts(spec: Any) -> None:
             continue
         # equal means the same values of the same types (1, 1.0 and True are equal in
         # Python, not in a fingerprint) and the same fields set
+        fields = part.__dict__.values()
         key = (
             type(part),
-            tuple((type(v), v) for v in part.__dict__.values()),
+            tuple(fields),
+            tuple(map(type, fields)),
             frozenset(part.__pydantic_fields_set__),
         )
         with contextlib.suppress(TypeError):  # an unhashable value (a list): kept as it is

@@ -113,3 +113,53 @@ def test_a_large_tree_loads_the_same_on_one_core_or_several(
         )
     assert results[0] == results[1]
     assert len(results[0][0]) == 899 and len(results[0][1]) == 2
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(p) for p in text.split()}
+
+
+@needs_fork
+@pytest.mark.process
+@pytest.mark.parametrize("group", [False, True], ids=["kill -INT pid", "Ctrl-C (the group)"])
+def test_an_interrupted_load_leaves_no_process_behind(tmp_path: Path, group: bool) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "specs"
+    root.mkdir()
+    text = (
+        "apiVersion: reconciler/v1\nkind: FineTuneJob\nmetadata: {{name: job-{i}}}\n"
+        "spec: {{provider: together, model: m, training_file: t.jsonl}}\n"
+    )
+    for i in range(20_000):
+        (root / f"job-{i:05d}.yaml").write_text(text.format(i=i))
+    env = {**os.environ, "RECONCILER_WORKERS": "2", "RECONCILER_CACHE": "off"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "--specs", str(root), "validate"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    seen: set[int] = set()
+    deadline = time.monotonic() + 60
+    while not seen and time.monotonic() < deadline and proc.poll() is None:
+        seen = _children(proc.pid)
+        time.sleep(0.005)
+    assert seen, "the load forked no child to parse a share"
+    if group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.strip().endswith("interrupted"), err
+    for pid in seen:  # gone, and reaped by the parent (not left a zombie to init)
+        assert not Path(f"/proc/{pid}").exists(), pid

@@ -189,3 +189,26 @@ def test_commands_keep_the_cache_beside_the_ledger_unless_told_not_to(tmp_path: 
     elsewhere = _cli(tmp_path, RECONCILER_CACHE=str(tmp_path / "elsewhere"))
     assert elsewhere.returncode == 0 and (tmp_path / "elsewhere" / speccache.CACHE_FILE).is_file()
     assert fresh.stdout == on.stdout == off.stdout == elsewhere.stdout
+
+
+def test_specs_with_equal_settings_share_them_and_only_those(tmp_path: Path) -> None:
+    root = tmp_path / "specs"
+    _tree(root, 0)
+    settings = {
+        "a": "lora: {r: 8, alpha: 16}\n  hyperparameters: {epochs: 2}",
+        "b": "lora: {r: 8, alpha: 16}\n  hyperparameters: {epochs: 2}",
+        "c": "lora: {r: 8, alpha: 16.5}\n  hyperparameters: {epochs: 2, seed: null}",
+    }
+    for name, extra in settings.items():
+        text = SPEC.format(name=name, epochs=1).replace(
+            "  hyperparameters: {epochs: 1, learning_rate: 1.0e-5}\n", ""
+        )
+        (root / f"{name}.yaml").write_text(text + f"  {extra}\n")
+    specs, _ = _load(root, tmp_path / "cache")
+    a, b, c = (specs.specs[n].job.spec for n in "abc")
+    assert a.lora is b.lora and a.hyperparameters is b.hyperparameters
+    assert c.lora is not a.lora  # another alpha
+    # equal values, but seed given (as null): another fields set, kept apart
+    assert c.hyperparameters == a.hyperparameters and c.hyperparameters is not a.hyperparameters
+    assert c.hyperparameters.model_fields_set == {"epochs", "seed"}
+    assert a.hyperparameters.model_fields_set == {"epochs"}
