@@ -156,10 +156,11 @@ class SpecSource:
             if paths:
                 raise ConfigError("--git-ref reads the whole specs tree of a commit: give no PATH")
             project = self._project(snap.specs_dir)  # its profiles, before any spec
-            specs = self._load_tree([snap.specs_dir])
-            state = self._with_project(
-                desired_state(specs, snap.specs_dir, cache=self._data_cache), project
-            )
+            store = self._store()
+            specs = load_tree([snap.specs_dir], cache=self._file_cache, store=store)
+            checked = desired_state(specs, snap.specs_dir, cache=self._data_cache, store=store)
+            self._save(store)
+            state = self._with_project(checked, project)
             state.errors = [self._at_ref(err, snap) for err in state.errors]
             if specs.empty:
                 state.warnings.append(f"no spec files in {self.specs}/ at {self.git_ref}")
@@ -167,18 +168,21 @@ class SpecSource:
         if paths is None and not self.specs.is_dir():
             raise not_a_specs_folder(self.specs)
         project = self._project(self.specs)  # its profiles, before any spec
-        specs = self._load_tree(paths or [self.specs])
+        store = self._store()
+        specs = load_tree(paths or [self.specs], cache=self._file_cache, store=store)
         root = self.specs if self.specs.is_dir() else (paths[0] if paths else self.specs)
-        state = desired_state(specs, root, cache=self._data_cache)
+        state = desired_state(specs, root, cache=self._data_cache, store=store)
+        self._save(store)
         _report_empty(specs, state, named=bool(paths))
         return specs, self._with_project(state, project)
 
-    def _load_tree(self, paths: list[Path]) -> SpecSet:
-        store = SpecCache(self.cache_dir) if self.cache_dir is not None else None
-        specs = load_tree(paths, cache=self._file_cache, store=store)
+    def _store(self) -> SpecCache | None:
+        return SpecCache(self.cache_dir) if self.cache_dir is not None else None
+
+    @staticmethod
+    def _save(store: SpecCache | None) -> None:
         if store is not None:
             store.save()
-        return specs
 
     @staticmethod
     def _project(root: Path) -> tuple[Project, list[SpecError]]:

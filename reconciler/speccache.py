@@ -11,6 +11,12 @@ whose bytes were parsed by an earlier command is not parsed again.
   never hidden by the cache. Only files that loaded without a problem are kept (a
   problem is reported afresh), and never one with a literal value under a key naming a
   secret (``validate`` refuses it; the cache keeps no second copy).
+- **Data-file checks** are kept too: a report (records, format, tokens, sha256) found
+  by the file's sha256 and the rules it was checked under. To know a file's sha256
+  without reading it, an index maps its identity (path, device, inode, size, modification
+  and change times) to the sha256 last read, as git's index does; an entry is written
+  only for a file last changed over two seconds earlier, so an edit within the clock's
+  tick is never mistaken for the old content, and a write always changes the change time.
 - **Never trusted across versions.** The cache records a fingerprint of the code that
   makes its entries (``specparse``, the strict YAML rules, reconciler, PyYAML and Python
   versions); any difference and the cache is ignored, then started again.
@@ -21,15 +27,20 @@ whose bytes were parsed by an earlier command is not parsed again.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from .datafiles import DataFileReport
+from .datarules import DataFormat
 
 CACHE_FILE = "specs.db"
 FORMAT = 1
@@ -46,7 +57,7 @@ def code_fingerprint() -> str:
 
     here = Path(__file__).parent
     h = hashlib.sha256(f"{FORMAT}|{__version__}|{yaml.__version__}|{sys.version_info[:3]}".encode())
-    for name in ("specparse.py", "yamlstrict.py"):
+    for name in ("specparse.py", "yamlstrict.py", "datafiles.py", "records.py", "datarules.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()
 
@@ -80,6 +91,52 @@ def decode(entry: str) -> list[Any] | None:
     return parts
 
 
+_RACY_NS = 2_000_000_000  # a file changed this recently may change again within its tick
+
+
+def _identity(real: Path, st: os.stat_result) -> str:
+    return f"{real}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+
+
+def _report(real: Path, text: str) -> DataFileReport | None:
+    try:
+        d = json.loads(text)
+        return DataFileReport(
+            real,
+            str(d["sha256"]),
+            int(d["bytes"]),
+            int(d["records"]),
+            DataFormat(d["format"]),
+            int(d["approx_tokens"]),
+            bool(d["has_tools"]),
+            tuple(str(n) for n in d["notes"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def rules_key(provider_rules: object, method: str, provider: str, role: str) -> str:
+    """What a data file's check depends on besides its bytes: the provider's rules (as
+    data), the method, the provider and the file's role."""
+    text = json.dumps(_plain(provider_rules), sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return f"{method}:{provider}:{role}:{digest}"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-ready data the same in every process (sets sorted: their order
+    follows string hashing, which differs from one interpreter to the next)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted(str(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def content_key(raw: bytes) -> str:
     return hashlib.sha256(raw).hexdigest()
 
@@ -92,6 +149,8 @@ class SpecCache:
         self.path = folder / CACHE_FILE
         self.new: dict[str, str] = {}
         self.used: set[str] = set()
+        self.new_stats: dict[str, str] = {}  # file identity → sha256
+        self.new_checks: dict[str, str] = {}  # sha256 + rules → report
         self.hits = 0
         self.db: sqlite3.Connection | None = None
         with contextlib.suppress(sqlite3.Error, OSError):
@@ -138,13 +197,46 @@ class SpecCache:
         self.new[key] = entry
         self.used.add(key)
 
+    def data_report(self, real: Path, st: os.stat_result, rules: str) -> DataFileReport | None:
+        """The report of a data file checked before under ``rules``, when its identity
+        says it is unchanged since."""
+        if self.db is None:
+            return None
+        try:
+            row = self.db.execute(
+                "SELECT sha256 FROM data_stats WHERE key = ?", (_identity(real, st),)
+            ).fetchone()
+            if row is None:
+                return None
+            found = self.db.execute(
+                "SELECT report FROM data_checks WHERE key = ?", (f"{row[0]} {rules}",)
+            ).fetchone()
+        except sqlite3.Error:
+            return None
+        return _report(real, found[0]) if found else None
+
+    def put_data(self, real: Path, st: os.stat_result, rules: str, report: DataFileReport) -> None:
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+            self.new_stats[_identity(real, st)] = report.sha256
+        self.new_checks[f"{report.sha256} {rules}"] = json.dumps(
+            {
+                "sha256": report.sha256,
+                "bytes": report.bytes,
+                "records": report.records,
+                "format": report.format.value,
+                "approx_tokens": report.approx_tokens,
+                "has_tools": report.has_tools,
+                "notes": list(report.notes),
+            }
+        )
+
     def save(self) -> None:
         """Add the new entries; when the cache holds many more entries than this command
         used (old versions of edited files), keep only those it used."""
         if self.db is not None:
             self.db.close()
             self.db = None
-        if not self.new:
+        if not (self.new or self.new_stats or self.new_checks):
             return
         try:
             self._write()
@@ -171,11 +263,24 @@ class SpecCache:
                 row = db.execute("SELECT value FROM meta WHERE key = 'code'").fetchone()
                 if row is None or row[0] != code_fingerprint():
                     db.execute("DELETE FROM entries")  # made by other code: start again
+                    for table in ("data_stats", "data_checks"):
+                        db.execute(f"DROP TABLE IF EXISTS {table}")
                     db.execute(
                         "INSERT OR REPLACE INTO meta VALUES ('code', ?)", (code_fingerprint(),)
                     )
+                for table, value in (("data_stats", "sha256"), ("data_checks", "report")):
+                    db.execute(
+                        f"CREATE TABLE IF NOT EXISTS {table} "
+                        f"(key TEXT PRIMARY KEY, {value} TEXT NOT NULL)"
+                    )
                 db.executemany(
                     "INSERT OR REPLACE INTO entries (key, parts) VALUES (?, ?)", self.new.items()
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO data_stats VALUES (?, ?)", self.new_stats.items()
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO data_checks VALUES (?, ?)", self.new_checks.items()
                 )
                 total = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
                 if total > _SLACK * len(self.used) + 100:

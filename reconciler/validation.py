@@ -22,6 +22,7 @@ from .loader import LoadedSpec, SpecSet, display_path, paused_gc
 from .model import PLACEHOLDER_TAG, DesiredJob, create_request, model_on_disk
 from .providers import CATALOG
 from .spec import JobSpec
+from .speccache import SpecCache, rules_key
 from .tags import DEFAULT_NAMESPACE
 
 
@@ -184,19 +185,27 @@ def desired_state(
     root: Path,
     names: Iterable[str] | None = None,
     cache: DataCache | None = None,
+    store: SpecCache | None = None,
 ) -> DesiredState:
-    """Check every loaded spec and its data; return the valid ones as ``DesiredJob``s."""
+    """Check every loaded spec and its data; return the valid ones as ``DesiredJob``s.
+    ``cache`` keeps data-file reports in this process (a daemon's passes), ``store``
+    between commands (``speccache``)."""
     with paused_gc():
-        return _desired_state(specs, root, names, {} if cache is None else cache)
+        return _desired_state(specs, root, names, {} if cache is None else cache, store)
 
 
 def _desired_state(
-    specs: SpecSet, root: Path, names: Iterable[str] | None, checked: DataCache
+    specs: SpecSet,
+    root: Path,
+    names: Iterable[str] | None,
+    checked: DataCache,
+    store: SpecCache | None,
 ) -> DesiredState:
     state = DesiredState(errors=list(specs.errors))
     resolved: dict[tuple[str, str], Path] = {}
     shown: dict[Path, Path] = {}
     stats: dict[Path, tuple[int, int]] = {}
+    identities: dict[Path, os.stat_result] = {}
     # ten thousand specs share a few folders, data files and prices: what each of those
     # came to is found once (successes only: a problem is reported at each spec's line)
     reported: dict[tuple[str, str, str, str, str], DataFileReport] = {}
@@ -235,10 +244,17 @@ def _desired_state(
                     try:
                         st = path.stat()
                         stat = stats[path] = (st.st_mtime_ns, st.st_size)
+                        identities[path] = st
                     except OSError:
                         stat = (0, -1)  # missing: check_data_file says so, at the spec line
                 check_key = (path, *stat, s.method, s.provider, role)
                 report = checked.get(check_key)
+                ident = identities.get(path)
+                if report is None and store is not None and ident is not None:
+                    rules = rules_key(CATALOG[s.provider].data_rules, s.method, s.provider, role)
+                    report = store.data_report(path, ident, rules)
+                    if report is not None:
+                        checked[check_key] = report
                 if report is None:
                     report = checked[check_key] = check_data_file(
                         path,
@@ -249,6 +265,11 @@ def _desired_state(
                         provider=s.provider,
                         role=role,
                     )
+                    if store is not None and ident is not None:
+                        rules = rules_key(
+                            CATALOG[s.provider].data_rules, s.method, s.provider, role
+                        )
+                        store.put_data(path, ident, rules, report)
                 reports.append(report)
                 reported[memo] = report
             except SpecError as exc:

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -212,3 +213,63 @@ def test_specs_with_equal_settings_share_them_and_only_those(tmp_path: Path) -> 
     assert c.hyperparameters == a.hyperparameters and c.hyperparameters is not a.hyperparameters
     assert c.hyperparameters.model_fields_set == {"epochs", "seed"}
     assert a.hyperparameters.model_fields_set == {"epochs"}
+
+
+RECORD = (
+    '{"messages": [{"role": "user", "content": "hi"}, '
+    '{"role": "assistant", "content": "hello %d"}]}\n'
+)
+
+
+def _checked(root: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[Path]]:
+    from reconciler import validation
+
+    calls: list[Path] = []
+    real = validation.check_data_file
+
+    def counting(path: Path, **kw: Any) -> Any:
+        calls.append(path)
+        return real(path, **kw)
+
+    monkeypatch.setattr(validation, "check_data_file", counting)
+    store = SpecCache(cache)
+    specs = load_tree([root], store=store)
+    state = validation.desired_state(specs, root, store=store)
+    store.save()
+    assert not state.errors, state.errors
+    return state, calls
+
+
+def test_data_file_checks_are_kept_by_content_and_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "specs"
+    _tree(root, 3)  # three specs, one data file
+    data = root / "data" / "train.jsonl"
+    data.write_text("".join(RECORD % i for i in range(3)))
+    monkeypatch.setattr(speccache, "_RACY_NS", 0)  # no waiting out the clock's tick here
+    first, calls = _checked(root, tmp_path / "cache", monkeypatch)
+    assert len(calls) == 1
+    again, calls = _checked(root, tmp_path / "cache", monkeypatch)
+    assert calls == []  # not read again
+    assert again.reports == first.reports
+    # another content of the same size: its identity (times) differ, so it is read
+    data.write_text("".join(RECORD % (i + 3) for i in range(3)))
+    changed, calls = _checked(root, tmp_path / "cache", monkeypatch)
+    assert len(calls) == 1
+    assert changed.jobs[0].training_sha256 != first.jobs[0].training_sha256
+    # back to the first content: a new identity, so read again, and found to be the first
+    data.write_text("".join(RECORD % i for i in range(3)))
+    back, calls = _checked(root, tmp_path / "cache", monkeypatch)
+    assert back.jobs[0].training_sha256 == first.jobs[0].training_sha256
+
+
+def test_a_data_file_changed_within_the_tick_is_always_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "specs"
+    _tree(root, 1)
+    (root / "data" / "train.jsonl").write_text("".join(RECORD % i for i in range(3)))
+    for _ in range(2):  # just written: its identity is not trusted yet
+        _, calls = _checked(root, tmp_path / "cache", monkeypatch)
+        assert len(calls) == 1
