@@ -156,7 +156,7 @@ class SpecSource:
             if paths:
                 raise ConfigError("--git-ref reads the whole specs tree of a commit: give no PATH")
             project = self._project(snap.specs_dir)  # its profiles, before any spec
-            store = self._store()
+            store = self._store(whole=True)
             specs = load_tree([snap.specs_dir], cache=self._file_cache, store=store)
             checked = desired_state(specs, snap.specs_dir, cache=self._data_cache, store=store)
             self._save(store)
@@ -168,7 +168,7 @@ class SpecSource:
         if paths is None and not self.specs.is_dir():
             raise not_a_specs_folder(self.specs)
         project = self._project(self.specs)  # its profiles, before any spec
-        store = self._store()
+        store = self._store(whole=not paths)
         specs = load_tree(paths or [self.specs], cache=self._file_cache, store=store)
         root = self.specs if self.specs.is_dir() else (paths[0] if paths else self.specs)
         state = desired_state(specs, root, cache=self._data_cache, store=store)
@@ -176,8 +176,13 @@ class SpecSource:
         _report_empty(specs, state, named=bool(paths))
         return specs, self._with_project(state, project)
 
-    def _store(self) -> SpecCache | None:
-        return SpecCache(self.cache_dir) if self.cache_dir is not None else None
+    def _store(self, *, whole: bool) -> SpecCache | None:
+        """The spec cache for one load; a load of the whole tree that looks every file up
+        in it (not a daemon's, which reads only files changed since its last pass) may
+        prune it."""
+        if self.cache_dir is None:
+            return None
+        return SpecCache(self.cache_dir, prune=whole and not self.reuse)
 
     @staticmethod
     def _save(store: SpecCache | None) -> None:

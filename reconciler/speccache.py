@@ -46,6 +46,7 @@ CACHE_FILE = "specs.db"
 FORMAT = 1
 _BATCH = 500  # keys per query
 _SLACK = 2  # past this many entries per live file, the entries this command did not use go
+_SLACK_ROWS = 100  # ... and this many more
 
 
 @cache
@@ -89,6 +90,14 @@ def decode(entry: str) -> list[Any] | None:
         ):
             return None
     return parts
+
+
+def _too_many(db: sqlite3.Connection, table: str, used: set[str]) -> bool:
+    try:
+        total = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    except sqlite3.OperationalError:  # no such table (a cache older than its data tables)
+        return False
+    return bool(total > _SLACK * len(used) + _SLACK_ROWS)
 
 
 _RACY_NS = 2_000_000_000  # a file changed this recently may change again within its tick
@@ -145,8 +154,13 @@ class SpecCache:
     """One command's use of the cache: ``get_many`` what is known, ``put`` what was
     parsed, ``save`` once at the end."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, prune: bool = False) -> None:
+        """``prune``: this command looks every file of the tree up (a whole-tree load,
+        not one file, not a daemon's pass that reads only changed files), so what it did
+        not use may go."""
         self.path = folder / CACHE_FILE
+        self.prune = prune
+        self.used_data: set[str] = set()
         self.new: dict[str, str] = {}
         self.used: set[str] = set()
         self.new_stats: dict[str, str] = {}  # file identity → sha256
@@ -208,16 +222,21 @@ class SpecCache:
             ).fetchone()
             if row is None:
                 return None
+            check = f"{row[0]} {rules}"
             found = self.db.execute(
-                "SELECT report FROM data_checks WHERE key = ?", (f"{row[0]} {rules}",)
+                "SELECT report FROM data_checks WHERE key = ?", (check,)
             ).fetchone()
         except sqlite3.Error:
             return None
-        return _report(real, found[0]) if found else None
+        if found is None:
+            return None
+        self.used_data.update((_identity(real, st), check))
+        return _report(real, found[0])
 
     def put_data(self, real: Path, st: os.stat_result, rules: str, report: DataFileReport) -> None:
         if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
             self.new_stats[_identity(real, st)] = report.sha256
+        self.used_data.update((_identity(real, st), f"{report.sha256} {rules}"))
         self.new_checks[f"{report.sha256} {rules}"] = json.dumps(
             {
                 "sha256": report.sha256,
@@ -231,12 +250,15 @@ class SpecCache:
         )
 
     def save(self) -> None:
-        """Add the new entries; when the cache holds many more entries than this command
-        used (old versions of edited files), keep only those it used."""
+        """Add the new entries (and, for a whole-tree command, prune: ``_prune``)."""
+        overgrown = False
         if self.db is not None:
+            if self.prune:  # a warm run writes only when pruning is due
+                with contextlib.suppress(sqlite3.Error):
+                    overgrown = self._overgrown(self.db)
             self.db.close()
             self.db = None
-        if not (self.new or self.new_stats or self.new_checks):
+        if not (self.new or self.new_stats or self.new_checks or overgrown):
             return
         try:
             self._write()
@@ -282,10 +304,30 @@ class SpecCache:
                 db.executemany(
                     "INSERT OR REPLACE INTO data_checks VALUES (?, ?)", self.new_checks.items()
                 )
-                total = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
-                if total > _SLACK * len(self.used) + 100:
-                    db.execute("CREATE TEMP TABLE used (key TEXT PRIMARY KEY)")
-                    db.executemany("INSERT INTO used VALUES (?)", ((k,) for k in self.used))
-                    db.execute("DELETE FROM entries WHERE key NOT IN (SELECT key FROM used)")
+                if self.prune:
+                    self._prune(db, "entries", self.used)
+                    self._prune(db, "data_stats", self.used_data)
+                    self._prune(db, "data_checks", self.used_data)
         finally:
             db.close()
+
+    def _overgrown(self, db: sqlite3.Connection) -> bool:
+        return any(
+            _too_many(db, table, used)
+            for table, used in (
+                ("entries", self.used),
+                ("data_stats", self.used_data),
+                ("data_checks", self.used_data),
+            )
+        )
+
+    @staticmethod
+    def _prune(db: sqlite3.Connection, table: str, used: set[str]) -> None:
+        """Past ``_SLACK`` times the rows a whole-tree command used (old versions of
+        edited files), keep only those."""
+        if not _too_many(db, table, used):
+            return
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS used (key TEXT PRIMARY KEY)")
+        db.execute("DELETE FROM used")
+        db.executemany("INSERT OR IGNORE INTO used VALUES (?)", ((k,) for k in used))
+        db.execute(f"DELETE FROM {table} WHERE key NOT IN (SELECT key FROM used)")

@@ -41,7 +41,7 @@ def _tree(root: Path, count: int = 3) -> list[Path]:
 
 
 def _load(root: Path, cache: Path) -> tuple[loader.SpecSet, SpecCache]:
-    store = SpecCache(cache)
+    store = SpecCache(cache, prune=True)  # a whole-tree load, as plan's
     specs = load_tree([root], store=store)
     store.save()
     return specs, store
@@ -147,7 +147,46 @@ def test_old_versions_of_edited_files_are_pruned(tmp_path: Path) -> None:
     db = sqlite3.connect(cache / speccache.CACHE_FILE)
     total = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
     db.close()
-    assert total <= speccache._SLACK * 1 + 101
+    assert total <= speccache._SLACK * 1 + speccache._SLACK_ROWS + 1
+
+
+def _rows(cache: Path, table: str) -> int:
+    db = sqlite3.connect(cache / speccache.CACHE_FILE)
+    try:
+        return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_loading_one_file_or_a_daemon_pass_never_prunes_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reconciler.source import SpecSource
+
+    monkeypatch.setattr(speccache, "_SLACK", 1)  # prune past the rows used, no slack
+    monkeypatch.setattr(speccache, "_SLACK_ROWS", 0)
+
+    paths = _tree(tmp_path / "specs", 150)
+    for i, path in enumerate(paths):  # epochs within the model's bounds (1-100)
+        path.write_text(SPEC.format(name=f"job-{i}", epochs=i % 5 + 1))
+    (tmp_path / "specs" / "data" / "train.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
+    )
+    cache = tmp_path / "cache"
+    SpecSource(tmp_path / "specs", cache_dir=cache).load()
+    assert _rows(cache, "entries") == 150
+    for epochs in range(2, 60):  # one file, edited and checked alone, again and again
+        paths[0].write_text(SPEC.format(name="job-0", epochs=epochs))
+        SpecSource(tmp_path / "specs", cache_dir=cache).load([paths[0]])
+    assert _rows(cache, "entries") == 150 + 58  # nothing of the others went
+    daemon = SpecSource(tmp_path / "specs", cache_dir=cache, reuse=True)
+    daemon.load()
+    paths[1].write_text(SPEC.format(name="job-1", epochs=9))
+    daemon.load()  # reads only the changed file: it must not prune what it did not read
+    assert _rows(cache, "entries") == 150 + 58 + 1
+    SpecSource(tmp_path / "specs", cache_dir=cache).load()  # the whole tree (warm): prunes
+    assert _rows(cache, "entries") == 150
+    assert _rows(cache, "data_stats") <= 1 and _rows(cache, "data_checks") == 1
 
 
 def test_lines_are_found_lazily_in_multi_document_files(tmp_path: Path) -> None:
