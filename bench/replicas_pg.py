@@ -17,21 +17,19 @@ The PostgreSQL server is started here from the machine's ``initdb``/``pg_ctl``
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import specgen
 from measure import PYTHON, REPO, EmulatorProcess, Figure, reconciler_env
+from watch_pickup import LogTail
 
 sys.path.insert(0, str(REPO / "tests"))
 
@@ -40,49 +38,30 @@ INTERVAL = 1.0
 
 
 class Replica:
-    """A ``watch`` child whose JSON log lines are read in a thread, with a timestamp
-    taken as each arrives."""
+    """A ``watch`` child whose JSON log lines are read as they arrive (``LogTail``)."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.lines: list[tuple[float, dict[str, Any]]] = []
-        self.lock = threading.Condition()
         self.log = log.open("w")
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            self.log.write(raw)
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue
-            with self.lock:
-                self.lines.append((time.monotonic(), record))
-                self.lock.notify_all()
+        self.tail = LogTail(self.proc.stderr, copy=self.log)
 
     def first(self, event: str, after: float = 0.0, timeout: float = 300.0) -> tuple[float, Any]:
         """(arrival, record) of the first ``event`` line that arrived after ``after``."""
-        deadline = time.monotonic() + timeout
-        with self.lock:
-            while True:
-                for at, record in self.lines:
-                    if at > after and record.get("event") == event:
-                        return at, record
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    raise TimeoutError(f"no {event!r} line from replica (see {self.log.name})")
-                self.lock.wait(min(left, 1.0))
+        if self.proc.poll() is not None:
+            raise TimeoutError(f"replica exited (see {self.log.name})")
+        return self.tail.wait_at(lambda r: r.get("event") == event, timeout, after)
+
+    def events(self, event: str) -> list[tuple[float, dict[str, Any]]]:
+        with self.tail.changed:
+            pairs = list(zip(self.tail.arrived, self.tail.lines, strict=True))
+        return [(at, r) for at, r in pairs if r.get("event") == event]
 
     def holds(self) -> set[str]:
-        with self.lock:
-            leases = [r for _, r in self.lines if r.get("event") == "leases"]
-        return set(leases[-1]["holds"]) if leases else set()
+        leases = self.events("leases")
+        return set(leases[-1][1]["holds"]) if leases else set()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
@@ -92,17 +71,13 @@ class Replica:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.reader.join(5)
+        self.tail.join(5)
         self.log.close()
 
 
 def _watch(specs: Path, ledger: str, *extra: str) -> list[str]:
     head = [PYTHON, "-m", "reconciler", "--specs", str(specs), "--ledger", ledger, "-vv"]
     return [*head, "watch", "--interval", str(INTERVAL), "--log-format", "json", *extra]
-
-
-def _iso(record: dict[str, Any]) -> float:
-    return datetime.fromisoformat(str(record["timestamp"]).replace("Z", "+00:00")).timestamp()
 
 
 def run(work: Path, count: int) -> list[Figure]:
@@ -156,12 +131,7 @@ def _measure(work: Path, specs: Path, url: str, env: dict[str, str], count: int)
         taken, takers = _taken_over(survivors, orphaned, killed)
         acted = max(r.first("pass", after=taken)[0] for r in takers)
         failover = acted - killed
-        steady = [
-            rec["seconds"]
-            for r in survivors
-            for at, rec in r.lines
-            if rec.get("event") == "pass" and at > killed
-        ]
+        steady = [rec["seconds"] for r in survivors for at, rec in r.events("pass") if at > killed]
         pass_s = max(steady) if steady else floor_pass
     finally:
         for r in replicas:
@@ -198,10 +168,9 @@ def _taken_over(
     while time.monotonic() < deadline:
         latest: dict[int, tuple[float, set[str]]] = {}
         for i, r in enumerate(survivors):
-            with r.lock:
-                for at, rec in r.lines:
-                    if at > since and rec.get("event") == "leases":
-                        latest[i] = (at, set(rec["holds"]))
+            for at, rec in r.events("leases"):
+                if at > since:
+                    latest[i] = (at, set(rec["holds"]))
         held = set().union(*(h for _, h in latest.values())) if latest else set()
         if accounts <= held:
             takers = [survivors[i] for i, (_, h) in latest.items() if h & accounts]

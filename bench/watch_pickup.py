@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import specgen
 from measure import EmulatorProcess, Figure, reconciler_argv, reconciler_env
@@ -26,16 +26,21 @@ BUDGET = 0.5
 
 
 class LogTail:
-    """Collects a child's JSON log lines from a pipe in a thread."""
+    """Collects a child's JSON log lines from a pipe in a thread, each with the
+    ``time.monotonic()`` of its arrival (``arrived``); ``copy`` gets every raw line."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Any, copy: IO[str] | None = None) -> None:
         self.lines: list[dict[str, Any]] = []
+        self.arrived: list[float] = []
         self.changed = threading.Condition()
+        self._copy = copy
         self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
         self._thread.start()
 
     def _read(self, stream: Any) -> None:
         for raw in stream:
+            if self._copy is not None:
+                self._copy.write(raw if isinstance(raw, str) else raw.decode(errors="replace"))
             try:
                 record = json.loads(raw)
             except ValueError:
@@ -43,21 +48,31 @@ class LogTail:
             if isinstance(record, dict):
                 with self.changed:
                     self.lines.append(record)
+                    self.arrived.append(time.monotonic())
                     self.changed.notify_all()
 
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
     def wait(self, found: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+        return self.wait_at(found, timeout)[1]
+
+    def wait_at(
+        self, found: Callable[[dict[str, Any]], bool], timeout: float, after: float = 0.0
+    ) -> tuple[float, dict[str, Any]]:
+        """(arrival, record) of the first matching line that arrived after ``after``."""
         deadline = time.monotonic() + timeout
         seen = 0
         with self.changed:
             while True:
-                for record in self.lines[seen:]:
-                    if found(record):
-                        return record
+                for at, record in zip(self.arrived[seen:], self.lines[seen:], strict=True):
+                    if at > after and found(record):
+                        return at, record
                 seen = len(self.lines)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError("no matching log line in time")
-                self.changed.wait(left)
+                self.changed.wait(min(left, 1.0))
 
 
 def stamp(record: dict[str, Any]) -> float:

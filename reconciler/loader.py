@@ -333,13 +333,12 @@ def parse_without_cache(item: tuple[str, Path]) -> tuple[Parsed, str | None]:
 
 
 def _keepable(parsed: Parsed, loaded: Loaded) -> bool:
-    """A file the cache may keep: it loaded without a problem (a problem is reported
-    afresh each time), and no value sits literally under a key that names a secret
-    (validate refuses it; the cache must not keep a second copy of it)."""
-    if loaded[1] or any(isinstance(doc, SpecError) for doc in parsed):
-        return False
-    return not any(
-        isinstance(doc[1], dict) and next(literal_secrets(doc[1]), None) is not None
+    """A parse (with no YAML problem: ``parse_for_cache``) the cache may keep: it loaded
+    without a problem (a problem is reported afresh each time), and no value sits
+    literally under a key that names a secret (validate refuses it; the cache must not
+    keep a second copy of it)."""
+    return not loaded[1] and not any(
+        next(literal_secrets(doc[1]), None) is not None
         for doc in parsed
         if not isinstance(doc, SpecError)
     )

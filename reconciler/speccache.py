@@ -202,11 +202,6 @@ class SpecCache:
         self.used.update(found)
         return found
 
-    def put(self, key: str, parts: Any) -> None:
-        entry = encode(parts)
-        if entry is not None:
-            self.put_encoded(key, entry)
-
     def put_encoded(self, key: str, entry: str) -> None:
         self.new[key] = entry
         self.used.add(key)

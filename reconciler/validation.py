@@ -204,8 +204,7 @@ def _desired_state(
     state = DesiredState(errors=list(specs.errors))
     resolved: dict[tuple[str, str], Path] = {}
     shown: dict[Path, Path] = {}
-    stats: dict[Path, tuple[int, int]] = {}
-    identities: dict[Path, os.stat_result] = {}
+    identities: dict[Path, os.stat_result | None] = {}  # None: missing or unreadable
     # ten thousand specs share a few folders, data files and prices: what each of those
     # came to is found once (successes only: a problem is reported at each spec's line)
     reported: dict[tuple[str, str, str, str, str], DataFileReport] = {}
@@ -238,38 +237,9 @@ def _desired_state(
                 role: Literal["training", "validation"] = (
                     "training" if key == "training_file" else "validation"
                 )
-                # a data file shared by many specs is read and checked once per rule set
-                stat = stats.get(path)
-                if stat is None:
-                    try:
-                        st = path.stat()
-                        stat = stats[path] = (st.st_mtime_ns, st.st_size)
-                        identities[path] = st
-                    except OSError:
-                        stat = (0, -1)  # missing: check_data_file says so, at the spec line
-                check_key = (path, *stat, s.method, s.provider, role)
-                report = checked.get(check_key)
-                ident = identities.get(path)
-                if report is None and store is not None and ident is not None:
-                    rules = rules_key(CATALOG[s.provider].data_rules, s.method, s.provider, role)
-                    report = store.data_report(path, ident, rules)
-                    if report is not None:
-                        checked[check_key] = report
-                if report is None:
-                    report = checked[check_key] = check_data_file(
-                        path,
-                        field=f"spec.{key}",
-                        spec_file=spec.file,
-                        spec_line=spec.line_of("spec", key),
-                        method=s.method,
-                        provider=s.provider,
-                        role=role,
-                    )
-                    if store is not None and ident is not None:
-                        rules = rules_key(
-                            CATALOG[s.provider].data_rules, s.method, s.provider, role
-                        )
-                        store.put_data(path, ident, rules, report)
+                if path not in identities:
+                    identities[path] = _identity(path)
+                report = _data_report(path, identities[path], spec, key, role, checked, store)
                 reports.append(report)
                 reported[memo] = report
             except SpecError as exc:
@@ -302,6 +272,49 @@ def _desired_state(
     state.errors.extend(_renames(specs))
     state.errors.sort(key=lambda e: (str(e.file), e.line or 0))
     return state
+
+
+def _identity(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None  # missing: check_data_file says so, at the spec line
+
+
+def _data_report(
+    path: Path,
+    ident: os.stat_result | None,
+    spec: LoadedSpec,
+    key: str,
+    role: Literal["training", "validation"],
+    checked: DataCache,
+    store: SpecCache | None,
+) -> DataFileReport:
+    """A data file's report: checked once per content and rule set, in this process
+    (``checked``, a daemon's passes too) and between commands (``store``)."""
+    s = spec.job.spec
+    stat = (ident.st_mtime_ns, ident.st_size) if ident is not None else (0, -1)
+    check_key = (path, *stat, s.method, s.provider, role)
+    report = checked.get(check_key)
+    if report is not None:
+        return report
+    rules = rules_key(CATALOG[s.provider].data_rules, s.method, s.provider, role)
+    if store is not None and ident is not None:
+        report = store.data_report(path, ident, rules)
+    if report is None:
+        report = check_data_file(
+            path,
+            field=f"spec.{key}",
+            spec_file=spec.file,
+            spec_line=spec.line_of("spec", key),
+            method=s.method,
+            provider=s.provider,
+            role=role,
+        )
+        if store is not None and ident is not None:
+            store.put_data(path, ident, rules, report)
+    checked[check_key] = report
+    return report
 
 
 def _estimate(
