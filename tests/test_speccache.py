@@ -166,7 +166,7 @@ def test_loading_one_file_or_a_daemon_pass_never_prunes_the_rest(
     monkeypatch.setattr(speccache, "_SLACK", 1)  # prune past the rows used, no slack
     monkeypatch.setattr(speccache, "_SLACK_ROWS", 0)
 
-    paths = _tree(tmp_path / "specs", 60)
+    paths = _tree(tmp_path / "specs", 150)  # past the slack rows of any threshold
     for i, path in enumerate(paths):  # epochs within the model's bounds (1-100)
         path.write_text(SPEC.format(name=f"job-{i}", epochs=i % 5 + 1))
     (tmp_path / "specs" / "data" / "train.jsonl").write_text(
@@ -174,18 +174,18 @@ def test_loading_one_file_or_a_daemon_pass_never_prunes_the_rest(
     )
     cache = tmp_path / "cache"
     SpecSource(tmp_path / "specs", cache_dir=cache).load()
-    assert _rows(cache, "entries") == 60
+    assert _rows(cache, "entries") == 150
     for epochs in range(2, 22):  # one file, edited and checked alone, again and again
         paths[0].write_text(SPEC.format(name="job-0", epochs=epochs))
         SpecSource(tmp_path / "specs", cache_dir=cache).load([paths[0]])
-    assert _rows(cache, "entries") == 60 + 20  # nothing of the others went
+    assert _rows(cache, "entries") == 150 + 20  # nothing of the others went
     daemon = SpecSource(tmp_path / "specs", cache_dir=cache, reuse=True)
     daemon.load()
     paths[1].write_text(SPEC.format(name="job-1", epochs=9))
     daemon.load()  # reads only the changed file: it must not prune what it did not read
-    assert _rows(cache, "entries") == 60 + 20 + 1
+    assert _rows(cache, "entries") == 150 + 20 + 1
     SpecSource(tmp_path / "specs", cache_dir=cache).load()  # the whole tree (warm): prunes
-    assert _rows(cache, "entries") == 60
+    assert _rows(cache, "entries") == 150
     assert _rows(cache, "data_stats") <= 1 and _rows(cache, "data_checks") == 1
 
 
