@@ -5,6 +5,7 @@ library; each command imports what it needs when it runs (``commands/``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -67,16 +68,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     verbose = int(getattr(args, "verbose", 0) or 0)
     try:
-        from .commands import run
-        from .log import configure
+        memo = None
+        if args.command == "plan":  # an offline plan of unchanged inputs: printed again
+            from .planmemo import Memo
 
-        daemon = args.command == "watch"
-        configure(
-            max(verbose, 1) if daemon else verbose,
-            json=getattr(args, "log_format", "console") == "json",
-            interactive=not daemon,
-        )
-        return run(args)
+            memo = Memo.for_args(args, argv)
+            code = memo.replay() if memo is not None else None
+            if code is not None:
+                return code
+        args.memo = memo
+        with memo.recording() if memo is not None else contextlib.nullcontext():
+            from .commands import run
+            from .log import configure
+
+            daemon = args.command == "watch"
+            configure(
+                max(verbose, 1) if daemon else verbose,
+                json=getattr(args, "log_format", "console") == "json",
+                interactive=not daemon,
+            )
+            code = run(args)
+        if memo is not None:
+            memo.save(code)
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -28,6 +27,7 @@ from .fanout import fan_out
 from .locate import pydantic_errors
 from .spec import FineTuneJob
 from .speccache import SpecCache, content_key, decode, encode
+from .specfiles import discover
 from .specparse import (
     Parsed,
     document,
@@ -40,9 +40,6 @@ from .yamlstrict import (
     Builder,
     key_lines,
 )
-
-SPEC_SUFFIXES = (".yaml", ".yml")  # in any case
-PROJECT_FILE = "reconciler.yaml"  # at the specs root: not a spec (project.py reads it)
 
 
 @dataclass(frozen=True)
@@ -83,40 +80,6 @@ def display_path(path: Path, cwd: Path | None = None) -> Path:
         return path.resolve().relative_to(cwd or Path.cwd().resolve())
     except ValueError:
         return path
-
-
-def discover(root: Path) -> list[Path]:
-    """Every spec file under ``root``, sorted; hidden folders and the project file at the
-    root are skipped."""
-    if root.is_file():
-        return [root]
-    found: list[tuple[tuple[str, ...], str]] = []
-    top = str(root)
-    # os.walk with pruning: rglob plus a per-file stat costs a second over 10,000 specs;
-    # sorted as Paths sort (by parts), without making a Path per file to sort it
-    for folder, dirs, files in os.walk(top):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        parts = tuple(Path(folder).parts)
-        found.extend(
-            ((*parts, name), os.path.join(folder, name))
-            for name in files
-            if name.lower().endswith(SPEC_SUFFIXES)  # .yaml, .yml, .YAML, .Yml ...
-            and not name.startswith(".")
-            and not (folder == top and _is_project_file(Path(folder), name))
-        )
-    found.sort()
-    return [Path(path) for _, path in found]
-
-
-def _is_project_file(root: Path, name: str) -> bool:
-    """The project file, also as a case-insensitive file system may spell it (elsewhere
-    ``Reconciler.yaml`` is no project file, and is read as a spec rather than ignored)."""
-    if name.lower() != PROJECT_FILE:
-        return False
-    try:
-        return name == PROJECT_FILE or os.path.samefile(root / name, root / PROJECT_FILE)
-    except OSError:
-        return False
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -213,6 +176,8 @@ class SpecSet:
     errors: list[SpecError] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     empty: list[Path] = field(default_factory=list)  # folders given that hold no spec file
+    # the sha256 of the bytes each file was loaded from (not of a daemon's unchanged files)
+    digests: dict[Path, str] = field(default_factory=dict)
 
     def __iter__(self) -> Iterator[LoadedSpec]:
         return iter(self.specs.values())
@@ -264,7 +229,10 @@ CHUNK = 1_000  # files read and parsed together: memory holds one chunk's texts 
 
 
 def _load_files(
-    pairs: list[tuple[Path, Path]], cache: FileCache | None, store: SpecCache | None
+    pairs: list[tuple[Path, Path]],
+    cache: FileCache | None,
+    store: SpecCache | None,
+    digests: dict[Path, str],
 ) -> list[Loaded]:
     """The specs and problems of each ``(path, shown)``, in order."""
     out: list[Loaded | None] = [None] * len(pairs)
@@ -283,7 +251,7 @@ def _load_files(
                 continue
         todo.append(i)
     for start in range(0, len(todo), CHUNK):  # a chunk's texts and data at a time
-        _load_chunk(todo[start : start + CHUNK], pairs, out, stats, cache, store)
+        _load_chunk(todo[start : start + CHUNK], pairs, out, stats, cache, store, digests)
     return [x for x in out if x is not None]
 
 
@@ -294,9 +262,11 @@ def _load_chunk(
     stats: dict[int, tuple[int, int]],
     cache: FileCache | None,
     store: SpecCache | None,
+    digests: dict[Path, str],
 ) -> None:
     reads = {i: read_text(*pairs[i]) for i in todo}
     keys = {i: content_key(raw) for i, (text, raw, _) in reads.items() if text is not None}
+    digests.update((pairs[i][0], key) for i, key in keys.items())
     known = store.get_many(keys.values()) if store is not None else {}
     parse = [i for i in keys if keys[i] not in known]
     texts = [(reads[i][0] or "", pairs[i][1]) for i in parse]
@@ -369,7 +339,7 @@ def _load_into(
             pairs = [(path, path) for path in found]
         else:
             pairs = [(path, shown_root / path.relative_to(root)) for path in found]
-        for specs, errors in _load_files(pairs, cache, store):
+        for specs, errors in _load_files(pairs, cache, store, result.digests):
             result.errors.extend(errors)
             for spec in specs:
                 first = result.specs.get(spec.name)

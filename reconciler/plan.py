@@ -70,6 +70,7 @@ class Action:
     estimate_basis: str | None = None
     refused: str | None = None  # why apply will not do this (a budget), when it will not
     moved_from: str | None = None  # a rename: the old name whose job this spec keeps
+    timed: bool = False  # decided by the clock (a retry's due time): never replayed
 
     @property
     def is_change(self) -> bool:
@@ -89,6 +90,11 @@ class Plan:
     def only(self, keep: Iterable[Action]) -> Plan:
         """The same plan, on the same basis, with only the actions in ``keep``."""
         return replace(self, actions=tuple(keep))
+
+    @property
+    def timeless(self) -> bool:
+        """No action was decided by the clock: the same inputs plan the same, later too."""
+        return not any(a.timed for a in self.actions)
 
     @property
     def changes(self) -> list[Action]:
@@ -364,12 +370,14 @@ def _plan_one(
                 Kind.WAIT,
                 reason=f"retry {failed + 1} of {limit} in {int(due - now) + 1}s after: {error}",
                 fingerprint=fp,
+                timed=True,
                 **base,
             )
         return Action(
             Kind.RETRY,
             reason=f"attempt {cur.attempt} failed with a retryable cause ({error}): "
             f"try {failed + 1} of {limit}",
+            timed=True,
             **create,
         )
 

@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from .catalog import ProviderInfo
 from .errors import SpecError
 from .providers import CATALOG
+from .specfiles import PROJECT_FILE
 from .tags import DEFAULT_NAMESPACE
 
-PROJECT_FILE = "reconciler.yaml"
 NAMESPACE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
 
 

@@ -15,6 +15,7 @@ from ..observe import Sweep
 from ..plan import CREATES, Plan
 from ..preflight import Preflight, preflight
 from ..pricing import repriced
+from ..providers import CATALOG
 from ..providers.pool import DriverPool
 from ..reconcile import Observation, observe, plan_for
 from ..removals import mass_removal
@@ -174,6 +175,24 @@ def _priced(
         ledger.close()
 
 
+def _local(job: DesiredJob) -> bool:
+    """Local training: its estimate reads the model's folder, which a replay does not
+    check."""
+    return CATALOG[job.spec.provider].base == "local"
+
+
+def data_paths(specs: SpecSet, state: DesiredState) -> list[Path]:
+    """The data files a plan read: as checked, and as each spec names them (a symbolic
+    link that points elsewhere now is another file)."""
+    out = {Path(p) for j in state.jobs for p in (j.training_path, j.validation_path) if p}
+    for spec in specs:
+        s = spec.job.spec
+        for value in (s.training_file, s.validation_file):
+            if value is not None:
+                out.add(spec.file.parent / value)
+    return sorted(out)
+
+
 def selection_of(args: argparse.Namespace) -> Selection:
     return Selection(tuple(args.target), tuple(args.exclude), tuple(getattr(args, "replace", [])))
 
@@ -205,6 +224,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan, unknown = compute_plan(
         ws, state, offline=args.offline, max_cost=args.max_cost, selection=selection
     )
+    memo = getattr(args, "memo", None)
+    if memo is not None and plan.timeless and not any(_local(j) for j in state.jobs):
+        memo.keep(specs.files, specs.digests, data_paths(specs, state))
     if args.out or form == "json":  # the document of every action: only when asked for
         document = planfile.plan_json(
             plan,

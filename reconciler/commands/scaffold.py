@@ -10,7 +10,8 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..project import NAMESPACE_PATTERN, PROJECT_FILE, project_yaml
+from ..project import NAMESPACE_PATTERN, project_yaml
+from ..specfiles import PROJECT_FILE
 from .workspace import Workspace
 
 EXAMPLE_SPEC = """\

@@ -16,6 +16,7 @@ from ..errors import LedgerError, ReconcilerError
 from ..ledger import Ledger, ledger_exists, open_ledger, read_view, writer_lock
 from ..ledger.target import display, is_url
 from ..model import LedgerView
+from ..planmemo import cache_folder, ledger_folder
 from ..render import console
 from ..source import SpecSource, not_a_specs_folder, use_project
 
@@ -51,19 +52,13 @@ class Workspace:
     def ledger_folder(self) -> Path:
         """The folder beside the ledger (``state/`` for a database URL): where local runs
         and caches go by default."""
-        return Path("state").absolute() if is_url(self.ledger) else Path(self.ledger).parent
+        return ledger_folder(self.ledger)
 
     @property
     def cache_dir(self) -> Path | None:
-        """Where parsed spec files are kept between commands: ``cache/`` beside the ledger
-        once its folder exists (``validate`` in a fresh checkout creates nothing), or
-        ``RECONCILER_CACHE`` (a folder, or ``off``)."""
-        raw = (self.env.get("RECONCILER_CACHE") or "").strip()
-        if raw.lower() in ("off", "0", "false", "no"):
-            return None
-        if raw:
-            return Path(raw)
-        return self.ledger_folder / "cache" if self.ledger_folder.is_dir() else None
+        """Where parsed spec files and replayable plans are kept between commands
+        (``planmemo.cache_folder``)."""
+        return cache_folder(self.ledger, self.env)
 
     @property
     def ledger_label(self) -> str:
