@@ -10,6 +10,7 @@ apart from ``resolve``, which reads the environment it is given.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -33,6 +34,7 @@ def is_ref(value: Any) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=4096)  # a tree's specs repeat a few dozen key names
 def names_a_secret(key: str) -> bool:
     return bool(_SECRET_KEY.search(key))
 
@@ -40,15 +42,12 @@ def names_a_secret(key: str) -> bool:
 def literal_secrets(options: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
     """(dotted path, key) of every literal value held under a key that names a secret."""
     for key, value in options.items():
-        path = f"{prefix}{key}"
-        if is_ref(value):
-            continue
-        if isinstance(value, Mapping):
+        if isinstance(value, (dict, Mapping)):
             if "env" in value and len(value) == 1:
-                continue  # a malformed reference: bad_refs says so
-            yield from literal_secrets(value, path + ".")
-        elif names_a_secret(str(key)) and value not in (None, "", False):
-            yield path, str(key)
+                continue  # a reference (a malformed one: bad_refs says so)
+            yield from literal_secrets(value, f"{prefix}{key}.")
+        elif value not in (None, "", False) and names_a_secret(str(key)):
+            yield f"{prefix}{key}", str(key)
 
 
 def bad_refs(options: Mapping[str, Any], prefix: str = "") -> Iterator[str]:

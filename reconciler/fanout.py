@@ -47,61 +47,150 @@ def can_fork() -> bool:
 def fan_out(fn: Callable[[T], R], items: Sequence[T], n: int | None = None) -> list[R]:
     """``[fn(x) for x in items]``, the shares of all but the first computed in forked
     children. ``fn`` and its results must be picklable values, and ``fn`` pure."""
-    n = workers() if n is None else n
-    n = min(n, len(items) // (MIN_ITEMS // 2) or 1)
-    if n <= 1 or len(items) < MIN_ITEMS or not can_fork():
-        return [fn(x) for x in items]
-    size = -(-len(items) // n)
-    shares = [items[i : i + size] for i in range(0, len(items), size)]
-    children: list[tuple[int, int]] = []  # (pid, read end)
-    try:
-        for share in shares[1:]:
-            children.append(_spawn(fn, share))
+    with Pool(n) as pool:
+        return pool.map(fn, items)
+
+
+class Pool:
+    """Children forked once, at the first batch worth sharing, each computing its share
+    of every batch after: a load of many chunks forks once, not once a chunk (a fork
+    copies the page tables, and each page this process writes afterwards is copied
+    again while a child lives). Closing it ends the children."""
+
+    def __init__(self, n: int | None = None) -> None:
+        self.n = workers() if n is None else n
+        self.children: list[_Child] | None = None  # None: not forked yet
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """``[fn(x) for x in items]``, shared with the children."""
+        wanted = min(self.n, len(items) // (MIN_ITEMS // 2) or 1)
+        if wanted <= 1 or len(items) < MIN_ITEMS:
+            return [fn(x) for x in items]
+        if self.children is None:
+            self.children = self._start(self.n - 1) if can_fork() else []
+        live = self.children[: wanted - 1]
+        size = -(-len(items) // (len(live) + 1))
+        shares = [items[i : i + size] for i in range(0, len(items), size)]
+        sent = [child.send(fn, share) for child, share in zip(live, shares[1:], strict=False)]
         results = [fn(x) for x in shares[0]]
-        for share in shares[1:]:
-            pid, fd = children.pop(0)
-            got = _collect(pid, fd)
-            results.extend(got if got is not None and len(got) == len(share) else map(fn, share))
+        for child, share, ok in zip(live, shares[1:], sent, strict=False):
+            got = child.receive() if ok else None
+            if got is None or len(got) != len(share):  # failed or gone: its share is done here
+                self._drop(child)
+                got = [fn(x) for x in share]
+            results.extend(got)
         return results
-    finally:
-        for pid, fd in children:  # interrupted: no child outlives the parent's load
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+
+    def _start(self, count: int) -> list[_Child]:
+        children: list[_Child] = []
+        for _ in range(count):
+            child = _Child.fork(others=children)
+            if child is not None:
+                children.append(child)
+        return children
+
+    def _drop(self, child: _Child) -> None:
+        child.end()
+        if self.children is not None and child in self.children:
+            self.children.remove(child)
+
+    def close(self) -> None:
+        for child in self.children or []:
+            child.end()
+        self.children = []
+
+
+class _Child:
+    """One forked child and its two pipes: batches in, results out, each a pickle after
+    its length."""
+
+    def __init__(self, pid: int, to_child: int, from_child: int) -> None:
+        self.pid, self.to_child, self.from_child = pid, to_child, from_child
+
+    @classmethod
+    def fork(cls, others: list[_Child]) -> _Child | None:
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (down_r, down_w, up_r, up_w):
+                os.close(fd)
+            return None
+        if pid == 0:  # the child: serve batches, leave without running any exit handler
+            code = 1
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                for fd in [down_w, up_r] + [f for o in others for f in (o.to_child, o.from_child)]:
+                    os.close(fd)
+                _serve(down_r, up_w)
+                code = 0
+            except BaseException:
+                pass
+            finally:
+                os._exit(code)
+        os.close(down_r)
+        os.close(up_w)
+        return cls(pid, down_w, up_r)
+
+    def send(self, fn: Callable[[T], R], share: Sequence[T]) -> bool:
+        try:
+            _write(self.to_child, pickle.dumps((fn, share), protocol=pickle.HIGHEST_PROTOCOL))
+        except (OSError, pickle.PicklingError):
+            return False
+        return True
+
+    def receive(self) -> list[Any] | None:
+        """The child's results, or None when it failed."""
+        try:
+            payload = _read(self.from_child)
+            got = pickle.loads(payload) if payload is not None else None
+        except Exception:
+            return None
+        return got if isinstance(got, list) else None
+
+    def end(self) -> None:
+        for fd in (self.to_child, self.from_child):
             with contextlib.suppress(OSError):
                 os.close(fd)
-            with contextlib.suppress(OSError):
-                os.waitpid(pid, 0)
+        with contextlib.suppress(OSError):  # idle or stuck: it holds nothing worth keeping
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.waitpid(self.pid, 0)
 
 
-def _spawn(fn: Callable[[T], R], share: Sequence[T]) -> tuple[int, int]:
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: compute, send, leave without running any exit handler
-        code = 1
-        try:
-            os.close(read)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            payload = pickle.dumps([fn(x) for x in share], protocol=pickle.HIGHEST_PROTOCOL)
-            with os.fdopen(write, "wb") as out:
-                out.write(payload)
-            code = 0
-        except BaseException:
-            pass
-        finally:
-            os._exit(code)
-    os.close(write)
-    return pid, read
+def _serve(read: int, write: int) -> None:
+    """The child's loop: a batch in, its results out, until the parent closes the pipe."""
+    while (payload := _read(read)) is not None:
+        fn, share = pickle.loads(payload)
+        _write(write, pickle.dumps([fn(x) for x in share], protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _collect(pid: int, fd: int) -> list[Any] | None:
-    """A child's results, or None when it failed."""
-    with os.fdopen(fd, "rb") as pipe:
-        payload = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0 or not payload:
-        return None
-    try:
-        got = pickle.loads(payload)
-    except Exception:
-        return None
-    return got if isinstance(got, list) else None
+def _write(fd: int, payload: bytes) -> None:
+    data = memoryview(len(payload).to_bytes(8, "big") + payload)
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _read(fd: int) -> bytes | None:
+    """One message, or None at the end of the pipe (or a message cut short)."""
+    header = _read_exactly(fd, 8)
+    return None if header is None else _read_exactly(fd, int.from_bytes(header, "big"))
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    parts: list[bytes] = []
+    left = size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from . import yamlstrict
 from .envrefs import literal_secrets
 from .errors import SpecError
-from .fanout import fan_out
+from .fanout import Pool
 from .locate import pydantic_errors
 from .spec import FineTuneJob
 from .speccache import SpecCache, content_key, decode, encode
@@ -250,8 +250,10 @@ def _load_files(
                 out[i] = (hit[1], hit[2])
                 continue
         todo.append(i)
-    for start in range(0, len(todo), CHUNK):  # a chunk's texts and data at a time
-        _load_chunk(todo[start : start + CHUNK], pairs, out, stats, cache, store, digests)
+    with Pool() as pool:  # forked once, at the first chunk worth sharing
+        for start in range(0, len(todo), CHUNK):  # a chunk's texts and data at a time
+            chunk = todo[start : start + CHUNK]
+            _load_chunk(chunk, pairs, out, stats, cache, store, digests, pool)
     return [x for x in out if x is not None]
 
 
@@ -263,6 +265,7 @@ def _load_chunk(
     cache: FileCache | None,
     store: SpecCache | None,
     digests: dict[Path, str],
+    pool: Pool,
 ) -> None:
     reads = {i: read_text(*pairs[i]) for i in todo}
     keys = {i: content_key(raw) for i, (text, raw, _) in reads.items() if text is not None}
@@ -271,7 +274,7 @@ def _load_chunk(
     parse = [i for i in keys if keys[i] not in known]
     texts = [(reads[i][0] or "", pairs[i][1]) for i in parse]
     step = parse_for_cache if store is not None else parse_without_cache
-    parsed = dict(zip(parse, fan_out(step, texts), strict=True))
+    parsed = dict(zip(parse, pool.map(step, texts), strict=True))
     for i in todo:
         text, _, problem = reads[i]
         shown = pairs[i][1]
@@ -284,7 +287,7 @@ def _load_chunk(
             if found is None:  # parsed now (or a kept entry this code cannot read)
                 found, entry = parsed.pop(i) if i in parsed else step((text, shown))
             loaded = validate(found, text, shown)
-            if entry is not None and store is not None and _keepable(found, loaded):
+            if entry is not None and store is not None and not loaded[1]:  # loaded cleanly
                 store.put_encoded(keys[i], entry)
         if cache is not None and i in stats:
             cache[pairs[i][0]] = (stats[i], *loaded)
@@ -293,25 +296,19 @@ def _load_chunk(
 
 def parse_for_cache(item: tuple[str, Path]) -> tuple[Parsed, str | None]:
     """Phase one, and the cache's entry for it (encoded where the parsing ran: on
-    another core, under ``fanout``)."""
+    another core, under ``fanout``). No entry for a file with a YAML problem (a problem
+    is reported afresh), nor for one with a value sitting literally under a key that
+    names a secret (validate refuses it; the cache must not keep a second copy of it)."""
     parsed = parse_document_text(item)
-    return parsed, encode(parsed) if not any(isinstance(d, SpecError) for d in parsed) else None
+    keep = not any(
+        isinstance(doc, SpecError) or next(literal_secrets(doc[1]), None) is not None
+        for doc in parsed
+    )
+    return parsed, encode(parsed) if keep else None
 
 
 def parse_without_cache(item: tuple[str, Path]) -> tuple[Parsed, str | None]:
     return parse_document_text(item), None
-
-
-def _keepable(parsed: Parsed, loaded: Loaded) -> bool:
-    """A parse (with no YAML problem: ``parse_for_cache``) the cache may keep: it loaded
-    without a problem (a problem is reported afresh each time), and no value sits
-    literally under a key that names a secret (validate refuses it; the cache must not
-    keep a second copy of it)."""
-    return not loaded[1] and not any(
-        next(literal_secrets(doc[1]), None) is not None
-        for doc in parsed
-        if not isinstance(doc, SpecError)
-    )
 
 
 def _load_into(

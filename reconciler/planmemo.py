@@ -127,8 +127,9 @@ class Inputs:
             return False
         if any(identity(path) != ident for path, ident in self.stats.items()):
             return False
-        if spec_files(specs) != self.files:
-            return False
+        found = spec_files(specs)
+        if found != self.files and [str(Path(p)) for p in found] != self.files:
+            return False  # (the second: files found under a root such as ./specs)
         return all(sha256_file(p) == d for p, d in zip(self.files, self.digests, strict=True))
 
 
@@ -271,13 +272,12 @@ class Memo:
     ) -> None:
         """The plan may be kept: it loaded ``files`` (``digests``: the sha256 of each one's
         bytes) and read ``others`` (data files, the project file), and the ledger."""
-        names = spec_files(self.specs)  # as a replay will find them
-        if [Path(n) for n in names] != list(files) or any(f not in digests for f in files):
-            return  # the tree moved since, or a file was not read (a daemon's unchanged one)
+        if any(f not in digests for f in files):
+            return  # a file the plan did not read (a daemon's unchanged one)
         stats = {str(p): identity(p) for p in [*others, *ledger_files(self.ledger)]}
         stats[str(self.specs / PROJECT_FILE)] = identity(self.specs / PROJECT_FILE)
         if all(settled(ident, self.began_ns) for ident in stats.values()):
-            self.inputs = Inputs(names, [digests[f] for f in files], stats)
+            self.inputs = Inputs([str(f) for f in files], [digests[f] for f in files], stats)
 
     def save(self, code: int) -> None:
         """Keep the plan's output, when it printed no problem and ``keep`` allowed it."""

@@ -53,6 +53,32 @@ def test_a_failed_child_share_is_computed_here(fn: object) -> None:
     assert {pid for pid, _ in got} == {os.getpid()}
 
 
+@needs_fork
+def test_a_pool_forks_once_for_every_batch_and_ends_its_children() -> None:
+    with fanout.Pool(2) as pool:
+        first = pool.map(_pid_and_square, list(range(800)))
+        second = pool.map(_pid_and_square, list(range(800, 1600)))
+        assert pool.children is not None and len(pool.children) == 1
+        child = pool.children[0].pid
+        assert pool.map(_pid_and_square, list(range(5))) == [(PARENT, x * x) for x in range(5)]
+    assert [sq for _, sq in first + second] == [x * x for x in range(1600)]
+    # one child served both batches: forked once
+    assert {pid for pid, _ in first} == {pid for pid, _ in second} == {PARENT, child}
+    assert child not in _children(os.getpid())  # ended with the pool
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child, os.WNOHANG)
+
+
+@needs_fork
+def test_a_pool_whose_child_died_goes_on_in_this_process() -> None:
+    with fanout.Pool(2) as pool:
+        got = pool.map(_dies_in_children, list(range(900)))
+        assert [sq for _, sq in got] == [x * x for x in range(900)]
+        assert pool.children == []  # the dead child is dropped, not sent more work
+        again = pool.map(_pid_and_square, list(range(900)))
+    assert {pid for pid, _ in again} == {PARENT}
+
+
 def test_no_fork_with_other_threads_or_few_items() -> None:
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from .. import planfile
@@ -181,15 +182,17 @@ def _local(job: DesiredJob) -> bool:
     return CATALOG[job.spec.provider].base == "local"
 
 
-def data_paths(specs: SpecSet, state: DesiredState) -> list[Path]:
+def data_paths(specs: SpecSet, state: DesiredState) -> list[str]:
     """The data files a plan read: as checked, and as each spec names them (a symbolic
     link that points elsewhere now is another file)."""
-    out = {Path(p) for j in state.jobs for p in (j.training_path, j.validation_path) if p}
-    for spec in specs:
-        s = spec.job.spec
-        for value in (s.training_file, s.validation_file):
-            if value is not None:
-                out.add(spec.file.parent / value)
+    out = {str(p) for j in state.jobs for p in (j.training_path, j.validation_path) if p}
+    named = {
+        (os.path.dirname(spec.file), value)
+        for spec in specs
+        for value in (spec.job.spec.training_file, spec.job.spec.validation_file)
+        if value is not None
+    }
+    out.update(os.path.join(folder, value) for folder, value in named)
     return sorted(out)
 
 
