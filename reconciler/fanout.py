@@ -1,6 +1,8 @@
 """A pure function over many items, on every core: shares computed in processes forked
 from this one, results back through a pipe. Parsing ten thousand spec files is CPU
-work in Python, so a second core halves it.
+work in Python, so a second core halves it. A ``Pool`` forks once for many batches,
+and ``submit`` lets this process do other work while the children compute (the loader
+checks one chunk of files against the spec model while the next is parsed).
 
 Only where forking is safe and pays: Linux, one thread in the process (a fork copies
 no other thread, and a lock another thread held would stay held in the child), and
@@ -12,19 +14,21 @@ here instead.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pickle
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 MIN_ITEMS = 400  # below this a fork and a pickle cost more than they save
 MAX_WORKERS = 8
+PIPE_BYTES = 1 << 20  # Linux's default ceiling for an unprivileged pipe
 
 
 def workers(env: dict[str, str] | None = None) -> int:
@@ -60,6 +64,7 @@ class Pool:
     def __init__(self, n: int | None = None) -> None:
         self.n = workers() if n is None else n
         self.children: list[_Child] | None = None  # None: not forked yet
+        self.pending: list[Batch[Any, Any]] = []  # submitted, results not received yet
 
     def __enter__(self) -> Pool:
         return self
@@ -69,23 +74,26 @@ class Pool:
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """``[fn(x) for x in items]``, shared with the children."""
+        return self.submit(fn, items).result()
+
+    def submit(self, fn: Callable[[T], R], items: Sequence[T], own: float = 1.0) -> Batch[T, R]:
+        """The children's shares sent now, this process's computed at ``result()``: work
+        done here in between overlaps theirs. ``own``: this process's share against a
+        child's (below 1 when it has that other work to do)."""
         wanted = min(self.n, len(items) // (MIN_ITEMS // 2) or 1)
         if wanted <= 1 or len(items) < MIN_ITEMS:
-            return [fn(x) for x in items]
+            return Batch(self, fn, items, [])
         if self.children is None:
             self.children = self._start(self.n - 1) if can_fork() else []
         live = self.children[: wanted - 1]
-        size = -(-len(items) // (len(live) + 1))
-        shares = [items[i : i + size] for i in range(0, len(items), size)]
-        sent = [child.send(fn, share) for child, share in zip(live, shares[1:], strict=False)]
-        results = [fn(x) for x in shares[0]]
-        for child, share, ok in zip(live, shares[1:], sent, strict=False):
-            got = child.receive() if ok else None
-            if got is None or len(got) != len(share):  # failed or gone: its share is done here
-                self._drop(child)
-                got = [fn(x) for x in share]
-            results.extend(got)
-        return results
+        if not live:
+            return Batch(self, fn, items, [])
+        first = round(len(items) * own / (own + len(live)))  # this process's share
+        rest = items[first:]
+        size = -(-len(rest) // len(live))
+        shares = [rest[i : i + size] for i in range(0, len(rest), size)]
+        sent = [(c, share, c.send(fn, share)) for c, share in zip(live, shares, strict=False)]
+        return Batch(self, fn, items[:first], sent)
 
     def _start(self, count: int) -> list[_Child]:
         children: list[_Child] = []
@@ -106,17 +114,65 @@ class Pool:
         self.children = []
 
 
+class Batch(Generic[T, R]):
+    """One ``submit``: the children's shares under way, this process's still to do."""
+
+    def __init__(
+        self,
+        pool: Pool,
+        fn: Callable[[T], R],
+        own: Sequence[T],
+        sent: list[tuple[_Child, Sequence[T], bool]],
+    ) -> None:
+        self.pool, self.fn, self.own, self.sent = pool, fn, own, sent
+        self.received: list[list[Any] | None] | None = None
+        if sent:
+            pool.pending.append(self)
+
+    def result(self) -> list[R]:
+        """Every result, in order: this process's share computed now, then each child's
+        received (or, from a failed child, computed here)."""
+        fn = self.fn
+        results = [fn(x) for x in self.own]
+        for earlier in list(self.pool.pending):  # a child answers its batches in order
+            if earlier is self:
+                break
+            earlier._collect()
+        self._collect()
+        for (_, share, _), got in zip(self.sent, self.received or [], strict=True):
+            results.extend(got if got is not None else [fn(x) for x in share])
+        return results
+
+    def _collect(self) -> None:
+        """Each child's results of this batch; None for a child that failed."""
+        if self.received is not None:
+            return
+        self.received = []
+        for child, share, ok in self.sent:
+            got = child.receive() if ok else None
+            if got is None or len(got) != len(share):  # failed or gone: done here instead
+                self.pool._drop(child)
+                got = None
+            self.received.append(got)
+        if self in self.pool.pending:
+            self.pool.pending.remove(self)
+
+
 class _Child:
     """One forked child and its two pipes: batches in, results out, each a pickle after
     its length."""
 
     def __init__(self, pid: int, to_child: int, from_child: int) -> None:
         self.pid, self.to_child, self.from_child = pid, to_child, from_child
+        self.ended = False  # its pipes closed: their numbers may belong to other files now
 
     @classmethod
     def fork(cls, others: list[_Child]) -> _Child | None:
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
+        for fd in (down_w, up_w):  # a batch and its results wait in the pipe, not the writer
+            with contextlib.suppress(OSError, AttributeError):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         try:
             pid = os.fork()
         except OSError:
@@ -140,6 +196,8 @@ class _Child:
         return cls(pid, down_w, up_r)
 
     def send(self, fn: Callable[[T], R], share: Sequence[T]) -> bool:
+        if self.ended:
+            return False
         try:
             _write(self.to_child, pickle.dumps((fn, share), protocol=pickle.HIGHEST_PROTOCOL))
         except (OSError, pickle.PicklingError):
@@ -148,6 +206,8 @@ class _Child:
 
     def receive(self) -> list[Any] | None:
         """The child's results, or None when it failed."""
+        if self.ended:
+            return None
         try:
             payload = _read(self.from_child)
             got = pickle.loads(payload) if payload is not None else None
@@ -156,6 +216,9 @@ class _Child:
         return got if isinstance(got, list) else None
 
     def end(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
         for fd in (self.to_child, self.from_child):
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from . import yamlstrict
 from .envrefs import literal_secrets
 from .errors import SpecError
-from .fanout import Pool
+from .fanout import Batch, Pool
 from .locate import pydantic_errors
 from .spec import FineTuneJob
 from .speccache import SpecCache, content_key, decode, encode
@@ -251,47 +251,77 @@ def _load_files(
                 continue
         todo.append(i)
     with Pool() as pool:  # forked once, at the first chunk worth sharing
-        for start in range(0, len(todo), CHUNK):  # a chunk's texts and data at a time
-            chunk = todo[start : start + CHUNK]
-            _load_chunk(chunk, pairs, out, stats, cache, store, digests, pool)
+        # a chunk's texts and data at a time; the next chunk's parsing is under way on
+        # the other cores while this process checks the last one against the spec model
+        under_way: _Chunk | None = None
+        for start in range(0, len(todo), CHUNK):
+            chunk = _Chunk.start(todo[start : start + CHUNK], pairs, store, digests, pool)
+            if under_way is not None:
+                under_way.finish(pairs, out, stats, cache, store)
+            under_way = chunk
+        if under_way is not None:
+            under_way.finish(pairs, out, stats, cache, store)
     return [x for x in out if x is not None]
 
 
-def _load_chunk(
-    todo: list[int],
-    pairs: list[tuple[Path, Path]],
-    out: list[Loaded | None],
-    stats: dict[int, tuple[int, int]],
-    cache: FileCache | None,
-    store: SpecCache | None,
-    digests: dict[Path, str],
-    pool: Pool,
-) -> None:
-    reads = {i: read_text(*pairs[i]) for i in todo}
-    keys = {i: content_key(raw) for i, (text, raw, _) in reads.items() if text is not None}
-    digests.update((pairs[i][0], key) for i, key in keys.items())
-    known = store.get_many(keys.values()) if store is not None else {}
-    parse = [i for i in keys if keys[i] not in known]
-    texts = [(reads[i][0] or "", pairs[i][1]) for i in parse]
-    step = parse_for_cache if store is not None else parse_without_cache
-    parsed = dict(zip(parse, pool.map(step, texts), strict=True))
-    for i in todo:
-        text, _, problem = reads[i]
-        shown = pairs[i][1]
-        if problem is not None or text is None:
-            loaded: Loaded = ([], [problem] if problem is not None else [])
-        else:
-            kept = known.get(keys[i])
-            found = decode(kept) if kept is not None else None
-            entry = None
-            if found is None:  # parsed now (or a kept entry this code cannot read)
-                found, entry = parsed.pop(i) if i in parsed else step((text, shown))
-            loaded = validate(found, text, shown)
-            if entry is not None and store is not None and not loaded[1]:  # loaded cleanly
-                store.put_encoded(keys[i], entry)
-        if cache is not None and i in stats:
-            cache[pairs[i][0]] = (stats[i], *loaded)
-        out[i] = loaded
+@dataclass
+class _Chunk:
+    """Files read, looked up in the cache, and their parsing sent to the other cores."""
+
+    todo: list[int]
+    reads: dict[int, tuple[str | None, bytes, SpecError | None]]
+    keys: dict[int, str]
+    known: dict[str, str]
+    parse: list[int]
+    batch: Batch[tuple[str, Path], tuple[Parsed, str | None]]
+    step: Any
+
+    OWN = 0.6  # this process's share of the parsing: it validates the chunk before too
+
+    @classmethod
+    def start(
+        cls,
+        todo: list[int],
+        pairs: list[tuple[Path, Path]],
+        store: SpecCache | None,
+        digests: dict[Path, str],
+        pool: Pool,
+    ) -> _Chunk:
+        reads = {i: read_text(*pairs[i]) for i in todo}
+        keys = {i: content_key(raw) for i, (text, raw, _) in reads.items() if text is not None}
+        digests.update((pairs[i][0], key) for i, key in keys.items())
+        known = store.get_many(keys.values()) if store is not None else {}
+        parse = [i for i in keys if keys[i] not in known]
+        texts = [(reads[i][0] or "", pairs[i][1]) for i in parse]
+        step = parse_for_cache if store is not None else parse_without_cache
+        return cls(todo, reads, keys, known, parse, pool.submit(step, texts, own=cls.OWN), step)
+
+    def finish(
+        self,
+        pairs: list[tuple[Path, Path]],
+        out: list[Loaded | None],
+        stats: dict[int, tuple[int, int]],
+        cache: FileCache | None,
+        store: SpecCache | None,
+    ) -> None:
+        parsed = dict(zip(self.parse, self.batch.result(), strict=True))
+        for i in self.todo:
+            text, _, problem = self.reads[i]
+            shown = pairs[i][1]
+            if problem is not None or text is None:
+                loaded: Loaded = ([], [problem] if problem is not None else [])
+            else:
+                kept = self.known.get(self.keys[i])
+                found = decode(kept) if kept is not None else None
+                entry = None
+                if found is None:  # parsed now (or a kept entry this code cannot read)
+                    found, entry = parsed.pop(i) if i in parsed else self.step((text, shown))
+                loaded = validate(found, text, shown)
+                if entry is not None and store is not None and not loaded[1]:  # loaded cleanly
+                    store.put_encoded(self.keys[i], entry)
+            if cache is not None and i in stats:
+                cache[pairs[i][0]] = (stats[i], *loaded)
+            out[i] = loaded
 
 
 def parse_for_cache(item: tuple[str, Path]) -> tuple[Parsed, str | None]:

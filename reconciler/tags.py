@@ -12,6 +12,7 @@ attempt; the ledger keeps the attempt. Tags written before namespaces existed
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -24,6 +25,7 @@ _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 DEFAULT_NAMESPACE = "default"
 
 
+@functools.lru_cache(maxsize=64)  # one namespace per project: asked once per spec
 def namespace_code(namespace: str) -> str:
     """Four base-36 characters of the namespace's hash (1.7 million codes)."""
     n = int.from_bytes(hashlib.sha256(namespace.encode()).digest()[:8], "big")

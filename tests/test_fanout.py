@@ -70,6 +70,18 @@ def test_a_pool_forks_once_for_every_batch_and_ends_its_children() -> None:
 
 
 @needs_fork
+def test_batches_under_way_together_come_back_whole_and_in_order() -> None:
+    with fanout.Pool(2) as pool:
+        first = pool.submit(_pid_and_square, list(range(1000)), own=0.5)
+        second = pool.submit(_pid_and_square, list(range(1000, 2000)), own=0.5)
+        got_second, got_first = second.result(), first.result()  # either order
+    assert [sq for _, sq in got_first] == [x * x for x in range(1000)]
+    assert [sq for _, sq in got_second] == [x * x for x in range(1000, 2000)]
+    mine = sum(1 for pid, _ in got_first if pid == PARENT)
+    assert mine == round(1000 * 0.5 / 1.5)  # a third here, two thirds in the child
+
+
+@needs_fork
 def test_a_pool_whose_child_died_goes_on_in_this_process() -> None:
     with fanout.Pool(2) as pool:
         got = pool.map(_dies_in_children, list(range(900)))
