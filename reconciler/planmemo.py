@@ -215,7 +215,11 @@ class Memo:
             return None
         folder = cache_folder(args.ledger, os.environ)
         assert folder is not None
-        return cls(folder, request_key(argv, os.environ), Path(args.specs), args.ledger)
+        try:
+            key = request_key(argv, os.environ)
+        except OSError:  # a working directory removed under us, a package file gone
+            return None
+        return cls(folder, key, Path(args.specs), args.ledger)
 
     @contextlib.contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:

@@ -45,6 +45,7 @@ from .datarules import DataFormat
 CACHE_FILE = "specs.db"
 FORMAT = 1
 _BATCH = 500  # keys per query
+_FLUSH = 2_000  # new entries held before they are written
 _SLACK = 2  # past this many entries per live file, the entries this command did not use go
 _SLACK_ROWS = 100  # ... and this many more
 
@@ -205,6 +206,10 @@ class SpecCache:
     def put_encoded(self, key: str, entry: str) -> None:
         self.new[key] = entry
         self.used.add(key)
+        if len(self.new) >= _FLUSH:  # written as they come: ten thousand would be 6 MB held
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self._write(prune=False)
+            self.new.clear()
 
     def data_report(self, real: Path, st: os.stat_result, rules: str) -> DataFileReport | None:
         """The report of a data file checked before under ``rules``, when its identity
@@ -266,7 +271,7 @@ class SpecCache:
         except (sqlite3.Error, OSError):
             pass
 
-    def _write(self) -> None:
+    def _write(self, *, prune: bool = True) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -299,7 +304,7 @@ class SpecCache:
                 db.executemany(
                     "INSERT OR REPLACE INTO data_checks VALUES (?, ?)", self.new_checks.items()
                 )
-                if self.prune:
+                if self.prune and prune:
                     self._prune(db, "entries", self.used)
                     self._prune(db, "data_stats", self.used_data)
                     self._prune(db, "data_checks", self.used_data)

@@ -312,3 +312,18 @@ def test_a_data_file_changed_within_the_tick_is_always_read(
     for _ in range(2):  # just written: its identity is not trusted yet
         _, calls = _checked(root, tmp_path / "cache", monkeypatch)
         assert len(calls) == 1
+
+
+def test_new_entries_are_written_as_they_come_not_all_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(speccache, "_FLUSH", 2)
+    _tree(tmp_path / "specs", 5)
+    store = SpecCache(tmp_path / "cache", prune=True)
+    load_tree([tmp_path / "specs"], store=store)
+    assert len(store.new) < 2  # the others are in the file already
+    with sqlite3.connect(tmp_path / "cache" / speccache.CACHE_FILE) as db:
+        assert db.execute("SELECT count(*) FROM entries").fetchone()[0] == 4
+    store.save()
+    _, warm = _load(tmp_path / "specs", tmp_path / "cache")
+    assert warm.hits == 5 and not warm.new
