@@ -22,11 +22,13 @@ with accounts, not with specs inside one account).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +55,8 @@ class Replica:
     ttl: float = 30.0
     held: dict[str, int] = field(default_factory=dict)  # account → epoch
     live: int = 1  # replicas heard from within the TTL, at the last balance
+    # a pass's balance and the renewer's keep_alive, one at a time
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # -- the fence, run inside every write transaction ------------------------------
     def fence(self, rows: Any) -> None:
@@ -85,21 +89,12 @@ class Replica:
     def balance(self, accounts: Iterable[str]) -> set[str]:
         """Heartbeat, renew, give back, claim: the accounts this replica now holds."""
         wanted = sorted(set(accounts))
-        with self.ledger.write(bump=False, fenced=False) as rows:
+        with self.lock, self.ledger.write(bump=False, fenced=False) as rows:
             self._heartbeat(rows)
             rows.execute(  # replicas gone long ago: forget them
                 f"DELETE FROM replicas WHERE seen_at < {NOW} - ?", [10 * self.ttl]
             )
-            live = [
-                r["holder"]
-                for r in rows.query(
-                    f"SELECT holder FROM replicas WHERE seen_at > {NOW} - ? ORDER BY holder",
-                    [self.ttl],
-                )
-            ]
-            self.live = len(live)
-            share = math.ceil(len(wanted) / max(len(live), 1)) if wanted else 0
-            leases = {r["name"]: r for r in rows.query("SELECT *, " + NOW + " AS now FROM leases")}
+            share, leases = self._share(rows, wanted)
             mine = [n for n in wanted if self._ours(leases.get(n))]
             # over the share (a replica joined): give the extras back, for the newcomer
             for name in sorted(mine, key=self._order)[share:]:
@@ -121,6 +116,52 @@ class Replica:
                     held[name] = epoch
             self.held = held
         return set(held)
+
+    def keep_alive(self, accounts: Iterable[str], ledger: Any) -> tuple[bool, float | None]:
+        """Between a pass's balances (``Renewer``, on its own connection): heartbeat,
+        extend the leases held, and claim free or expired ones up to the share. Nothing
+        is given back and ``held`` is left alone (what a pass works on, and what its
+        fence checks, changes only at a pass's balance, which takes up what this
+        claimed). Returns whether it claimed an account, and the seconds until another
+        replica's lease on a wanted account runs out (None: none held elsewhere)."""
+        wanted = sorted(set(accounts))
+        claimed = False
+        with self.lock, ledger.write(bump=False, fenced=False) as rows:
+            self._heartbeat(rows)
+            for name, epoch in self.held.items():  # only while live: never revived
+                rows.execute(
+                    f"UPDATE leases SET expires_at = {NOW} + ? WHERE name = ? AND holder = ? "
+                    f"AND epoch = ? AND expires_at > {NOW}",
+                    [self.ttl, name, self.name, epoch],
+                )
+            share, leases = self._share(rows, wanted)
+            mine = [n for n in wanted if self._ours(leases.get(n))]
+            free = [n for n in wanted if n not in mine and self._free(leases.get(n))]
+            for name in sorted(free, key=self._order)[: max(share - len(mine), 0)]:
+                claimed = self._claim(rows, name) is not None or claimed
+            theirs = [
+                float(lease["expires_at"]) - float(lease["now"])
+                for n in wanted
+                if n not in mine
+                and (lease := leases.get(n)) is not None
+                and lease["holder"] not in (None, self.name)
+                and not self._free(lease)
+            ]
+        return claimed, min(theirs) if theirs else None
+
+    def _share(self, rows: Any, wanted: list[str]) -> tuple[int, dict[str, Any]]:
+        """This replica's share of ``wanted`` among the live replicas, and every lease."""
+        live = [
+            r["holder"]
+            for r in rows.query(
+                f"SELECT holder FROM replicas WHERE seen_at > {NOW} - ? ORDER BY holder",
+                [self.ttl],
+            )
+        ]
+        self.live = len(live)
+        share = math.ceil(len(wanted) / max(len(live), 1)) if wanted else 0
+        leases = {r["name"]: r for r in rows.query("SELECT *, " + NOW + " AS now FROM leases")}
+        return share, leases
 
     def _order(self, name: str) -> str:
         """A per-replica order of the accounts, so replicas starting together spread out."""
@@ -163,7 +204,7 @@ class Replica:
     def release(self) -> None:
         """Give every lease back at once (a clean stop): the others take over at their
         next pass, not after the TTL."""
-        with self.ledger.write(bump=False, fenced=False) as rows:
+        with self.lock, self.ledger.write(bump=False, fenced=False) as rows:
             rows.execute(
                 "UPDATE leases SET holder = NULL, expires_at = 0 WHERE holder = ?", [self.name]
             )
@@ -203,3 +244,58 @@ def replica_lines(replicas: list[dict[str, Any]]) -> list[str]:
         holds = ", ".join(f"{h['account']} (epoch {h['epoch']})" for h in r["holds"]) or "nothing"
         lines.append(f"  {r['replica']}  holds {holds}; seen {r['seen_s_ago']:g}s ago")
     return lines
+
+
+class Renewer:
+    """A replica's leases kept alive while it works: every third of the TTL, on a
+    connection of its own, ``keep_alive`` (a pass that acts for longer than the TTL keeps
+    its accounts, and an account whose holder died is claimed within a third of the TTL
+    of its expiry, not at the next pass). ``gained`` is set when it claimed one; the
+    daemon then passes at once. Paused while the specs load (forking, for parsing on
+    every core, is safe only with no other thread)."""
+
+    def __init__(self, replica: Replica, ledger: Any, accounts: Any) -> None:
+        self.replica, self.ledger, self.accounts = replica, ledger, accounts
+        self.gained = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="lease-renewer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        running = self._thread is not None
+        self.stop()
+        try:
+            yield
+        finally:
+            if running:
+                self.start()
+
+    def _run(self) -> None:
+        wait = self.replica.ttl / 3
+        while not self._stop.wait(wait):
+            wait = self.replica.ttl / 3
+            accounts = set(self.accounts())
+            if not accounts:
+                continue
+            try:
+                claimed, expiring = self.replica.keep_alive(accounts, self.ledger)
+                if claimed:
+                    self.gained.set()
+                if expiring is not None:  # look again the moment another's lease runs out
+                    wait = min(wait, expiring + 0.05)
+            except LedgerError as exc:  # the pass's own balance and fence still decide
+                from .log import get
+
+                get("reconciler.leases").warning("lease renewal failed", error=str(exc))

@@ -10,6 +10,7 @@ cancels a job). SIGTERM and SIGINT stop the loop after the action in flight.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import signal
 import threading
@@ -29,6 +30,7 @@ from .providers.pool import DriverPool
 from .reconcile import PassResult, Reconciler
 from .retry import Backoff
 from .source import SpecSource
+from .validation import DesiredState
 
 log = get_logger("reconciler.watch")
 
@@ -80,6 +82,8 @@ class Watcher:
     stalled: bool = False
     # several replicas on one PostgreSQL ledger: the accounts this one holds (leases.py)
     replica: Any = None
+    renewer: Any = None  # leases.Renewer: the replica's leases kept alive between balances
+    last_state: Any = None  # the specs the last pass loaded
     last_balance: float = 0.0
     accounts: set[str] = field(default_factory=set)  # every account the last pass saw
     local_warned: bool = False
@@ -108,9 +112,11 @@ class Watcher:
 
         return due
 
-    def reconcile(self) -> list[Outcome]:
+    def reconcile(self, reuse: bool = False) -> list[Outcome]:
         """One pass. Never raises for provider or spec trouble: it logs and carries on.
-        A ledger deleted or replaced under the daemon stops it (``LedgerError``)."""
+        A ledger deleted or replaced under the daemon stops it (``LedgerError``).
+        ``reuse``: on the specs the last pass loaded (nothing changed since, and an
+        account was just taken over: it is acted on without loading the tree again)."""
         if not self.still_ours():
             if isinstance(self.ledger.path, str):  # a database: its lock's connection was cut
                 raise LedgerError(
@@ -124,7 +130,12 @@ class Watcher:
         started = time.monotonic()
         result = None
         try:
-            result = self._pass()
+            result = self._pass(self.last_state if reuse else None)
+            if self.renewer is not None and self.renewer.gained.is_set():
+                # a dead replica's account claimed while this pass ran: act on it now, on
+                # the specs just loaded, not a whole load later
+                self.renewer.gained.clear()
+                result = self._pass(self.last_state)
             return list(result.outcomes)
         except ReconcilerError as exc:
             log.error("pass failed", error=str(exc))
@@ -141,9 +152,14 @@ class Watcher:
                 except Exception as exc:  # metrics are never worth stopping the daemon for
                     log.error("metrics update failed", error=repr(exc))
 
-    def _pass(self) -> PassResult:
-        gc.unfreeze()  # the last load's objects may be garbage now (loader.paused_gc)
-        state = self.source.load(again=True)
+    def _pass(self, state: DesiredState | None = None) -> PassResult:
+        """One pass over the specs (loaded again, unless ``state`` is given)."""
+        if state is None:
+            gc.unfreeze()  # the last load's objects may be garbage now (loader.paused_gc)
+            # no other thread while the specs load: parsing forks (fanout)
+            with self.renewer.paused() if self.renewer is not None else contextlib.nullcontext():
+                state = self.source.load(again=True)
+        self.last_state = state
         now_problems = {err.render() for err in state.errors}
         for problem in sorted(now_problems - self.problems):  # each once, not every pass
             log.error("spec problem", problem=problem)
@@ -372,10 +388,15 @@ def run(watcher: Watcher, *, debounce_ms: int = 50) -> int:
                     gained = bool(watcher.renew() - before)  # another replica's accounts
                 except ReconcilerError as exc:
                     log.error("lease renewal failed", error=str(exc))
+            if watcher.renewer is not None and watcher.renewer.gained.is_set():
+                watcher.renewer.gained.clear()  # claimed a dead replica's account: act now
+                gained = True
             due = time.monotonic() >= next_pass
-            if (changes and ref_watch is None) or moved or due or gained:
+            if (changes and ref_watch is None) or moved or due:
                 watcher.reconcile()
                 next_pass = time.monotonic() + watcher.interval
+            elif gained:  # another replica's accounts, nothing else new: act on them now
+                watcher.reconcile(reuse=watcher.last_state is not None)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

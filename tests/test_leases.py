@@ -103,3 +103,59 @@ def test_a_replica_never_leases_local_training(
     assert watcher.local_warned
     owned = watcher._owned(jobs, {"together", "openai"})
     assert [n for n in ("a", "b", "c") if owned(n)] == ["a", "c"]
+
+
+def _expiry(replica: Replica, account: str) -> float:
+    row = replica.ledger.rows.query(
+        "SELECT expires_at - EXTRACT(EPOCH FROM clock_timestamp()) AS left FROM leases "
+        "WHERE name = ?",
+        [account],
+    )
+    return float(row[0]["left"])
+
+
+def test_keep_alive_renews_and_claims_but_never_gives_back(
+    replicas: Callable[..., Replica], pg_url: str
+) -> None:
+    a, b = replicas("a", ttl=2.0), replicas("b", ttl=2.0)
+    assert a.balance(["together"]) == {"together"}
+    assert b.balance(["together", "openai"]) == {"openai"}
+    other = open_ledger(pg_url)  # the renewer's own connection
+    try:
+        time.sleep(1.2)
+        assert _expiry(a, "together") < 1.0
+        assert a.keep_alive(["together"], other) == (False, None)  # renewed, nothing to claim
+        assert _expiry(a, "together") > 1.5
+        assert a.held == {"together": a.held["together"]}
+        _, expiring = a.keep_alive(["together", "openai"], other)
+        assert expiring is not None and 0 < expiring < 2.0  # b's lease runs out then
+        time.sleep(2.3)  # b is gone past its TTL (a kept alive, b did not)
+        claimed, _ = a.keep_alive(["together", "openai"], other)
+        assert claimed  # b's account
+        assert a.held == {"together": 1}  # a pass's balance takes it up, not the renewer
+        assert a.balance(["together", "openai"]) == {"together", "openai"}
+        with pytest.raises(LeaseLost):
+            b.ledger.record_event("note", "b, expired, writes no more")
+    finally:
+        other.close()
+
+
+def test_the_renewer_keeps_a_long_pass_in_its_lease_and_claims_at_once(
+    replicas: Callable[..., Replica], pg_url: str
+) -> None:
+    from reconciler.leases import Renewer
+
+    a, b = replicas("a", ttl=1.5), replicas("b", ttl=1.5)
+    assert a.balance(["together"]) == {"together"}
+    assert b.balance(["together", "openai"]) == {"openai"}
+    renewer = Renewer(a, open_ledger(pg_url), lambda: {"together", "openai"})
+    renewer.start()
+    try:
+        time.sleep(2.5)  # a "pass" longer than the TTL: the renewer kept the lease
+        a.ledger.record_event("note", "a still writes")
+        assert renewer.gained.wait(2.0)  # b stopped renewing: its account claimed
+        assert a.balance(["together", "openai"]) == {"together", "openai"}
+    finally:
+        renewer.stop()
+        renewer.ledger.close()
+    assert renewer._thread is None

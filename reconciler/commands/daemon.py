@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import ConfigError
+from ..leases import Renewer
 from ..ledger import Ledger
 from ..ledger.target import is_url
 from ..log import get as get_logger
@@ -35,7 +36,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         raise ConfigError("--lease-ttl must be positive")
     with _opened(ws, args.lease_ttl) as (ledger, replica):
         drivers = DriverPool(ws.env)
-        server = None
+        server = renewer = None
         try:
             watcher = Watcher(
                 ledger=ledger,
@@ -55,12 +56,19 @@ def cmd_watch(args: argparse.Namespace) -> int:
             if replica is not None:  # and its own connection still up (else: stop, restart)
                 lock, conn = ws.lock, replica.ledger.conn
                 watcher.still_ours = lambda: lock.still_held() and not (conn.closed or conn.broken)
+                seen = watcher  # the accounts its last pass saw, read by the renewer
+                renewer = Renewer(replica, ws.renewer_ledger(args.lease_ttl), lambda: seen.accounts)
+                watcher.renewer = renewer
+                renewer.start()
             if args.metrics_port is not None:
                 server = _observe(watcher, args)
             if notifier is not None:
                 watcher.on_finished = _notify_once(ledger, notifier)
             return run(watcher)
         finally:
+            if renewer is not None:
+                renewer.stop()
+                renewer.ledger.close()
             if server is not None:
                 server.close()
             if notifier is not None:

@@ -119,10 +119,7 @@ class Workspace:
             lock.acquire(command)
             self.lock = lock
             ledger = open_ledger(self.ledger)
-            # a replica paused inside a transaction (SIGSTOP, a frozen VM) must not hold the
-            # serial row, and with it every other replica, beyond its lease: the server ends it
-            ms = max(int(ttl * 1000), 1000)
-            ledger.conn.execute(f"SET idle_in_transaction_session_timeout = {ms}")  # type: ignore[attr-defined]
+            _pause_limit(ledger, ttl)
             replica = Replica(ledger, ttl=ttl)
             ledger.fence = replica.fence  # type: ignore[attr-defined]
             try:
@@ -132,8 +129,21 @@ class Workspace:
                     replica.release()
                 ledger.close()
 
+    def renewer_ledger(self, ttl: float) -> Ledger:
+        """A second connection to the PostgreSQL ledger, for a replica's lease renewer."""
+        ledger = open_ledger(self.ledger)
+        _pause_limit(ledger, ttl)
+        return ledger
+
     def out(self) -> Any:
         return console(sys.stdout, no_color=self.no_color)
 
     def err(self) -> Any:
         return console(sys.stderr, no_color=self.no_color)
+
+
+def _pause_limit(ledger: Ledger, ttl: float) -> None:
+    """A replica paused inside a transaction (SIGSTOP, a frozen VM) must not hold the
+    serial row, and with it every other replica, beyond its lease: the server ends it."""
+    ms = max(int(ttl * 1000), 1000)
+    ledger.conn.execute(f"SET idle_in_transaction_session_timeout = {ms}")  # type: ignore[attr-defined]
