@@ -28,7 +28,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,7 +254,9 @@ class Renewer:
     daemon then passes at once. Paused while the specs load (forking, for parsing on
     every core, is safe only with no other thread)."""
 
-    def __init__(self, replica: Replica, ledger: Any, accounts: Any) -> None:
+    def __init__(
+        self, replica: Replica, ledger: Any, accounts: Callable[[], Iterable[str]]
+    ) -> None:
         self.replica, self.ledger, self.accounts = replica, ledger, accounts
         self.gained = threading.Event()
         self._stop = threading.Event()

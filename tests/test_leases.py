@@ -114,12 +114,19 @@ def _expiry(replica: Replica, account: str) -> float:
     return float(row[0]["left"])
 
 
+def _a_holds_together_b_openai(
+    replicas: Callable[..., Replica], ttl: float
+) -> tuple[Replica, Replica]:
+    a, b = replicas("a", ttl=ttl), replicas("b", ttl=ttl)
+    assert a.balance(["together"]) == {"together"}
+    assert b.balance(["together", "openai"]) == {"openai"}
+    return a, b
+
+
 def test_keep_alive_renews_and_claims_but_never_gives_back(
     replicas: Callable[..., Replica], pg_url: str
 ) -> None:
-    a, b = replicas("a", ttl=2.0), replicas("b", ttl=2.0)
-    assert a.balance(["together"]) == {"together"}
-    assert b.balance(["together", "openai"]) == {"openai"}
+    a, b = _a_holds_together_b_openai(replicas, ttl=2.0)
     other = open_ledger(pg_url)  # the renewer's own connection
     try:
         time.sleep(1.2)
@@ -145,9 +152,7 @@ def test_the_renewer_keeps_a_long_pass_in_its_lease_and_claims_at_once(
 ) -> None:
     from reconciler.leases import Renewer
 
-    a, b = replicas("a", ttl=1.5), replicas("b", ttl=1.5)
-    assert a.balance(["together"]) == {"together"}
-    assert b.balance(["together", "openai"]) == {"openai"}
+    a, _ = _a_holds_together_b_openai(replicas, ttl=1.5)
     renewer = Renewer(a, open_ledger(pg_url), lambda: {"together", "openai"})
     renewer.start()
     try:

@@ -56,8 +56,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
             if replica is not None:  # and its own connection still up (else: stop, restart)
                 lock, conn = ws.lock, replica.ledger.conn
                 watcher.still_ours = lambda: lock.still_held() and not (conn.closed or conn.broken)
-                seen = watcher  # the accounts its last pass saw, read by the renewer
-                renewer = Renewer(replica, ws.renewer_ledger(args.lease_ttl), lambda: seen.accounts)
+                # the accounts the last pass saw are the ones the renewer keeps and claims
+                renewer = Renewer(
+                    replica, ws.renewer_ledger(args.lease_ttl), lambda: watcher.accounts
+                )
                 watcher.renewer = renewer
                 renewer.start()
             if args.metrics_port is not None:
